@@ -1,0 +1,11 @@
+"""Signal processing shared by training and the device: the same code on both sides."""
+
+from edge.dsp.resample import (
+    ANTIALIAS_FRACTION,
+    CausalResampler,
+    antialias_sos,
+    grid_times,
+    resample,
+)
+
+__all__ = ["ANTIALIAS_FRACTION", "CausalResampler", "antialias_sos", "grid_times", "resample"]
