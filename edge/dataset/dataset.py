@@ -118,8 +118,8 @@ class CheckReport:
 
     def summary(self) -> dict[str, object]:
         """Totals: subjects, trials, duration, rates, channels and force coverage."""
-        rates = sorted({round(t.imu_rate_hz, 3) for t in self.trials})
-        force_rates = sorted({round(t.force_rate_hz, 3) for t in self.trials if t.force_rate_hz})
+        rates = sorted({round(t.imu_rate_hz, 2) for t in self.trials})
+        force_rates = sorted({round(t.force_rate_hz, 2) for t in self.trials if t.force_rate_hz})
         places = sorted({p for t in self.trials for p in t.places})
         coverage: dict[str, float] = {}
         for side in ("l", "r"):

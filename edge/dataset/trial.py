@@ -19,6 +19,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from edge.dataset.problems import DatasetError, Problem, relative_name
+from edge.dsp.resample import nominal_rate_hz
 from edge.schema import (
     FORCE_AXES,
     KNOWN_COLUMNS,
@@ -86,7 +87,7 @@ class Stream:
         """Nominal sampling rate (from the median time step)."""
         if self.time_s.size < 2:
             return float("nan")
-        return float(1.0 / np.median(np.diff(self.time_s)))
+        return nominal_rate_hz(self.time_s)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from edge.dsp.resample import (
     CausalResampler,
     antialias_sos,
     grid_times,
+    nominal_rate_hz,
     resample,
 )
 
-__all__ = ["ANTIALIAS_FRACTION", "CausalResampler", "antialias_sos", "grid_times", "resample"]
+__all__ = ["ANTIALIAS_FRACTION", "CausalResampler", "antialias_sos", "grid_times", "nominal_rate_hz", "resample"]

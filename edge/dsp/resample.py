@@ -60,13 +60,20 @@ def grid_times(start_s: float, stop_s: float, rate_hz: float) -> FloatArray:
 
 
 def nominal_rate_hz(time_s: FloatArray) -> float:
-    """Sampling rate from the median time step (robust to dropouts and jitter)."""
+    """Sampling rate of a recording, robust to dropouts, jitter and rounded timestamps.
+
+    Without dropouts it is samples per second over the whole recording (exact even when each
+    timestamp was rounded); with dropouts it falls back to the median time step.
+    """
     if time_s.size < 2:
         raise ValueError("need at least two samples to estimate a sampling rate")
-    step = float(np.median(np.diff(time_s)))
-    if not step > 0:
+    steps = np.diff(time_s)
+    median = float(np.median(steps))
+    if not median > 0:
         raise ValueError("time must be strictly increasing")
-    return 1.0 / step
+    if float(steps.max()) < 1.5 * median:
+        return (time_s.size - 1) / float(time_s[-1] - time_s[0])
+    return 1.0 / median
 
 
 class CausalResampler:

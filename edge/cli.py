@@ -1,0 +1,143 @@
+"""Subcommands owned by ``edge``: ``forcecast data synth|check|resample``.
+
+Only the standard library is imported here; each handler imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    """Add the ``data`` command group to the top-level subparsers."""
+    data = commands.add_parser("data", help="synthesise, check and resample datasets (format v1)",
+                               description="Work with datasets in forcecast's interchange format v1.")
+    verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    synth = verbs.add_parser(
+        "synth", help="write the synthetic gait lab dataset",
+        description="Generate virtual subjects walking on an instrumented treadmill with IMUs, in format v1. "
+                    "The same seed gives byte-identical files.",
+    )
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    synth.add_argument("--subjects", type=int, help="number of subjects (default 20)")
+    synth.add_argument("--seed", type=int, help="master seed (default 0)")
+    synth.add_argument("--duration-s", type=float, help="length of each walking trial (default 60)")
+    synth.add_argument("--speeds", help="comma-separated conditions from slow,comfortable,fast (default all)")
+    synth.add_argument("--format", dest="file_format", choices=("csv", "parquet"), help="file format (default csv)")
+    synth.add_argument("--config", type=Path, help="TOML file with a [synth] table; flags override it")
+    synth.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    synth.set_defaults(handler=_synth)
+
+    check = verbs.add_parser(
+        "check", help="validate a dataset and summarise it",
+        description="Check every file of a dataset (format v1). Exits 1 if any error is found, "
+                    "listing each with its file, row and column.",
+    )
+    check.add_argument("dataset", type=Path, help="dataset folder")
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.set_defaults(handler=_check)
+
+    resample = verbs.add_parser(
+        "resample", help="resample a dataset to one rate (single-file trials)",
+        description="Write a copy of a dataset with every trial's IMU and force on one time base at "
+                    "--rate-hz (anti-aliased: causal for IMU, zero-phase for force).",
+    )
+    resample.add_argument("dataset", type=Path, help="dataset folder to read")
+    resample.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    resample.add_argument("--rate-hz", type=float, required=True, help="target sampling rate")
+    resample.add_argument("--format", dest="file_format", choices=("csv", "parquet"), default="csv")
+    resample.set_defaults(handler=_resample)
+
+
+def _progress(json_output: bool, unit: str, desc: str) -> Any:
+    from tqdm import tqdm
+
+    def wrap(items: Any, total: int) -> Any:
+        return tqdm(items, total=total, unit=unit, desc=desc, disable=True if json_output else None,
+                    file=sys.stderr, dynamic_ncols=True)
+
+    return wrap
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from edge.config import ConfigError, load_config
+    from edge.synth import SynthConfig, generate_dataset
+
+    config = load_config(SynthConfig, args.config, "synth") if args.config else SynthConfig()
+    overrides: dict[str, Any] = {}
+    for name in ("subjects", "seed", "duration_s", "file_format"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.speeds is not None:
+        overrides["speeds"] = tuple(s.strip() for s in args.speeds.split(",") if s.strip())
+    try:
+        config = replace(config, **overrides)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    started = time.perf_counter()
+    subjects = generate_dataset(args.out, config, _progress(args.json, "trial", "synth"))
+    elapsed = time.perf_counter() - started
+    n_trials = len(subjects) * (len(config.speeds) + (1 if config.static_s > 0 else 0))
+    result = {"out": str(args.out), "subjects": len(subjects), "trials": n_trials,
+              "seed": config.seed, "seconds": round(elapsed, 2)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {len(subjects)} subjects, {n_trials} trials to {args.out} in {elapsed:.1f} s")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from edge.dataset import check_dataset
+
+    report = check_dataset(args.dataset, _progress(args.json, "trial", "check"))
+    summary = report.summary()
+    if args.json:
+        print(json.dumps({"ok": report.ok, "summary": summary,
+                          "problems": [p.to_dict() for p in report.problems]}))
+        return 0 if report.ok else 1
+    print(f"dataset   {summary['root']}")
+    print(f"subjects  {summary['subjects']} ({summary['subjects_with_trials']} with trials)")
+    print(f"trials    {summary['trials']}, {_duration(float(summary['duration_s']))} in all")  # type: ignore[arg-type]
+    print(f"IMU rates {', '.join(f'{r:g} Hz' for r in summary['imu_rates_hz']) or '-'}")  # type: ignore[attr-defined]
+    print(f"force     {', '.join(f'{r:g} Hz' for r in summary['force_rates_hz']) or 'none'}; coverage "  # type: ignore[attr-defined]
+          + ", ".join(f"{side} {100 * c:.1f} %" for side, c in summary["force_coverage"].items()))  # type: ignore[attr-defined]
+    print(f"places    {', '.join(summary['places']) or '-'}")  # type: ignore[arg-type]
+    for problem in report.problems:
+        print(f"  {problem}")
+    verdict = "OK" if report.ok else "FAILED"
+    print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    return 0 if report.ok else 1
+
+
+def _resample(args: argparse.Namespace) -> int:
+    import shutil
+
+    from tqdm import tqdm
+
+    from edge.dataset import SUBJECTS_FILE, Dataset, resample_trial, write_trial
+
+    if args.out.resolve() == args.dataset.resolve():
+        raise FileExistsError(f"--out must differ from the input dataset ({args.out})")
+    dataset = Dataset.open(args.dataset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.dataset / SUBJECTS_FILE, args.out / SUBJECTS_FILE)
+    for ref in tqdm(dataset.trials, unit="trial", desc="resample", file=sys.stderr, disable=None):
+        trial = resample_trial(dataset.load(ref), args.rate_hz)
+        write_trial(args.out, trial, file_format=args.file_format, paired=False)
+    print(f"wrote {len(dataset.trials)} trials at {args.rate_hz:g} Hz to {args.out}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"

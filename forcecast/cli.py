@@ -1,0 +1,53 @@
+"""``forcecast`` command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules that add subcommands. Each has ``register(subparsers)`` and imports only the standard
+# library at module level; heavy imports happen inside the command handlers.
+COMMAND_MODULES = ("edge.cli",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every part's subcommands registered."""
+    from edge import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="forcecast",
+        description="3D ground reaction force from wearable IMUs and knee-alignment features.",
+        epilog="Run 'forcecast COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"forcecast {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit status.
+
+    Known failures (bad data, bad config, missing files) print one clear message and exit 2;
+    anything else is a bug and shows its traceback.
+    """
+    from edge.config import ConfigError
+    from edge.dataset.problems import DatasetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (DatasetError, ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
+        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
