@@ -105,20 +105,14 @@ def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
         if subject is None:
             continue
         loaded = finite[finite > 0]
-        if loaded.size == 0:
+        if loaded.size == 0 and np.any(finite < 0):
             problems.append(Problem(force.source, "vertical force is never positive: is 'v' pointing down?",
                                     column=v_name))
+        if loaded.size == 0:
             continue
         peak_bw = float(np.percentile(loaded, 99)) / subject.body_weight_n
         if not FORCE_PEAK_BW_RANGE[0] <= peak_bw <= FORCE_PEAK_BW_RANGE[1]:
-            if peak_bw > 300:
-                hint = "looks like mN: about 1000× too large"
-            elif peak_bw < 0.003 and float(np.percentile(loaded, 99)) > 0.2:
-                hint = "looks like body weights: multiply by body mass × 9.81"
-            elif peak_bw < 0.003:
-                hint = "looks like kN: about 1000× too small"
-            else:
-                hint = "check the unit and the body mass in subjects.csv"
+            hint = _force_unit_hint(float(np.percentile(loaded, 99)), subject.body_weight_n)
             row = int(np.nanargmax(v)) + 1
             problems.append(Problem(
                 force.source,
@@ -127,6 +121,20 @@ def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
                 row, v_name,
             ))
     return problems
+
+
+def _force_unit_hint(peak: float, body_weight_n: float) -> str:
+    """Name the unit slip that best explains a vertical force peak (a walking peak is ≈1.1 BW)."""
+    hypotheses = {
+        "looks like mN: about 1000× too large": peak / 1000.0 / body_weight_n,
+        "looks like kN: about 1000× too small": peak * 1000.0 / body_weight_n,
+        "looks like body weights: multiply by body mass × 9.81": peak,
+        "looks like kgf: multiply by 9.81": peak * GRAVITY_MPS2 / body_weight_n,
+    }
+    best, value = min(hypotheses.items(), key=lambda item: abs(np.log(max(item[1], 1e-12) / 1.1)))
+    if FORCE_PEAK_BW_RANGE[0] <= value <= FORCE_PEAK_BW_RANGE[1]:
+        return best
+    return "check the unit and the body mass in subjects.csv"
 
 
 def _zero_runs(force: Stream, side: str) -> list[Problem]:
