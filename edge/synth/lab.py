@@ -186,9 +186,9 @@ def _impact_accelerations(impacts: dict[str, FloatArray], fs: float) -> dict[str
     """
     tau = np.arange(0.0, 0.25, 1.0 / fs)
     shapes = {
-        "foot": (220.0, 40.0, 0.010),
-        "shank": (120.0, 30.0, 0.012),
-        "thigh": (25.0, 12.0, 0.050),
+        "foot": (400.0, 40.0, 0.010),
+        "shank": (350.0, 30.0, 0.012),
+        "thigh": (40.0, 12.0, 0.050),
     }
     out: dict[str, FloatArray] = {}
     for side, train in impacts.items():
