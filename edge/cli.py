@@ -15,14 +15,18 @@ from typing import Any
 
 def register(commands: Any) -> None:
     """Add the ``data`` command group to the top-level subparsers."""
-    data = commands.add_parser("data", help="synthesise, check and resample datasets (format v1)",
-                               description="Work with datasets in forcecast's interchange format v1.")
+    data = commands.add_parser(
+        "data",
+        help="synthesise, check and resample datasets (format v1)",
+        description="Work with datasets in forcecast's interchange format v1.",
+    )
     verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     synth = verbs.add_parser(
-        "synth", help="write the synthetic gait lab dataset",
+        "synth",
+        help="write the synthetic gait lab dataset",
         description="Generate virtual subjects walking on an instrumented treadmill with IMUs, in format v1. "
-                    "The same seed gives byte-identical files.",
+        "The same seed gives byte-identical files.",
     )
     synth.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     synth.add_argument("--subjects", type=int, help="number of subjects (default 20)")
@@ -35,18 +39,20 @@ def register(commands: Any) -> None:
     synth.set_defaults(handler=_synth)
 
     check = verbs.add_parser(
-        "check", help="validate a dataset and summarise it",
+        "check",
+        help="validate a dataset and summarise it",
         description="Check every file of a dataset (format v1). Exits 1 if any error is found, "
-                    "listing each with its file, row and column.",
+        "listing each with its file, row and column.",
     )
     check.add_argument("dataset", type=Path, help="dataset folder")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.set_defaults(handler=_check)
 
     resample = verbs.add_parser(
-        "resample", help="resample a dataset to one rate (single-file trials)",
+        "resample",
+        help="resample a dataset to one rate (single-file trials)",
         description="Write a copy of a dataset with every trial's IMU and force on one time base at "
-                    "--rate-hz (anti-aliased: causal for IMU, zero-phase for force).",
+        "--rate-hz (anti-aliased: causal for IMU, zero-phase for force).",
     )
     resample.add_argument("dataset", type=Path, help="dataset folder to read")
     resample.add_argument("--out", type=Path, required=True, help="dataset folder to write")
@@ -59,8 +65,15 @@ def _progress(json_output: bool, unit: str, desc: str) -> Any:
     from tqdm import tqdm
 
     def wrap(items: Any, total: int) -> Any:
-        return tqdm(items, total=total, unit=unit, desc=desc, disable=True if json_output else None,
-                    file=sys.stderr, dynamic_ncols=True)
+        return tqdm(
+            items,
+            total=total,
+            unit=unit,
+            desc=desc,
+            disable=True if json_output else None,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
     return wrap
 
@@ -86,8 +99,13 @@ def _synth(args: argparse.Namespace) -> int:
     subjects = generate_dataset(args.out, config, _progress(args.json, "trial", "synth"))
     elapsed = time.perf_counter() - started
     n_trials = len(subjects) * (len(config.speeds) + (1 if config.static_s > 0 else 0))
-    result = {"out": str(args.out), "subjects": len(subjects), "trials": n_trials,
-              "seed": config.seed, "seconds": round(elapsed, 2)}
+    result = {
+        "out": str(args.out),
+        "subjects": len(subjects),
+        "trials": n_trials,
+        "seed": config.seed,
+        "seconds": round(elapsed, 2),
+    }
     if args.json:
         print(json.dumps(result))
     else:
@@ -101,15 +119,16 @@ def _check(args: argparse.Namespace) -> int:
     report = check_dataset(args.dataset, _progress(args.json, "trial", "check"))
     summary = report.summary()
     if args.json:
-        print(json.dumps({"ok": report.ok, "summary": summary,
-                          "problems": [p.to_dict() for p in report.problems]}))
+        print(json.dumps({"ok": report.ok, "summary": summary, "problems": [p.to_dict() for p in report.problems]}))
         return 0 if report.ok else 1
     print(f"dataset   {summary['root']}")
     print(f"subjects  {summary['subjects']} ({summary['subjects_with_trials']} with trials)")
     print(f"trials    {summary['trials']}, {_duration(float(summary['duration_s']))} in all")  # type: ignore[arg-type]
     print(f"IMU rates {', '.join(f'{r:g} Hz' for r in summary['imu_rates_hz']) or '-'}")  # type: ignore[attr-defined]
-    print(f"force     {', '.join(f'{r:g} Hz' for r in summary['force_rates_hz']) or 'none'}; coverage "  # type: ignore[attr-defined]
-          + ", ".join(f"{side} {100 * c:.1f} %" for side, c in summary["force_coverage"].items()))  # type: ignore[attr-defined]
+    print(
+        f"force     {', '.join(f'{r:g} Hz' for r in summary['force_rates_hz']) or 'none'}; coverage "  # type: ignore[attr-defined]
+        + ", ".join(f"{side} {100 * c:.1f} %" for side, c in summary["force_coverage"].items())
+    )  # type: ignore[attr-defined]
     print(f"places    {', '.join(summary['places']) or '-'}")  # type: ignore[arg-type]
     for problem in report.problems:
         print(f"  {problem}")

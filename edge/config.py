@@ -70,6 +70,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
 def to_dict(obj: object) -> dict[str, Any]:
     """Plain-data form of a config dataclass (tuples become lists), ready for TOML or JSON."""
+
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}

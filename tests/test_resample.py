@@ -103,7 +103,8 @@ def test_resample_trial_puts_imu_and_force_on_one_grid_and_keeps_force_timing():
     force = np.zeros((t_force.size, 3))
     force[:, 0] = np.exp(-0.5 * ((t_force - 2.5) / 0.05) ** 2) * 800.0
     trial = Trial(
-        "S1", "walk",
+        "S1",
+        "walk",
         Stream(t_imu, ("pelvis_acc_x", "pelvis_acc_y", "pelvis_acc_z"), np.ones((t_imu.size, 3))),
         Stream(t_force, ("l_grf_v", "l_grf_ap", "l_grf_ml"), force),
     )

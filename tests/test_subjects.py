@@ -28,19 +28,32 @@ def test_round_trip_keeps_values_and_unknown_alignment(tmp_path):
 
 
 def test_each_bad_value_is_named_with_row_and_column(tmp_path):
-    path = write(tmp_path, HEADER + "\n".join([
-        "S1,70,172,3,left,x",       # height in cm
-        "S2,70000,1.7,3,left,x",    # mass in grams
-        "S3,70,1.7,abc,left,x",     # hka not a number
-        "S1,70,1.7,3,right,x",      # duplicate id
-        "S5,70,1.7,3,both,x",       # bad side
-        "S6,70,1.7,45,none,x",      # implausible alignment
-        "S7,70,1.7,,none,x",        # fine: unknown alignment
-    ]) + "\n")
+    path = write(
+        tmp_path,
+        HEADER
+        + "\n".join(
+            [
+                "S1,70,172,3,left,x",  # height in cm
+                "S2,70000,1.7,3,left,x",  # mass in grams
+                "S3,70,1.7,abc,left,x",  # hka not a number
+                "S1,70,1.7,3,right,x",  # duplicate id
+                "S5,70,1.7,3,both,x",  # bad side
+                "S6,70,1.7,45,none,x",  # implausible alignment
+                "S7,70,1.7,,none,x",  # fine: unknown alignment
+            ]
+        )
+        + "\n",
+    )
     subjects, problems = read_subjects(path)
     found = {(p.row, p.column) for p in problems}
-    assert found == {(1, "height_m"), (2, "body_mass_kg"), (3, "hka_deg"), (4, "subject_id"),
-                     (5, "affected_side"), (6, "hka_deg")}
+    assert found == {
+        (1, "height_m"),
+        (2, "body_mass_kg"),
+        (3, "hka_deg"),
+        (4, "subject_id"),
+        (5, "affected_side"),
+        (6, "hka_deg"),
+    }
     by_row = {p.row: p.message for p in problems}
     assert "centimetres" in by_row[1]
     assert "grams" in by_row[2]

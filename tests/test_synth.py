@@ -1,6 +1,7 @@
 """The synthetic gait lab is deterministic and physically plausible."""
 
 import filecmp
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def gait_figures(subject: VirtualSubject, condition: str) -> dict[str, float]:
         ml = f.column(f"{side}_grf_ml") / bw
         st = stances(v)
         strikes.append(np.array([a for a, _ in st]))
-        for (a, b), (a_next, _) in zip(st[:-1], st[1:], strict=True):
+        for (a, b), (a_next, _) in itertools.pairwise(st):
             mid = (a + b) // 2
             out["p1"].append(v[a:mid].max())
             out["p2"].append(v[mid:b].max())
@@ -56,8 +57,16 @@ def gait_figures(subject: VirtualSubject, condition: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def control() -> VirtualSubject:
     subject = make_subject(CONFIG, 1)
-    return replace(subject, affected_side="none", severity=0.0, hka_deg=1.0, contralateral_hka_deg=1.0,
-                   comfortable_speed_mps=1.3, thrust=False, peak_offset_bw=0.0)
+    return replace(
+        subject,
+        affected_side="none",
+        severity=0.0,
+        hka_deg=1.0,
+        contralateral_hka_deg=1.0,
+        comfortable_speed_mps=1.3,
+        thrust=False,
+        peak_offset_bw=0.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +117,7 @@ def test_oa_side_carries_less_than_the_sound_side(control):
     peaks = {}
     for side in ("l", "r"):
         v = trial.force.column(f"{side}_grf_v") / bw
-        peaks[side] = np.median([v[a:(a + b) // 2].max() for a, b in stances(v)])
+        peaks[side] = np.median([v[a : (a + b) // 2].max() for a, b in stances(v)])
     assert peaks["l"] < peaks["r"] - 0.03
 
 
@@ -163,10 +172,11 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path):
     generate_dataset(tmp_path / "c", replace(config, seed=12))
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) == 10  # subjects.csv, synth.json, 2 subjects × 2 trials × (.imu + .force)
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", [str(f) for f in files], shallow=False)
+    _match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
-    assert not filecmp.cmp(tmp_path / "a/trials/S01/walk_fast.imu.csv", tmp_path / "c/trials/S01/walk_fast.imu.csv",
-                           shallow=False)
+    assert not filecmp.cmp(
+        tmp_path / "a/trials/S01/walk_fast.imu.csv", tmp_path / "c/trials/S01/walk_fast.imu.csv", shallow=False
+    )
 
 
 def test_a_subject_does_not_depend_on_cohort_size():
@@ -182,8 +192,12 @@ def test_cohort_spans_the_alignment_range_and_has_both_groups():
 
 @pytest.mark.parametrize(
     ("changes", "words"),
-    [({"speeds": ("jogging",)}, "speeds"), ({"duration_s": 0.5}, "duration_s"), ({"places": ("l_hand",)}, "places"),
-     ({"imu_rates_hz": (1000.0,)}, "imu_rates_hz")],
+    [
+        ({"speeds": ("jogging",)}, "speeds"),
+        ({"duration_s": 0.5}, "duration_s"),
+        ({"places": ("l_hand",)}, "places"),
+        ({"imu_rates_hz": (1000.0,)}, "imu_rates_hz"),
+    ],
 )
 def test_config_refuses_bad_values(changes, words):
     with pytest.raises(ValueError, match=words):

@@ -61,8 +61,9 @@ def rows(n: int, start: float = 0.0) -> str:
 
 
 def test_unknown_column_is_named_with_a_suggestion(tmp_path):
-    trial, problems = csv_trial(tmp_path, HEADER + ",pelvis_acc_X\n" + "\n".join(
-        f"{i / 100:.2f},0,0,9.81,0,0,0,1" for i in range(5)))
+    trial, problems = csv_trial(
+        tmp_path, HEADER + ",pelvis_acc_X\n" + "\n".join(f"{i / 100:.2f},0,0,9.81,0,0,0,1" for i in range(5))
+    )
     assert trial is None
     [problem] = problems
     assert problem.column == "pelvis_acc_X"

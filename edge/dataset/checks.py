@@ -76,8 +76,9 @@ def _acc_units(block: NDArray[np.float64], source: str, place: str, column: str)
     else:
         hint = "far too large"
     row = int(np.argmax(np.abs(norm - GRAVITY_MPS2))) + 1
-    return [Problem(source, f"{place}_acc median magnitude is {median:.4g}, expected about 9.8 m/s² ({hint})",
-                    row, column)]
+    return [
+        Problem(source, f"{place}_acc median magnitude is {median:.4g}, expected about 9.8 m/s² ({hint})", row, column)
+    ]
 
 
 def _gyr_units(block: NDArray[np.float64], source: str, place: str, column: str) -> list[Problem]:
@@ -98,28 +99,33 @@ def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
         v = force.column(v_name)
         finite = v[np.isfinite(v)]
         if finite.size == 0:
-            problems.append(Problem(force.source, "no force samples at all (every value NaN)", column=v_name,
-                                    severity="warning"))
+            problems.append(
+                Problem(force.source, "no force samples at all (every value NaN)", column=v_name, severity="warning")
+            )
             continue
         problems += _zero_runs(force, side)
         if subject is None:
             continue
         loaded = finite[finite > 0]
         if loaded.size == 0 and np.any(finite < 0):
-            problems.append(Problem(force.source, "vertical force is never positive: is 'v' pointing down?",
-                                    column=v_name))
+            problems.append(
+                Problem(force.source, "vertical force is never positive: is 'v' pointing down?", column=v_name)
+            )
         if loaded.size == 0:
             continue
         peak_bw = float(np.percentile(loaded, 99)) / subject.body_weight_n
         if not FORCE_PEAK_BW_RANGE[0] <= peak_bw <= FORCE_PEAK_BW_RANGE[1]:
             hint = _force_unit_hint(float(np.percentile(loaded, 99)), subject.body_weight_n)
             row = int(np.nanargmax(v)) + 1
-            problems.append(Problem(
-                force.source,
-                f"vertical force peaks at {peak_bw:.3g} body weights for {subject.body_mass_kg:g} kg "
-                f"(expected {FORCE_PEAK_BW_RANGE[0]:g}..{FORCE_PEAK_BW_RANGE[1]:g}; {hint})",
-                row, v_name,
-            ))
+            problems.append(
+                Problem(
+                    force.source,
+                    f"vertical force peaks at {peak_bw:.3g} body weights for {subject.body_mass_kg:g} kg "
+                    f"(expected {FORCE_PEAK_BW_RANGE[0]:g}..{FORCE_PEAK_BW_RANGE[1]:g}; {hint})",
+                    row,
+                    v_name,
+                )
+            )
     return problems
 
 
@@ -145,12 +151,16 @@ def _zero_runs(force: Stream, side: str) -> list[Problem]:
     rate = force.rate_hz
     for start, stop in zip(starts, stops, strict=True):
         if (stop - start) / rate >= ZERO_FORCE_RUN_S:
-            return [Problem(
-                force.source,
-                f"force is exactly 0 N on all axes for {(stop - start) / rate:.1f} s (rows {start + 1}-{stop}): "
-                "if no foot was on the plate, write NaN (missing), not 0 (a real value)",
-                start + 1, columns[0], "warning",
-            )]
+            return [
+                Problem(
+                    force.source,
+                    f"force is exactly 0 N on all axes for {(stop - start) / rate:.1f} s (rows {start + 1}-{stop}): "
+                    "if no foot was on the plate, write NaN (missing), not 0 (a real value)",
+                    start + 1,
+                    columns[0],
+                    "warning",
+                )
+            ]
     return []
 
 
@@ -158,12 +168,20 @@ def _nan_runs(values: NDArray[np.float64], source: str, column: str) -> list[Pro
     starts, stops = _runs(~np.isfinite(values))
     if starts.size == 0:
         return []
-    listed = ", ".join(f"rows {a + 1}-{b}" if b - a > 1 else f"row {a + 1}" for a, b in
-                       zip(starts[:MAX_LISTED], stops[:MAX_LISTED], strict=True))
+    listed = ", ".join(
+        f"rows {a + 1}-{b}" if b - a > 1 else f"row {a + 1}"
+        for a, b in zip(starts[:MAX_LISTED], stops[:MAX_LISTED], strict=True)
+    )
     more = f" and {starts.size - MAX_LISTED} more" if starts.size > MAX_LISTED else ""
     total = int(np.sum(stops - starts))
-    return [Problem(source, f"{total} missing IMU sample(s) (NaN) in {starts.size} run(s): {listed}{more}",
-                    int(starts[0]) + 1, column)]
+    return [
+        Problem(
+            source,
+            f"{total} missing IMU sample(s) (NaN) in {starts.size} run(s): {listed}{more}",
+            int(starts[0]) + 1,
+            column,
+        )
+    ]
 
 
 def _gap_problems(stream: Stream) -> list[Problem]:
@@ -175,12 +193,16 @@ def _gap_problems(stream: Stream) -> list[Problem]:
     if gaps.size == 0:
         return []
     longest = int(gaps[np.argmax(steps[gaps])])
-    return [Problem(
-        stream.source,
-        f"{gaps.size} dropout(s) in time (steps over {GAP_FACTOR:g}× the median {median * 1000:.3g} ms); "
-        f"longest {steps[longest]:.3f} s after {stream.time_s[longest]:.3f} s",
-        int(gaps[0]) + 2, "time_s", "warning",
-    )]
+    return [
+        Problem(
+            stream.source,
+            f"{gaps.size} dropout(s) in time (steps over {GAP_FACTOR:g}× the median {median * 1000:.3g} ms); "
+            f"longest {steps[longest]:.3f} s after {stream.time_s[longest]:.3f} s",
+            int(gaps[0]) + 2,
+            "time_s",
+            "warning",
+        )
+    ]
 
 
 def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:

@@ -45,14 +45,19 @@ class Dataset:
             if ref.subject_id in known:
                 kept.append(ref)
             elif ref.subject_id not in listed_in_csv:
-                problems.append(Problem(f"{TRIALS_DIR}/{ref.subject_id}",
-                                        f"subject {ref.subject_id!r} has trials but is missing from subjects.csv"))
+                problems.append(
+                    Problem(
+                        f"{TRIALS_DIR}/{ref.subject_id}",
+                        f"subject {ref.subject_id!r} has trials but is missing from subjects.csv",
+                    )
+                )
         missing_folders = [(s.subject_id, f"{TRIALS_DIR}/{s.subject_id}") for s in subjects]
         with_trials = {r.subject_id for r in refs}
         for subject_id, folder in missing_folders:
             if subject_id not in with_trials:
-                problems.append(Problem(folder, f"subject {subject_id!r} is listed but has no trials",
-                                        severity="warning"))
+                problems.append(
+                    Problem(folder, f"subject {subject_id!r} is listed but has no trials", severity="warning")
+                )
         # One message per subject folder, not per trial, for subjects missing from subjects.csv.
         problems = list(dict.fromkeys(problems))
         return cls(root, {s.subject_id: s for s in subjects}, kept, problems)

@@ -133,7 +133,11 @@ def discover_trials(root: Path) -> tuple[list[TrialRef], list[Problem]]:
     refs: list[TrialRef] = []
     for subject_dir in sorted(p for p in trials_dir.iterdir() if not p.name.startswith(".")):
         if not subject_dir.is_dir():
-            problems.append(Problem(relative_name(subject_dir, root), "not a folder: expected trials/<subject_id>/", severity="warning"))
+            problems.append(
+                Problem(
+                    relative_name(subject_dir, root), "not a folder: expected trials/<subject_id>/", severity="warning"
+                )
+            )
             continue
         parts: dict[str, dict[Part, list[Path]]] = {}
         for path in sorted(subject_dir.iterdir()):
@@ -141,11 +145,13 @@ def discover_trials(root: Path) -> tuple[list[TrialRef], list[Problem]]:
                 continue
             parsed = _split_trial_name(path.name)
             if parsed is None:
-                problems.append(Problem(
-                    relative_name(path, root),
-                    "ignored: not a trial file (<trial_id>.csv|.parquet or <trial_id>.imu|.force.csv|.parquet)",
-                    severity="warning",
-                ))
+                problems.append(
+                    Problem(
+                        relative_name(path, root),
+                        "ignored: not a trial file (<trial_id>.csv|.parquet or <trial_id>.imu|.force.csv|.parquet)",
+                        severity="warning",
+                    )
+                )
                 continue
             trial_id, part = parsed
             parts.setdefault(trial_id, {}).setdefault(part, []).append(path)
@@ -153,7 +159,9 @@ def discover_trials(root: Path) -> tuple[list[TrialRef], list[Problem]]:
             name = relative_name(subject_dir / trial_id, root)
             duplicated = [part for part, paths in found.items() if len(paths) > 1]
             if duplicated:
-                problems.append(Problem(name, f"trial stored twice (both .csv and .parquet for {duplicated[0]!r} data)"))
+                problems.append(
+                    Problem(name, f"trial stored twice (both .csv and .parquet for {duplicated[0]!r} data)")
+                )
                 continue
             if "single" in found and ("imu" in found or "force" in found):
                 problems.append(Problem(name, "trial stored both as one file and as an .imu/.force pair"))
@@ -205,12 +213,14 @@ def read_trial(ref: TrialRef, root: Path | None = None) -> tuple[Trial | None, l
     if force is not None and len(ref.files) == 2:
         overlap = min(imu.time_s[-1], force.time_s[-1]) - max(imu.time_s[0], force.time_s[0])
         if overlap <= 0:
-            problems.append(Problem(
-                force.source,
-                f"force time {force.time_s[0]:.3f}..{force.time_s[-1]:.3f} s does not overlap IMU time "
-                f"{imu.time_s[0]:.3f}..{imu.time_s[-1]:.3f} s: both files must share one clock",
-                column=TIME_COLUMN,
-            ))
+            problems.append(
+                Problem(
+                    force.source,
+                    f"force time {force.time_s[0]:.3f}..{force.time_s[-1]:.3f} s does not overlap IMU time "
+                    f"{imu.time_s[0]:.3f}..{imu.time_s[-1]:.3f} s: both files must share one clock",
+                    column=TIME_COLUMN,
+                )
+            )
             return None, problems
     return Trial(ref.subject_id, ref.trial_id, imu, force), problems
 
@@ -262,8 +272,10 @@ def _column_specs(columns: list[str], name: str, part: Part) -> tuple[list[Colum
                 problems.append(Problem(name, "duplicate column", column=base))
                 continue
             close = difflib.get_close_matches(column.lower(), KNOWN_COLUMNS, n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]!r}?)" if close else (
-                " (expected time_s, <place>_<acc|gyr>_<x|y|z> or <l|r>_grf_<v|ap|ml>)"
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else (" (expected time_s, <place>_<acc|gyr>_<x|y|z> or <l|r>_grf_<v|ap|ml>)")
             )
             problems.append(Problem(name, f"unknown column{hint}", column=column))
             continue
@@ -289,7 +301,9 @@ def _incomplete_sets(specs: list[ColumnSpec], name: str) -> list[Problem]:
         missing = [a for a in wanted if a not in axes]
         if missing:
             label = f"{place}_{quantity}" if quantity != "grf" else f"{place}_grf"
-            problems.append(Problem(name, f"{label} lacks axis/axes {', '.join(missing)}: channels come in complete sets"))
+            problems.append(
+                Problem(name, f"{label} lacks axis/axes {', '.join(missing)}: channels come in complete sets")
+            )
     return problems
 
 
@@ -322,23 +336,31 @@ def _time_problems(time: NDArray[np.float64], name: str) -> list[Problem]:
     backwards = np.flatnonzero(steps <= 0)
     if backwards.size:
         first = int(backwards[0]) + 1  # the later row of the first bad pair, 1-based
-        problems.append(Problem(
-            name,
-            f"time is not strictly increasing: {time[first]:.6g} s after {time[first - 1]:.6g} s"
-            + (f" ({backwards.size} places in all)" if backwards.size > 1 else ""),
-            first + 1,
-            TIME_COLUMN,
-        ))
+        problems.append(
+            Problem(
+                name,
+                f"time is not strictly increasing: {time[first]:.6g} s after {time[first - 1]:.6g} s"
+                + (f" ({backwards.size} places in all)" if backwards.size > 1 else ""),
+                first + 1,
+                TIME_COLUMN,
+            )
+        )
         return problems
     median_step = float(np.median(steps))
     if median_step > 0.5:
-        problems.append(Problem(
-            name, f"median time step is {median_step:g}: time_s must be in seconds (looks like milliseconds)",
-            column=TIME_COLUMN,
-        ))
+        problems.append(
+            Problem(
+                name,
+                f"median time step is {median_step:g}: time_s must be in seconds (looks like milliseconds)",
+                column=TIME_COLUMN,
+            )
+        )
     elif median_step < 1e-5:
-        problems.append(Problem(name, f"median time step is {median_step:g} s: over 100 kHz is not a gait recording",
-                                column=TIME_COLUMN))
+        problems.append(
+            Problem(
+                name, f"median time step is {median_step:g} s: over 100 kHz is not a gait recording", column=TIME_COLUMN
+            )
+        )
     return problems
 
 

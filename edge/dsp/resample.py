@@ -240,8 +240,19 @@ def resample(
         _resample_columns(t, x, grid, out, np.arange(x.shape[1]), source_hz, rate_hz, causal, gap)
     else:
         for c in range(x.shape[1]):
-            _resample_columns(t[finite[:, c]], x[finite[:, c], c : c + 1], grid, out, np.array([c]),
-                              source_hz, rate_hz, causal, gap, nan_aware=True, full_t=t)
+            _resample_columns(
+                t[finite[:, c]],
+                x[finite[:, c], c : c + 1],
+                grid,
+                out,
+                np.array([c]),
+                source_hz,
+                rate_hz,
+                causal,
+                gap,
+                nan_aware=True,
+                full_t=t,
+            )
     return grid, (out[:, 0] if squeeze else out)
 
 

@@ -29,12 +29,39 @@ from edge.synth.population import VirtualSubject
 FloatArray = NDArray[np.float64]
 
 # Normative sagittal curves over the (warped) gait cycle, degrees; toe-off at 0.62.
-HIP_FLEXION = periodic_pchip([(0.0, 24), (0.10, 21), (0.30, 7), (0.50, -9), (0.56, -10), (0.62, -6),
-                              (0.75, 14), (0.87, 27)])
-KNEE_FLEXION = periodic_pchip([(0.0, 4), (0.03, 7), (0.14, 18), (0.30, 9), (0.42, 4), (0.50, 8),
-                               (0.62, 38), (0.72, 62), (0.80, 52), (0.90, 20), (0.97, 4)])
-FOOT_PITCH = periodic_pchip([(0.0, 20), (0.05, 8), (0.11, 0), (0.38, 0), (0.50, -12), (0.60, -38),
-                             (0.66, -52), (0.75, -30), (0.85, 0), (0.93, 18), (0.97, 22)])
+HIP_FLEXION = periodic_pchip(
+    [(0.0, 24), (0.10, 21), (0.30, 7), (0.50, -9), (0.56, -10), (0.62, -6), (0.75, 14), (0.87, 27)]
+)
+KNEE_FLEXION = periodic_pchip(
+    [
+        (0.0, 4),
+        (0.03, 7),
+        (0.14, 18),
+        (0.30, 9),
+        (0.42, 4),
+        (0.50, 8),
+        (0.62, 38),
+        (0.72, 62),
+        (0.80, 52),
+        (0.90, 20),
+        (0.97, 4),
+    ]
+)
+FOOT_PITCH = periodic_pchip(
+    [
+        (0.0, 20),
+        (0.05, 8),
+        (0.11, 0),
+        (0.38, 0),
+        (0.50, -12),
+        (0.60, -38),
+        (0.66, -52),
+        (0.75, -30),
+        (0.85, 0),
+        (0.93, 18),
+        (0.97, 22),
+    ]
+)
 _HIP_MEAN = float(np.mean(HIP_FLEXION(np.linspace(0, 1, 1000, endpoint=False))))
 _KNEE_REST_DEG = 4.0
 JOINT_MOTION_CUTOFF_HZ = 12.0
@@ -77,23 +104,29 @@ def walking_angles(
         cycle = 2.0 * np.pi * w
         thrust = g.thrust_deg * np.exp(-0.5 * ((p - 0.07) / 0.025) ** 2)
         out[f"{side}_thigh"] = np.column_stack([hip, 2.0 * np.sin(cycle), 3.0 * np.sin(cycle)])
-        out[f"{side}_shank"] = np.column_stack([
-            hip - knee,
-            0.5 * g.hka_deg + thrust + 1.5 * np.sin(cycle + 0.5),
-            4.0 * np.sin(cycle + 0.3),
-        ])
-        out[f"{side}_foot"] = np.column_stack([
-            FOOT_PITCH(w),
-            3.0 * np.sin(cycle + 1.0),
-            -7.0 - 2.0 * np.sin(cycle),
-        ])
+        out[f"{side}_shank"] = np.column_stack(
+            [
+                hip - knee,
+                0.5 * g.hka_deg + thrust + 1.5 * np.sin(cycle + 0.5),
+                4.0 * np.sin(cycle + 0.3),
+            ]
+        )
+        out[f"{side}_foot"] = np.column_stack(
+            [
+                FOOT_PITCH(w),
+                3.0 * np.sin(cycle + 1.0),
+                -7.0 - 2.0 * np.sin(cycle),
+            ]
+        )
     right_cycle = 2.0 * np.pi * phases["r"]
     severity = max(gaits["l"].severity, gaits["r"].severity)
-    out["pelvis"] = np.column_stack([
-        2.0 * np.sin(2.0 * right_cycle),
-        4.0 * (1.0 + 0.5 * severity) * np.sin(right_cycle),
-        5.0 * np.cos(right_cycle),
-    ])
+    out["pelvis"] = np.column_stack(
+        [
+            2.0 * np.sin(2.0 * right_cycle),
+            4.0 * (1.0 + 0.5 * severity) * np.sin(right_cycle),
+            5.0 * np.cos(right_cycle),
+        ]
+    )
     return SegmentAngles(out)
 
 
@@ -214,10 +247,12 @@ def imu_signals(
         specific_force = np.sum(sensor * (accel + gravity)[:, :, None], axis=1)
         change = np.gradient(sensor, dt, axis=0)
         # ω in the sensor frame is the skew part of Rᵀ dR/dt; only three of its entries are needed.
-        gyro = np.column_stack([
-            np.sum(sensor[:, :, 2] * change[:, :, 1], axis=1),
-            np.sum(sensor[:, :, 0] * change[:, :, 2], axis=1),
-            np.sum(sensor[:, :, 1] * change[:, :, 0], axis=1),
-        ])
+        gyro = np.column_stack(
+            [
+                np.sum(sensor[:, :, 2] * change[:, :, 1], axis=1),
+                np.sum(sensor[:, :, 0] * change[:, :, 2], axis=1),
+                np.sum(sensor[:, :, 1] * change[:, :, 0], axis=1),
+            ]
+        )
         out[place] = (specific_force, gyro)
     return out

@@ -68,7 +68,9 @@ class SynthConfig:
         if not 200.0 <= self.force_rate_hz <= 4000.0:
             raise ValueError(f"force_rate_hz must be 200..4000 Hz, got {self.force_rate_hz}")
         if not self.imu_rates_hz or any(not 50.0 <= r <= self.force_rate_hz / 2 for r in self.imu_rates_hz):
-            raise ValueError(f"imu_rates_hz must lie in 50..{self.force_rate_hz / 2:g} Hz, got {list(self.imu_rates_hz)}")
+            raise ValueError(
+                f"imu_rates_hz must lie in 50..{self.force_rate_hz / 2:g} Hz, got {list(self.imu_rates_hz)}"
+            )
         bad_places = [p for p in self.places if p not in PLACES]
         if bad_places or not self.places:
             raise ValueError(f"places must be from {', '.join(PLACES)}, got {list(self.places)}")

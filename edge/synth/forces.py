@@ -36,9 +36,18 @@ def vertical_template(gait: LegGait) -> FloatArray:
 
     def curve(valley: float) -> FloatArray:
         points = [
-            (0.0, 0.0), (0.04, 0.35 * p1), (0.09, 0.65 * p1), (0.15, 0.92 * p1), (0.25, p1),
-            (0.50, valley), (0.76, p2), (0.84, 0.80 * p2), (0.90, 0.55 * p2), (0.95, 0.25 * p2),
-            (0.985, 0.06 * p2), (1.0, 0.0),
+            (0.0, 0.0),
+            (0.04, 0.35 * p1),
+            (0.09, 0.65 * p1),
+            (0.15, 0.92 * p1),
+            (0.25, p1),
+            (0.50, valley),
+            (0.76, p2),
+            (0.84, 0.80 * p2),
+            (0.90, 0.55 * p2),
+            (0.95, 0.25 * p2),
+            (0.985, 0.06 * p2),
+            (1.0, 0.0),
         ]
         return PchipInterpolator([p for p, _ in points], [v for _, v in points])(_S)
 

@@ -21,7 +21,7 @@ from edge.schema import GRAVITY_MPS2, all_force_columns, all_imu_columns
 from edge.synth.body import SegmentAngles, imu_signals, standing_angles, walking_angles
 from edge.synth.config import SPEED_FACTORS, SynthConfig
 from edge.synth.forces import impact_kernel, impulse_train, stance_force
-from edge.synth.gait import LegGait, leg_gait, stride_timing
+from edge.synth.gait import leg_gait, stride_timing
 from edge.synth.population import VirtualSubject, make_subject
 from edge.synth.sensors import measure
 

@@ -1,6 +1,9 @@
-"""What a real IMU adds to ideal motion: its own filter and rate, bias, scale error, noise,
-slow gyro drift, 16-bit quantisation and saturation (figures typical of MEMS parts such as the
-LSM6DSOX or ICM-42688-P at ±16 g and ±2000 °/s)."""
+"""What a real IMU adds to ideal motion.
+
+Its own anti-alias filter and rate, bias, scale error, noise, slow gyro drift, 16-bit quantisation
+and saturation, with figures typical of MEMS parts such as the LSM6DSOX or ICM-42688-P at ±16 g and
+±2000 °/s.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +58,9 @@ def measure(
     n = acc_out.shape[0]
     drift = np.cumsum(rng.normal(0.0, GYR_DRIFT, (n, 3)), axis=0)
     acc_out = acc_out * np.asarray(mount.acc_scale) + np.asarray(mount.acc_bias) + rng.normal(0.0, ACC_NOISE, (n, 3))
-    gyr_out = gyr_out * np.asarray(mount.gyr_scale) + np.asarray(mount.gyr_bias) + drift + rng.normal(0.0, GYR_NOISE, (n, 3))
+    gyr_out = (
+        gyr_out * np.asarray(mount.gyr_scale) + np.asarray(mount.gyr_bias) + drift + rng.normal(0.0, GYR_NOISE, (n, 3))
+    )
     acc_out = np.clip(np.round(acc_out / ACC_LSB), -32768, 32767) * ACC_LSB
     gyr_out = np.clip(np.round(gyr_out / GYR_LSB), -32768, 32767) * GYR_LSB
     return acc_out, gyr_out
