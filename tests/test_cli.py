@@ -117,3 +117,13 @@ def test_resample_writes_single_file_trials_at_one_rate(tmp_path, tiny_dataset, 
 def test_check_on_missing_folder_exits_non_zero(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "nothing")]) == 1
     assert "not a folder" in capsys.readouterr().out
+
+
+def test_parquet_datasets_are_written_and_checked(tmp_path, capsys):
+    out = tmp_path / "pq"
+    assert (
+        main(["data", "synth", "--out", str(out), "--subjects", "1", "--duration-s", "3", "--format", "parquet"]) == 0
+    )
+    assert sorted(p.suffix for p in (out / "trials" / "S01").iterdir()) == [".parquet"] * 4
+    assert main(["data", "check", str(out), "--json"]) == 0
+    capsys.readouterr()
