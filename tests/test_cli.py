@@ -124,6 +124,8 @@ def test_parquet_datasets_are_written_and_checked(tmp_path, capsys):
     assert (
         main(["data", "synth", "--out", str(out), "--subjects", "1", "--duration-s", "3", "--format", "parquet"]) == 0
     )
-    assert sorted(p.suffix for p in (out / "trials" / "S01").iterdir()) == [".parquet"] * 4
+    assert (
+        sorted(p.suffix for p in (out / "trials" / "S01").iterdir()) == [".parquet"] * 8
+    )  # static + 3 speeds, .imu and .force each
     assert main(["data", "check", str(out), "--json"]) == 0
     capsys.readouterr()
