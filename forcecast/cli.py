@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Modules that add subcommands. Each has ``register(subparsers)`` and imports only the standard
 # library at module level; heavy imports happen inside the command handlers.
-COMMAND_MODULES = ("edge.cli",)
+COMMAND_MODULES = ("edge.cli", "training.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     anything else is a bug and shows its traceback.
     """
     from edge.config import ConfigError
+    from edge.contract import ContractError
     from edge.dataset.problems import DatasetError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (DatasetError, ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
+    except DatasetError as exc:
+        print(f"forcecast {args.command}: the data has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except (ConfigError, ContractError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

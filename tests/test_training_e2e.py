@@ -1,0 +1,147 @@
+"""A tiny end-to-end train/evaluate through the CLI, and the refusals of bad input (needs TensorFlow)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forcecast.cli import main
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.tf
+
+TINY_TOML = """
+[data]
+window = 32
+out_len = 4
+delay = 2
+train_stride = 4
+[model]
+conv_filters = [4, 8]
+lstm_units = 8
+static_units = 4
+dense_units = 16
+[fit]
+epochs = 2
+batch_size = 64
+patience = 2
+"""
+
+OUTPUTS = ("model.keras", "contract.json", "config.toml", "metrics.json", "history.csv", "model_card.md")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    config = folder / "tiny.toml"
+    config.write_text(TINY_TOML)
+    run = folder / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(run),
+                "--config",
+                str(config),
+                "--test-subjects",
+                "S02",
+                "--seed",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    return run
+
+
+def test_train_writes_every_output(tiny_run):
+    for name in OUTPUTS:
+        assert (tiny_run / name).is_file(), name
+    assert list(tiny_run.glob("example_*.png"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["split"]["test"] == ["S02"]
+    assert set(metrics["subject_naive"]["pooled"]["axes"]) == {"v", "ap", "ml"}
+    assert metrics["data_fingerprint_sha256"] and len(metrics["data_fingerprint_sha256"]) == 64
+    history = pd.read_csv(tiny_run / "history.csv")
+    assert len(history) == metrics["epochs_run"] and "val_loss" in history
+    card = (tiny_run / "model_card.md").read_text()
+    assert "subject-naive" in card and "S02" in card and "![example_" in card
+    resolved = (tiny_run / "config.toml").read_text()
+    assert "window = 32" in resolved and 'test_subjects = ["S02"]' in resolved and "seed = 3" in resolved
+
+
+def test_evaluate_prints_exactly_one_json_object(tiny_run, tiny_dataset, capsys):
+    capsys.readouterr()
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_run / "model.keras"),
+            "--data",
+            str(tiny_dataset),
+            "--subjects",
+            "S02",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out)  # the whole of stdout is one object
+    assert set(payload) == {"axes", "n_windows", "subjects"}
+    assert set(payload["axes"]) == {"v", "ap", "ml"}
+    assert set(payload["axes"]["v"]) == {"r", "rmse_bw", "rmse_n", "nrmse_pct"}
+    assert payload["subjects"] == ["S02"] and payload["n_windows"] > 0
+    saved = json.loads((tiny_run / "metrics.json").read_text())["subject_naive"]["pooled"]["axes"]["v"]["r"]
+    assert payload["axes"]["v"]["r"] == pytest.approx(saved, abs=1e-4)  # same model, same data, same numbers
+
+
+def test_evaluate_refuses_unknown_subject_and_missing_contract(tiny_run, tiny_dataset, tmp_path, capsys):
+    assert (
+        main(["evaluate", "--model", str(tiny_run / "model.keras"), "--data", str(tiny_dataset), "--subjects", "S42"])
+        == 2
+    )
+    assert "S42 not in the dataset" in capsys.readouterr().err
+    lonely = tmp_path / "model.keras"
+    shutil.copy(tiny_run / "model.keras", lonely)
+    assert main(["evaluate", "--model", str(lonely), "--data", str(tiny_dataset)]) == 2
+    assert "contract.json" in capsys.readouterr().err
+
+
+def test_training_refuses_bad_input(tiny_dataset, tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TOML)
+    base = ["train", "--out", str(tmp_path / "run"), "--config", str(config)]
+
+    empty = tmp_path / "empty"
+    (empty / "trials").mkdir(parents=True)
+    (empty / "subjects.csv").write_text("subject_id,body_mass_kg,height_m,hka_deg,affected_side\n")
+    assert main([*base, "--data", str(empty)]) == 2
+    assert "no subjects listed" in capsys.readouterr().err
+
+    assert main([*base, "--data", str(tiny_dataset), "--test-subjects", "S99"]) == 2
+    assert "S99 not in the dataset" in capsys.readouterr().err
+
+    feet = tmp_path / "feet.toml"
+    feet.write_text(TINY_TOML.replace("[data]", '[data]\nleg_places = ["ipsi_foot", "pelvis"]'))
+    shank_only = tmp_path / "shank_only"
+    shutil.copytree(tiny_dataset, shank_only)
+    for path in (shank_only / "trials").rglob("*.imu.csv"):
+        table = pd.read_csv(path)
+        table.drop(columns=[c for c in table.columns if "_foot_" in c]).to_csv(path, index=False)
+    assert main(["train", "--out", str(tmp_path / "r2"), "--config", str(feet), "--data", str(shank_only)]) == 2
+    err = capsys.readouterr().err
+    assert "missing channel(s) l_foot_acc_x" in err and "trials/S01/" in err and "ipsi_foot" in err
+
+    two = tmp_path / "two"
+    shutil.copytree(tiny_dataset, two)
+    shutil.rmtree(two / "trials" / "S03")
+    subjects = pd.read_csv(two / "subjects.csv")
+    subjects[subjects.subject_id != "S03"].to_csv(two / "subjects.csv", index=False)
+    assert main([*base, "--data", str(two)]) == 2
+    assert "needs at least 3" in capsys.readouterr().err

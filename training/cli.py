@@ -1,0 +1,167 @@
+"""Subcommands owned by ``training``: ``forcecast train``, ``evaluate``, ``compare``.
+
+Only the standard library is imported here; TensorFlow loads inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    """Add ``train``, ``evaluate`` and ``compare`` to the top-level subparsers."""
+    train = commands.add_parser(
+        "train",
+        help="train a GRF model on a dataset (format v1)",
+        description="Train a model with a subject-wise split, early stopping on validation loss, and write "
+        "RUN/{model.keras, contract.json, config.toml, metrics.json, history.csv, model_card.md}.",
+    )
+    train.add_argument("--data", type=Path, required=True, help="dataset folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    train.add_argument("--config", type=Path, help="TOML with [data], [model], [fit], [split] tables")
+    train.add_argument("--model", choices=("cnn_lstm", "lstm", "cnn1d"), help="architecture (default cnn_lstm)")
+    train.add_argument("--no-static", action="store_true", help="do not give the model the static features")
+    train.add_argument("--test-subjects", help="comma-separated subject-naive test subjects")
+    train.add_argument("--epochs", type=int, help="maximum epochs")
+    train.add_argument("--quick", action="store_true", help="a fast smoke run that still writes every output")
+    train.add_argument("--seed", type=int, help="random seed (split, initialisation, window draws)")
+    train.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a trained model on a dataset",
+        description="Run a model over whole trials as the device would (blocks tiling time) and report per-axis "
+        "Pearson r, RMSE (BW and N) and nRMSE.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="RUN/model.keras (contract.json beside it)")
+    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
+    evaluate.add_argument("--subjects", help="comma-separated subjects to evaluate (default: all)")
+    evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="train the model zoo with and without static features on one split",
+        description="Train cnn_lstm, lstm and cnn1d, each with and without static features, on the same "
+        "subject-wise split; write comparison.md, comparison.csv and comparison.png.",
+    )
+    compare.add_argument("--data", type=Path, required=True, help="dataset folder")
+    compare.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
+    compare.add_argument("--config", type=Path, help="TOML base configuration")
+    compare.add_argument("--quick", action="store_true", help="few epochs per model")
+    compare.add_argument("--seed", type=int, help="random seed")
+    compare.set_defaults(handler=_compare)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from edge.config import ConfigError
+    from training.config import load_train_config, quick
+
+    config = load_train_config(args.config)
+    try:
+        if getattr(args, "model", None):
+            config = replace(config, model=replace(config.model, architecture=args.model))
+        if getattr(args, "no_static", False):
+            config = replace(config, model=replace(config.model, use_static=False))
+        if getattr(args, "test_subjects", None):
+            subjects = tuple(s.strip() for s in args.test_subjects.split(",") if s.strip())
+            config = replace(config, split=replace(config.split, test_subjects=subjects))
+        if args.quick:
+            config = quick(config)
+        if getattr(args, "epochs", None) is not None:
+            config = replace(config, fit=replace(config.fit, epochs=args.epochs))
+        if args.seed is not None:
+            config = replace(config, fit=replace(config.fit, seed=args.seed))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return config
+
+
+def _progress(desc: str) -> Any:
+    from tqdm import tqdm
+
+    return lambda items, total: tqdm(items, total=total, unit="trial", desc=desc, file=sys.stderr, disable=None)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from training.fit import train
+
+    result = train(args.data, args.out, config, _progress("load"), verbose=0 if args.json else None)
+    if args.json:
+        print(json.dumps({k: result.metrics[k] for k in result.metrics if k != "versions"}))
+        return 0
+    print(f"\nrun written to {result.out} in {result.seconds:.0f} s ({result.epochs_run} epochs)")
+    for name in ("subject_naive", "subject_exposed"):
+        if name in result.metrics:
+            _print_axes(name.replace("_", "-"), result.metrics[name]["pooled"]["axes"])
+    print(f"model card: {result.out / 'model_card.md'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from training.data import load_sequences
+    from training.evaluate import evaluate_sequences, keras_predictor, load_keras_run, model_uses_static
+
+    if args.model.suffix != ".keras":
+        raise ConfigError(f"--model {args.model}: expected a .keras file written by 'forcecast train'")
+    model, contract = load_keras_run(args.model)
+    from training.config import DataConfig
+
+    data = DataConfig(
+        rate_hz=contract.rate_hz,
+        leg_places=contract.leg_places,
+        window=contract.window,
+        out_len=contract.out_len,
+        delay=contract.delay,
+    )
+    loaded = load_sequences(args.data, data, None if args.json else _progress("load"))
+    sequences = loaded.sequences
+    if args.subjects:
+        wanted = [s.strip() for s in args.subjects.split(",") if s.strip()]
+        have = sorted({s.subject_id for s in sequences})
+        unknown = [s for s in wanted if s not in have]
+        if unknown:
+            raise ConfigError(f"--subjects: {', '.join(unknown)} not in the dataset (have: {', '.join(have)})")
+        sequences = [s for s in sequences if s.subject_id in wanted]
+    result = evaluate_sequences(keras_predictor(model), sequences, contract, model_uses_static(model))
+    axes = {a: {k: m[k] for k in ("r", "rmse_bw", "rmse_n", "nrmse_pct")} for a, m in result["pooled"]["axes"].items()}
+    if args.json:
+        print(json.dumps({"axes": axes, "n_windows": result["n_windows"], "subjects": result["subjects"]}))
+        return 0
+    print(f"{args.model} on {len(result['subjects'])} subject(s): {', '.join(result['subjects'])}")
+    _print_axes("pooled", result["pooled"]["axes"])
+    peaks = result["pooled"]["peaks"]
+    if peaks["n_steps"]:
+        print(
+            f"vertical peaks over {peaks['n_steps']} steps: first {peaks['first_peak_mae_bw']:.3f} BW, "
+            f"second {peaks['second_peak_mae_bw']:.3f} BW mean absolute error"
+        )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from training.compare import compare
+
+    table = compare(args.data, args.out, config, _progress("load"))
+    print(table.to_markdown_text())
+    print(f"\nwritten: {args.out / 'comparison.md'}, comparison.csv, comparison.png")
+    return 0
+
+
+def _print_axes(label: str, axes: dict[str, dict[str, float]]) -> None:
+    print(
+        f"{label:>16}  "
+        + "  ".join(
+            f"{axis}: r {m['r']:.3f} nRMSE {m['nrmse_pct']:.1f}% RMSE {m['rmse_bw']:.3f} BW" for axis, m in axes.items()
+        )
+    )

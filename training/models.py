@@ -1,0 +1,69 @@
+"""Keras architectures, all built from one :class:`ModelConfig`.
+
+- ``cnn_lstm``: 2D convolution over time × channels (first across the three axes of each sensor
+  quantity, then across all of them), max-pooling in time, an LSTM over the pooled sequence; the
+  2D-CNN-LSTM that was best for 3D GRF in walking (Sugiarto et al. 2025).
+- ``lstm``: an LSTM over the raw window.
+- ``cnn1d``: 1D convolutions over time with channels as features.
+
+Each takes the static features through a small dense branch fused with the sequence summary when
+``use_static`` is true. Outputs are ``out_len × 3`` normalised GRF samples.
+
+LSTMs are unrolled (``unroll=True``): with a fixed window, Keras 3 then converts to TFLite builtin
+ops that full-int8 quantisation handles, where the default ``WHILE`` loop does not (see README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.config import ModelConfig
+
+
+def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int, out_len: int) -> Any:
+    """A compiled-ready (uncompiled) ``keras.Model`` with inputs ``imu`` (and ``static``)."""
+    import keras
+    from keras import layers
+
+    imu = keras.Input((window, n_channels), name="imu")
+    f1, f2 = config.conv_filters
+    k = config.kernel_size
+    if config.architecture == "cnn_lstm":
+        if n_channels % 3:
+            raise ValueError(f"cnn_lstm needs channels in x/y/z triplets, got {n_channels}")
+        h = layers.Reshape((window, n_channels, 1))(imu)
+        h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
+        h = layers.Conv2D(f1, (k, 3), strides=(1, 3), activation="relu", name="conv_axes")(h)
+        h = layers.MaxPooling2D((2, 1))(h)
+        h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
+        h = layers.Conv2D(f2, (k, n_channels // 3), activation="relu", name="conv_channels")(h)
+        h = layers.MaxPooling2D((2, 1))(h)
+        h = layers.Reshape((window // 4, f2))(h)
+        h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(h)
+    elif config.architecture == "lstm":
+        h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(imu)
+    elif config.architecture == "cnn1d":
+        h = layers.Conv1D(f1, k, padding="same", activation="relu")(imu)
+        h = layers.MaxPooling1D(2)(h)
+        h = layers.Conv1D(f2, k, padding="same", activation="relu")(h)
+        h = layers.MaxPooling1D(2)(h)
+        h = layers.Conv1D(f2, k, padding="same", activation="relu")(h)
+        h = layers.MaxPooling1D(2)(h)
+        h = layers.Flatten()(h)
+    else:
+        raise ValueError(f"unknown architecture {config.architecture!r}")
+    inputs = [imu]
+    if config.use_static:
+        if n_static == 0:
+            raise ValueError("use_static is set but there are no static features")
+        static = keras.Input((n_static,), name="static")
+        inputs.append(static)
+        s = layers.Dense(config.static_units, activation="relu", name="static_branch")(static)
+        h = layers.Concatenate()([h, s])
+    h = layers.Dense(config.dense_units, activation="relu")(h)
+    if config.dropout > 0:
+        h = layers.Dropout(config.dropout)(h)
+    out = layers.Dense(out_len * 3, name="grf")(h)
+    out = layers.Reshape((out_len, 3), name="grf_block")(out)
+    name = f"{config.architecture}{'_static' if config.use_static else ''}"
+    return keras.Model(inputs, out, name=name)
