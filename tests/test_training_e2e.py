@@ -145,3 +145,25 @@ def test_training_refuses_bad_input(tiny_dataset, tmp_path, capsys):
     subjects[subjects.subject_id != "S03"].to_csv(two / "subjects.csv", index=False)
     assert main([*base, "--data", str(two)]) == 2
     assert "needs at least 3" in capsys.readouterr().err
+
+
+def test_tf_pipeline_cuts_the_same_windows_as_numpy(tiny_dataset):
+    import numpy as np
+
+    from edge.contract import ModelContract, Normalisation
+    from training.config import DataConfig
+    from training.data import load_sequences
+    from training.windows import WindowSource, make_batches
+
+    data = DataConfig(window=32, out_len=4, delay=2)
+    loaded = load_sequences(tiny_dataset, data)
+    n = 6 * len(data.leg_places)
+    identity = Normalisation((0.0,) * n, (1.0,) * n)
+    contract = ModelContract(
+        100.0, data.leg_places, 32, 4, 2, (), identity, None, Normalisation((0.0,) * 3, (1.0,) * 3)
+    )
+    source = WindowSource(loaded.sequences, contract, use_static=False)
+    (x_tf,), y_tf = next(iter(make_batches(source, batch_size=50, stride=7, seed=0, shuffle=False)))
+    (x_np,), y_np = source.gather(np.arange(len(source))[::7][:50])
+    np.testing.assert_array_equal(x_tf.numpy(), x_np)
+    np.testing.assert_array_equal(y_tf.numpy(), y_np)

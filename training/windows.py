@@ -8,6 +8,7 @@ target are never used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,34 +78,41 @@ class WindowSource:
         return inputs, np.stack(ys)
 
 
-def make_batches(source: WindowSource, batch_size: int, stride: int, seed: int, shuffle: bool) -> object:
-    """A Keras ``PyDataset`` drawing about ``len(source) / stride`` windows per epoch.
+def make_batches(source: WindowSource, batch_size: int, stride: int, seed: int, shuffle: bool) -> Any:
+    """A ``tf.data`` pipeline of about ``len(source) / stride`` windows per epoch.
 
-    With ``shuffle``, each epoch draws fresh random windows (so the whole recording is used over a few
-    epochs); without it the same evenly spaced windows are used every time (validation).
+    With ``shuffle``, each epoch draws fresh random windows from all valid ones (so the whole
+    recording is used over a few epochs); without it the same evenly spaced windows are used every
+    time (validation). Windows are cut inside the TensorFlow graph from one concatenated array, the
+    same slices :meth:`WindowSource.gather` takes (a test checks that).
     """
-    import keras
+    import tensorflow as tf
 
-    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.rng = np.random.default_rng(seed)
-            self.per_epoch = max(1, len(source) // stride)
-            self.picks = np.arange(0, len(source), stride)[: self.per_epoch]
-            if shuffle:
-                self.on_epoch_end()
+    c = source.contract
+    lengths = [x.shape[0] for x in source.x]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    x_all = tf.constant(np.concatenate(source.x))
+    y_all = tf.constant(np.concatenate(source.y))
+    in_start = offsets[source.seq_index] + source.ends - c.window
+    out_start = offsets[source.seq_index] + output_positions(0, c.out_len, c.delay).start + source.ends
+    per_epoch = max(1, len(source) // stride)
+    picks = np.arange(len(source))
+    if not shuffle:
+        picks = picks[::stride][:per_epoch]
+    ds = tf.data.Dataset.from_tensor_slices((in_start[picks], out_start[picks], source.seq_index[picks]))
+    if shuffle:
+        ds = ds.shuffle(len(picks), seed=seed, reshuffle_each_iteration=True).take(per_epoch)
+    in_offsets = tf.range(c.window, dtype=tf.int64)
+    out_offsets = tf.range(c.out_len, dtype=tf.int64)
+    s_all = tf.constant(np.stack(source.s).astype(np.float32)) if source.use_static else None
 
-        def __len__(self) -> int:
-            return int(np.ceil(self.per_epoch / batch_size))
+    def cut(in_s: Any, out_s: Any, seq: Any) -> Any:
+        x = tf.gather(x_all, in_s[:, None] + in_offsets[None, :])
+        y = tf.gather(y_all, out_s[:, None] + out_offsets[None, :])
+        inputs = (x, tf.gather(s_all, seq)) if s_all is not None else (x,)
+        return inputs, y
 
-        def __getitem__(self, index: int) -> tuple[tuple[NDArray[np.float32], ...], NDArray[np.float32]]:
-            return source.gather(self.picks[index * batch_size : (index + 1) * batch_size])
-
-        def on_epoch_end(self) -> None:
-            if shuffle:
-                self.picks = self.rng.choice(len(source), size=self.per_epoch, replace=False)
-
-    return Batches()
+    return ds.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def predict_sequence(
