@@ -26,7 +26,10 @@ BLOCKER = textwrap.dedent(
             return None
     sys.meta_path.insert(0, Blocker())
     from forcecast.cli import main
-    code = main(sys.argv[1:])
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit_:  # --help exits from argparse
+        code = exit_.code
     loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set(BLOCKED))
     print("LOADED:", loaded)
     sys.exit(code)

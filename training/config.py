@@ -45,7 +45,7 @@ class DataConfig:
     window: int = 128
     out_len: int = 4
     delay: int = 2
-    train_stride: int = 12
+    train_stride: int = 16
     include_static_trials: bool = True
 
     def __post_init__(self) -> None:
@@ -86,10 +86,10 @@ class ModelConfig:
 class FitConfig:
     """Optimisation."""
 
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 2e-3
-    patience: int = 6
+    patience: int = 5
     seed: int = 0
     strategy: Strategy = "none"
 

@@ -138,7 +138,7 @@ def train(
     fit = config.fit
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2)),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2 - 1)),
         keras.callbacks.CSVLogger(str(out / "history.csv")),
     ]
     history = model.fit(
@@ -147,6 +147,7 @@ def train(
             val_src, fit.batch_size, max(config.data.train_stride, config.data.out_len), fit.seed, shuffle=False
         ),
         epochs=fit.epochs,
+        shuffle=False,  # the pipeline draws fresh random windows every epoch itself
         callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
     )
