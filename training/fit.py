@@ -138,7 +138,7 @@ def train(
     fit = config.fit
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2 - 1)),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2)),
         keras.callbacks.CSVLogger(str(out / "history.csv")),
     ]
     history = model.fit(

@@ -58,7 +58,8 @@ def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int
             raise ValueError("use_static is set but there are no static features")
         static = keras.Input((n_static,), name="static")
         inputs.append(static)
-        s = layers.Dense(config.static_units, activation="relu", name="static_branch")(static)
+        s = layers.GaussianNoise(config.static_noise)(static) if config.static_noise > 0 else static
+        s = layers.Dense(config.static_units, activation="relu", name="static_branch")(s)
         h = layers.Concatenate()([h, s])
     h = layers.Dense(config.dense_units, activation="relu")(h)
     if config.dropout > 0:
