@@ -32,7 +32,7 @@ class AxisMetrics:
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready, rounded to meaningful digits."""
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return _rounded(self)
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,12 @@ class PeakMetrics:
     n_steps: int
 
     def to_dict(self) -> dict[str, float]:
-        """JSON-ready."""
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """JSON-ready, rounded to meaningful digits."""
+        return _rounded(self)
+
+
+def _rounded(metrics: AxisMetrics | PeakMetrics) -> dict[str, float]:
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(metrics).items()}
 
 
 def axis_metrics(predicted: FloatArray, measured: FloatArray, body_weight_n: FloatArray) -> AxisMetrics:
