@@ -1,0 +1,162 @@
+"""Model packages: every way a package can be wrong is refused with its own reason (no TensorFlow)."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edge.contract import ModelContract, Normalisation
+from edge.keys import PRIVATE_NAME, PUBLIC_NAME, KeyFileError, key_id, load_private_key, load_public_key, new_key_pair
+from edge.package import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, PackageError, open_package, read_package
+from training.package import build_manifest, write_package
+
+MODEL = bytes(range(256)) * 40  # stands in for a .tflite flatbuffer
+
+
+def contract() -> ModelContract:
+    return ModelContract(
+        100.0,
+        ("ipsi_shank",),
+        32,
+        4,
+        2,
+        (),
+        Normalisation((0.0,) * 6, (1.0,) * 6),
+        None,
+        Normalisation((0.0,) * 3, (1.0,) * 3),
+    )
+
+
+@pytest.fixture
+def keys(tmp_path):
+    private, public = new_key_pair(tmp_path / "keys")
+    other_private, other_public = new_key_pair(tmp_path / "other")
+    return (
+        load_private_key(private),
+        load_public_key(public),
+        load_private_key(other_private),
+        load_public_key(other_public),
+    )
+
+
+def make(tmp_path: Path, signer, **changes) -> Path:
+    manifest = build_manifest(
+        MODEL,
+        contract(),
+        model_version="test-1",
+        signer=signer,
+        quantisation={"mode": "int8"},
+        golden=[],
+        created_utc="2026-11-21T00:00:00Z",
+    )
+    manifest.update(changes)
+    return write_package(tmp_path / "m.fcpkg", MODEL, manifest, signer)
+
+
+def rewrite(path: Path, member: str, transform) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    members[member] = transform(members[member])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_good_package_verifies_and_is_deterministic(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    package, got = open_package(path, [public])
+    assert got == contract() and package.model == MODEL
+    assert package.signed_by == key_id(public)
+    first = path.read_bytes()
+    assert make(tmp_path, private).read_bytes() == first
+
+
+def test_truncated_package(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(PackageError, match="truncated") as info:
+        open_package(path, [public])
+    assert info.value.reason == "unreadable"
+
+
+def test_flipped_byte_in_the_model(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
+    with pytest.raises(PackageError, match="is not the model the manifest signed") as info:
+        open_package(path, [public])
+    assert info.value.reason == "model_mismatch"
+
+
+def test_manifest_edited_after_signing(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+
+    def raise_rate(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["contract"]["rate_hz"] = 200.0
+        return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+    rewrite(path, MANIFEST_FILE, raise_rate)
+    with pytest.raises(PackageError, match="edited after signing") as info:
+        open_package(path, [public])
+    assert info.value.reason == "bad_signature"
+
+
+def test_signature_by_an_untrusted_key(tmp_path, keys):
+    _, public, other_private, _ = keys
+    path = make(tmp_path, other_private)
+    with pytest.raises(PackageError, match="not trusted") as info:
+        open_package(path, [public])
+    assert info.value.reason == "untrusted_key"
+    with pytest.raises(PackageError, match="trusted: none"):
+        open_package(path, [])
+
+
+def test_contract_field_missing(tmp_path, keys):
+    private, public, _, _ = keys
+    broken = contract().to_dict()
+    del broken["window"]
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match="missing field\\(s\\) window") as info:
+        open_package(path, [public])
+    assert info.value.reason == "contract_invalid"
+
+
+def test_manifest_field_missing_and_members_missing(tmp_path, keys):
+    private = keys[0]
+    path = make(tmp_path, private)
+    rewrite(
+        path,
+        MANIFEST_FILE,
+        lambda raw: json.dumps({k: v for k, v in json.loads(raw).items() if k != "golden"}).encode(),
+    )
+    with pytest.raises(PackageError, match="golden") as info:
+        read_package(path)
+    assert info.value.reason == "field_missing"
+    path = make(tmp_path, private)
+    with zipfile.ZipFile(path) as archive:
+        kept = {n: archive.read(n) for n in archive.namelist() if n != SIGNATURE_FILE}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+    with pytest.raises(PackageError, match=r"manifest\.sig missing"):
+        read_package(path)
+
+
+def test_keys_are_private_and_never_overwritten(tmp_path):
+    private, public = new_key_pair(tmp_path)
+    assert private.name == PRIVATE_NAME and public.name == PUBLIC_NAME
+    assert private.stat().st_mode & 0o077 == 0
+    with pytest.raises(FileExistsError):
+        new_key_pair(tmp_path)
+    with pytest.raises(KeyFileError, match="not a PEM public key"):
+        load_public_key(private)
+    with pytest.raises(KeyFileError, match="not found"):
+        load_private_key(tmp_path / "nope.key")
