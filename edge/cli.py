@@ -60,6 +60,33 @@ def register(commands: Any) -> None:
     resample.add_argument("--format", dest="file_format", choices=("csv", "parquet"), default="csv")
     resample.set_defaults(handler=_resample)
 
+    keys = commands.add_parser("keys", help="signing keys for model packages")
+    key_verbs = keys.add_subparsers(dest="verb", metavar="VERB", required=True)
+    new = key_verbs.add_parser(
+        "new",
+        help="create an Ed25519 key pair",
+        description="Write forcecast_ed25519.key (private, mode 600) and .pub into --out.",
+    )
+    new.add_argument("--out", type=Path, required=True, help="folder for the key pair")
+    new.set_defaults(handler=_keys_new)
+
+    package = commands.add_parser("package", help="inspect and verify model packages (.fcpkg)")
+    package_verbs = package.add_subparsers(dest="verb", metavar="VERB", required=True)
+    info = package_verbs.add_parser("info", help="show a package's manifest and contract")
+    info.add_argument("package", type=Path)
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(handler=_package_info)
+    verify = package_verbs.add_parser(
+        "verify",
+        help="check hash, signature and golden pairs",
+        description="Exit 0 only if the package is signed by --pubkey, intact, has a "
+        "valid contract and its golden pairs run within tolerance here.",
+    )
+    verify.add_argument("package", type=Path)
+    verify.add_argument("--pubkey", type=Path, action="append", required=True, help="trusted public key (repeatable)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=_package_verify)
+
 
 def _progress(json_output: bool, unit: str, desc: str) -> Any:
     from tqdm import tqdm
@@ -160,3 +187,83 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    from edge.keys import key_id, load_public_key, new_key_pair
+
+    private, public = new_key_pair(args.out)
+    print(f"private key {private} (keep it secret; it signs models)")
+    print(f"public key  {public} (give it to devices; key id {key_id(load_public_key(public))})")
+    return 0
+
+
+def _package_info(args: argparse.Namespace) -> int:
+    from edge.package import read_package
+
+    package = read_package(args.package)
+    if args.json:
+        print(
+            json.dumps(
+                {k: v for k, v in package.manifest.items() if k != "golden"}
+                | {"golden_pairs": len(package.manifest["golden"])}
+            )
+        )
+        return 0
+    m = package.manifest
+    contract = package.contract
+    print(f"package   {args.package}  ({args.package.stat().st_size:,} bytes)")
+    print(f"model     {m['model_version']}  {m['model_bytes']:,} bytes  sha256 {m['model_sha256'][:16]}…")
+    print(f"created   {m['created_utc']}  signed by key {m['signed_by']}")
+    print(f"quantised {m['quantisation'].get('mode')}")
+    print(
+        f"rate      {contract.rate_hz:g} Hz; window {contract.window}; {contract.out_len} outputs per inference; "
+        f"delay {contract.delay} ({1000 * contract.latency_s:.0f} ms oldest-output latency before compute)"
+    )
+    print(
+        f"sensors   {', '.join(contract.leg_places)} -> {len(contract.channels)} channels "
+        "(acc m/s² incl. gravity, gyr rad/s, sensor frame, left leg mirrored)"
+    )
+    print(f"static    {', '.join(contract.static_features) or 'none'}")
+    print(f"outputs   {', '.join(contract.output_axes)} in {contract.output_unit}")
+    for build, scores in m.get("accuracy", {}).get("builds", {}).items():
+        axes = scores["axes"]
+        print(
+            f"accuracy  {build:>11}: "
+            + "  ".join(f"{a} r {v['r']:.4f} nRMSE {v['nrmse_pct']:.2f}%" for a, v in axes.items())
+        )
+    print(f"golden    {len(m['golden'])} pair(s)")
+    return 0
+
+
+def _package_verify(args: argparse.Namespace) -> int:
+    from edge.interpreter import TFLiteModel
+    from edge.keys import load_public_key
+    from edge.package import PackageError, open_package
+    from edge.selftest import run_golden
+
+    try:
+        package, _ = open_package(args.package, [load_public_key(p) for p in args.pubkey])
+    except PackageError as exc:
+        print(json.dumps({"ok": False, "reason": exc.reason, "message": str(exc)}) if args.json else f"REFUSED: {exc}")
+        return 1
+    result = run_golden(TFLiteModel(package.model), package.manifest["golden"])
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "golden_passed": result.passed,
+                    "golden_failed": result.failed,
+                    "worst_error": result.worst_error,
+                    "messages": result.messages,
+                }
+            )
+        )
+    else:
+        print(f"signature OK (key {package.signed_by}); model hash OK; contract OK")
+        print(f"golden pairs: {result.passed} passed, {result.failed} failed (worst error {result.worst_error:.5f})")
+        for message in result.messages:
+            print(f"  {message}")
+        print("VERIFIED" if result.ok else "REFUSED: golden pairs failed")
+    return 0 if result.ok else 1

@@ -50,6 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ContractError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:
+        # Package and key errors come from modules that need the edge extra; match them by name.
+        if type(exc).__name__ not in ("PackageError", "KeyFileError"):
+            raise
+        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

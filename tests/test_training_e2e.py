@@ -195,3 +195,50 @@ def test_a_distribution_strategy_can_be_selected(tiny_dataset, tmp_path):
     assert main(["train", "--data", str(tiny_dataset), "--out", str(run), "--config", str(config), "--json"]) == 0
     assert 'strategy = "mirrored"' in (run / "config.toml").read_text()
     assert (run / "model.keras").is_file()
+
+
+def test_quantize_package_info_and_verify(tiny_run, tmp_path, capsys):
+    keys = tmp_path / "keys"
+    assert main(["keys", "new", "--out", str(keys)]) == 0
+    package = tmp_path / "tiny.fcpkg"
+    capsys.readouterr()
+    code = main(
+        [
+            "quantize",
+            "--run",
+            str(tiny_run),
+            "--out",
+            str(package),
+            "--key",
+            str(keys / "forcecast_ed25519.key"),
+            "--allow-degradation",
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["accuracy"]) == {"keras_float", "float32", "float16", "dynamic", "int8"}
+    assert "WHILE" not in result["ops"] and result["mode"] == "int8"
+    assert main(["package", "info", str(package)]) == 0
+    info = capsys.readouterr().out
+    assert "ipsi_shank" in info and "int8" in info and "golden    4 pair(s)" in info
+    assert main(["package", "verify", str(package), "--pubkey", str(keys / "forcecast_ed25519.pub"), "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["ok"] and verdict["golden_passed"] == 4
+    other = tmp_path / "other"
+    main(["keys", "new", "--out", str(other)])
+    capsys.readouterr()
+    assert main(["package", "verify", str(package), "--pubkey", str(other / "forcecast_ed25519.pub")]) == 1
+    assert "not trusted" in capsys.readouterr().out
+
+
+def test_int8_degradation_limits():
+    from training.quantize import DegradationError, _check_degradation
+
+    reference = {"axes": {"v": {"r": 0.99, "nrmse_pct": 3.0}}}
+    _check_degradation(reference, {"axes": {"v": {"r": 0.985, "nrmse_pct": 3.8}}}, allow=False)
+    with pytest.raises(DegradationError, match="--allow-degradation"):
+        _check_degradation(reference, {"axes": {"v": {"r": 0.975, "nrmse_pct": 3.1}}}, allow=False)
+    with pytest.raises(DegradationError, match=r"1\.0 pp"):
+        _check_degradation(reference, {"axes": {"v": {"r": 0.99, "nrmse_pct": 4.5}}}, allow=False)
+    _check_degradation(reference, {"axes": {"v": {"r": 0.9, "nrmse_pct": 9.0}}}, allow=True)

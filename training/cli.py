@@ -44,6 +44,22 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
+    quantize = commands.add_parser(
+        "quantize",
+        help="convert a trained run to TFLite and write a signed model package",
+        description="Convert RUN's model to TFLite, score float Keras and every build on the held-out subjects, "
+        "and write a signed .fcpkg. Fails if int8 loses more than 0.01 vertical r or 1 pp vertical "
+        "nRMSE against float, unless --allow-degradation.",
+    )
+    quantize.add_argument("--run", type=Path, required=True, help="run folder written by 'forcecast train'")
+    quantize.add_argument("--out", type=Path, required=True, help="package file to write (.fcpkg)")
+    quantize.add_argument("--mode", choices=("float32", "float16", "dynamic", "int8"), default="int8")
+    quantize.add_argument("--key", type=Path, required=True, help="private key from 'forcecast keys new'")
+    quantize.add_argument("--data", type=Path, help="the training dataset, if it moved since training")
+    quantize.add_argument("--allow-degradation", action="store_true", help="package int8 even if it loses accuracy")
+    quantize.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    quantize.set_defaults(handler=_quantize)
+
     compare = commands.add_parser(
         "compare",
         help="train the model zoo with and without static features on one split",
@@ -145,6 +161,44 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"vertical peaks over {peaks['n_steps']} steps: first {peaks['first_peak_mae_bw']:.3f} BW, "
             f"second {peaks['second_peak_mae_bw']:.3f} BW mean absolute error"
         )
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from training.convert import ConversionError
+    from training.quantize import DegradationError, quantize
+
+    try:
+        result = quantize(args.run, args.out, args.mode, args.key, args.data, args.allow_degradation)
+    except (DegradationError, ConversionError) as exc:
+        print(f"forcecast quantize: refused: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "package": str(result.package),
+                    "mode": result.mode,
+                    "model_bytes": result.model_bytes,
+                    "ops": result.ops,
+                    "accuracy": result.accuracy,
+                }
+            )
+        )
+        return 0
+    print(
+        f"{'build':>12}  {'bytes':>9}  "
+        + "  ".join(f"{a:>16}" for a in ("v r / nRMSE", "ap r / nRMSE", "ml r / nRMSE"))
+    )
+    for build, scores in result.accuracy.items():
+        axes = scores["axes"]
+        size = f"{scores['model_bytes']:,}" if "model_bytes" in scores else "-"
+        print(
+            f"{build:>12}  {size:>9}  "
+            + "  ".join(f"{axes[a]['r']:.4f} / {axes[a]['nrmse_pct']:.2f}%".rjust(16) for a in ("v", "ap", "ml"))
+        )
+    print(f"ops: {', '.join(result.ops)}")
+    print(f"package {result.package} ({result.package.stat().st_size:,} bytes, {result.mode})")
     return 0
 
 

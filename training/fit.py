@@ -165,6 +165,7 @@ def train(
     metrics = {
         "model": model.name,
         "split": split.as_dict(),
+        "data": str(loaded.root.resolve()),
         "data_fingerprint_sha256": loaded.fingerprint,
         "epochs_run": len(history.history["loss"]),
         "best_val_loss": float(min(history.history["val_loss"])),

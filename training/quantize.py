@@ -1,0 +1,179 @@
+"""``forcecast quantize``: a trained run → a signed model package, with accuracy per build.
+
+Every run converts the model to each requested TFLite build, scores float Keras and every build on
+the held-out (subject-naive) test subjects with the same metrics as ``evaluate``, and refuses an int8
+build that loses more than 0.01 vertical r or 1 percentage point vertical nRMSE against float, unless
+told to allow it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.config import ConfigError
+from edge.contract import ModelContract
+from edge.interpreter import TFLiteModel
+from edge.keys import load_private_key
+from training.config import load_train_config
+from training.convert import MODES, Mode, audit_ops, convert
+from training.data import LegSequence, load_sequences
+from training.evaluate import evaluate_sequences, keras_predictor, load_keras_run, model_uses_static
+from training.package import build_manifest, write_package
+from training.splits import make_split, partition
+from training.windows import Predict, WindowSource
+
+MAX_R_LOSS = 0.01
+MAX_NRMSE_GAIN_PCT = 1.0
+REPRESENTATIVE_WINDOWS = 300
+GOLDEN_PAIRS = 4
+
+
+class DegradationError(RuntimeError):
+    """Quantisation cost more accuracy than allowed."""
+
+
+@dataclass
+class QuantizeResult:
+    """What a quantize run produced."""
+
+    package: Path
+    mode: Mode
+    model_bytes: int
+    ops: list[str]
+    accuracy: dict[str, dict[str, Any]]
+
+
+def tflite_predictor(model: TFLiteModel, use_static: bool) -> Predict:
+    """Batch-1 TFLite inference as a :data:`Predict` function (loops over the batch)."""
+
+    def predict(x: np.ndarray, s: np.ndarray | None) -> np.ndarray:
+        out = np.empty((x.shape[0], *next(iter(model.outputs.values())).shape[1:]), dtype=np.float32)
+        for i in range(x.shape[0]):
+            feed = {"imu": x[i : i + 1]}
+            if use_static and s is not None:
+                feed["static"] = s[i : i + 1]
+            out[i] = next(iter(model(**feed).values()))[0]
+        return out
+
+    return predict
+
+
+def quantize(
+    run: Path,
+    out: Path,
+    mode: Mode,
+    key: Path,
+    data: Path | None = None,
+    allow_degradation: bool = False,
+    builds: tuple[Mode, ...] = MODES,
+) -> QuantizeResult:
+    """Convert, score, package and sign. See the module docstring."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signer = load_private_key(key)
+    model, contract = load_keras_run(run / "model.keras")
+    config = load_train_config(run / "config.toml")
+    metrics = json.loads((run / "metrics.json").read_text())
+    data = data or Path(metrics.get("data", ""))
+    if not data or not data.is_dir():
+        raise ConfigError(f"{run}: the training dataset {data} is not here; pass --data")
+    use_static = model_uses_static(model)
+    loaded = load_sequences(data, config.data)
+    if loaded.fingerprint != metrics["data_fingerprint_sha256"]:
+        raise ConfigError(f"{data}: not the data {run.name} was trained on (fingerprint differs)")
+    split = make_split([s.subject_id for s in loaded.sequences], config.split, config.fit.seed)
+    sets = partition(loaded.sequences, split, config.split.exposed_train_share, gap=config.data.window)
+    representative = _representative(sets["train"], contract, use_static)
+    test = sets["test"]
+
+    accuracy: dict[str, dict[str, Any]] = {"keras_float": _score(keras_predictor(model), test, contract, use_static)}
+    flatbuffers: dict[str, bytes] = {}
+    for build in dict.fromkeys((*builds, mode)):
+        flatbuffers[build] = convert(model, build, representative)
+        tflite = TFLiteModel(flatbuffers[build])
+        accuracy[build] = _score(tflite_predictor(tflite, use_static), test, contract, use_static)
+        accuracy[build]["model_bytes"] = len(flatbuffers[build])
+    chosen = flatbuffers[mode]
+    if mode == "int8":
+        _check_degradation(accuracy["keras_float"], accuracy["int8"], allow_degradation)
+    packaged = TFLiteModel(chosen)
+    golden = _golden(packaged, test, contract, use_static)
+    manifest = build_manifest(
+        chosen,
+        contract,
+        model_version=f"{metrics['model']}-{mode}-{metrics['data_fingerprint_sha256'][:8]}",
+        signer=signer,
+        quantisation={
+            "mode": mode,
+            "tensors": {
+                n: {
+                    "shape": list(i.shape),
+                    "dtype": np.dtype(i.dtype).name,
+                    "scale": i.scale,
+                    "zero_point": i.zero_point,
+                }
+                for n, i in {**packaged.inputs, **packaged.outputs}.items()
+            },
+        },
+        golden=golden,
+        accuracy={"test_subjects": list(split.test), "builds": accuracy},
+        training={
+            "data_fingerprint_sha256": metrics["data_fingerprint_sha256"],
+            "split": split.as_dict(),
+            "versions": metrics.get("versions", {}),
+            "model": metrics["model"],
+        },
+    )
+    write_package(out, chosen, manifest, signer)
+    return QuantizeResult(out, mode, len(chosen), audit_ops(chosen), accuracy)
+
+
+def _score(predict: Predict, sequences: list[LegSequence], contract: ModelContract, use_static: bool) -> dict[str, Any]:
+    result = evaluate_sequences(predict, sequences, contract, use_static)
+    axes = {a: {k: m[k] for k in ("r", "rmse_bw", "rmse_n", "nrmse_pct")} for a, m in result["pooled"]["axes"].items()}
+    return {"axes": axes, "n_windows": result["n_windows"]}
+
+
+def _check_degradation(reference: dict[str, Any], quantised: dict[str, Any], allow: bool) -> None:
+    r_loss = reference["axes"]["v"]["r"] - quantised["axes"]["v"]["r"]
+    nrmse_gain = quantised["axes"]["v"]["nrmse_pct"] - reference["axes"]["v"]["nrmse_pct"]
+    if (r_loss > MAX_R_LOSS or nrmse_gain > MAX_NRMSE_GAIN_PCT) and not allow:
+        raise DegradationError(
+            f"int8 loses {r_loss:.4f} vertical r and adds {nrmse_gain:.2f} pp vertical nRMSE against float "
+            f"(limits {MAX_R_LOSS} and {MAX_NRMSE_GAIN_PCT} pp); use --allow-degradation to package it anyway"
+        )
+
+
+def _representative(train: list[LegSequence], contract: ModelContract, use_static: bool) -> Any:
+    source = WindowSource(train, contract, use_static)
+    picks = np.random.default_rng(0).choice(len(source), size=min(REPRESENTATIVE_WINDOWS, len(source)), replace=False)
+
+    def samples() -> Any:
+        for k in picks:
+            inputs, _ = source.gather(np.array([k]))
+            yield {"imu": inputs[0], **({"static": inputs[1]} if use_static else {})}
+
+    return samples
+
+
+def _golden(
+    model: TFLiteModel, test: list[LegSequence], contract: ModelContract, use_static: bool
+) -> list[dict[str, Any]]:
+    source = WindowSource(test, contract, use_static)
+    picks = np.linspace(0, len(source) - 1, GOLDEN_PAIRS).astype(int)
+    out_info = next(iter(model.outputs.values()))
+    tolerance = 2.0 * out_info.scale if out_info.scale else 1e-3
+    pairs = []
+    for k in picks:
+        inputs, _ = source.gather(np.array([k]))
+        feed = {"imu": inputs[0], **({"static": inputs[1]} if use_static else {})}
+        output = next(iter(model(**feed).values()))
+        pairs.append(
+            {"inputs": {n: v.tolist() for n, v in feed.items()}, "output": output.tolist(), "tolerance": tolerance}
+        )
+    return pairs
