@@ -79,9 +79,12 @@ def quantize(
     model, contract = load_keras_run(run / "model.keras")
     config = load_train_config(run / "config.toml")
     metrics = json.loads((run / "metrics.json").read_text())
-    data = data or Path(metrics.get("data", ""))
-    if not data or not data.is_dir():
-        raise ConfigError(f"{run}: the training dataset {data} is not here; pass --data")
+    if data is None:
+        if not metrics.get("data"):
+            raise ConfigError(f"{run}/metrics.json does not name its training dataset; pass --data")
+        data = Path(metrics["data"])
+    if not data.is_dir():
+        raise ConfigError(f"the training dataset {data} is not here; pass --data")
     use_static = model_uses_static(model)
     loaded = load_sequences(data, config.data)
     if loaded.fingerprint != metrics["data_fingerprint_sha256"]:
