@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -47,12 +48,7 @@ def new_key_pair(folder: Path) -> tuple[Path, Path]:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Read a PEM private key written by :func:`new_key_pair`."""
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: private key not found") from None
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path}: not a PEM private key ({exc})") from None
+    key = _load_pem(path, "private", lambda data: serialization.load_pem_private_key(data, password=None))
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 key")
     return key
@@ -60,12 +56,16 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """Read a PEM public key (``.pub`` from :func:`new_key_pair`)."""
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: public key not found") from None
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
+    key = _load_pem(path, "public", serialization.load_pem_public_key)
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 key")
     return key
+
+
+def _load_pem(path: Path, kind: str, loader: Callable[[bytes], object]) -> object:
+    try:
+        return loader(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: {kind} key not found") from None
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a PEM {kind} key ({exc})") from None

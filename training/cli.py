@@ -125,7 +125,13 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from edge.config import ConfigError
     from training.data import load_sequences
-    from training.evaluate import evaluate_sequences, keras_predictor, load_keras_run, model_uses_static
+    from training.evaluate import (
+        evaluate_sequences,
+        headline_axes,
+        keras_predictor,
+        load_keras_run,
+        model_uses_static,
+    )
 
     if args.model.suffix != ".keras":
         raise ConfigError(f"--model {args.model}: expected a .keras file written by 'forcecast train'")
@@ -149,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--subjects: {', '.join(unknown)} not in the dataset (have: {', '.join(have)})")
         sequences = [s for s in sequences if s.subject_id in wanted]
     result = evaluate_sequences(keras_predictor(model), sequences, contract, model_uses_static(model))
-    axes = {a: {k: m[k] for k in ("r", "rmse_bw", "rmse_n", "nrmse_pct")} for a, m in result["pooled"]["axes"].items()}
+    axes = headline_axes(result)
     if args.json:
         print(json.dumps({"axes": axes, "n_windows": result["n_windows"], "subjects": result["subjects"]}))
         return 0

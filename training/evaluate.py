@@ -43,6 +43,14 @@ def load_keras_run(model_path: Path) -> tuple[Any, ModelContract]:
     return keras.saving.load_model(model_path, compile=False), ModelContract.load(contract_path)
 
 
+HEADLINE = ("r", "rmse_bw", "rmse_n", "nrmse_pct")
+
+
+def headline_axes(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The per-axis figures ``evaluate --json`` and the package manifest report."""
+    return {a: {k: m[k] for k in HEADLINE} for a, m in result["pooled"]["axes"].items()}
+
+
 def evaluate_sequences(
     predict: Predict, sequences: list[LegSequence], contract: ModelContract, use_static: bool
 ) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from edge.keys import load_private_key
 from training.config import load_train_config
 from training.convert import MODES, Mode, audit_ops, convert
 from training.data import LegSequence, load_sequences
-from training.evaluate import evaluate_sequences, keras_predictor, load_keras_run, model_uses_static
+from training.evaluate import evaluate_sequences, headline_axes, keras_predictor, load_keras_run, model_uses_static
 from training.package import build_manifest, write_package
 from training.splits import make_split, partition
 from training.windows import Predict, WindowSource
@@ -138,8 +138,7 @@ def quantize(
 
 def _score(predict: Predict, sequences: list[LegSequence], contract: ModelContract, use_static: bool) -> dict[str, Any]:
     result = evaluate_sequences(predict, sequences, contract, use_static)
-    axes = {a: {k: m[k] for k in ("r", "rmse_bw", "rmse_n", "nrmse_pct")} for a, m in result["pooled"]["axes"].items()}
-    return {"axes": axes, "n_windows": result["n_windows"]}
+    return {"axes": headline_axes(result), "n_windows": result["n_windows"]}
 
 
 def _check_degradation(reference: dict[str, Any], quantised: dict[str, Any], allow: bool) -> None:

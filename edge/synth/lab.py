@@ -107,7 +107,7 @@ def generate_dataset(
         The subjects generated, hidden parameters included.
     """
     out.mkdir(parents=True, exist_ok=True)
-    subjects = [make_subject(config, i) for i in range(1, config.subjects + 1)]
+    subjects = subjects_for(config)
     write_subjects(out / "subjects.csv", [s.as_subject() for s in subjects])
     conditions = (["static"] if config.static_s > 0 else []) + [f"walk_{s}" for s in config.speeds]
     work = [(s, c) for s in subjects for c in conditions]
