@@ -141,16 +141,27 @@ def verify(package: ModelPackage, trusted: list[Ed25519PublicKey]) -> ModelContr
             "bad_signature",
             f"{name}: the signature does not match {MANIFEST_FILE} (edited after signing, or a damaged signature)",
         ) from None
+    check_model(package)
+    return package.contract
+
+
+def check_model(package: ModelPackage) -> None:
+    """Check that the model bytes are the ones the manifest names (size and SHA-256); no signature check.
+
+    Raises
+    ------
+    PackageError
+        ``model_mismatch`` if the model was damaged or replaced.
+    """
     digest = hashlib.sha256(package.model).hexdigest()
     if len(package.model) != package.manifest["model_bytes"] or digest != package.manifest["model_sha256"]:
         raise PackageError(
             "model_mismatch",
-            f"{name}: {MODEL_FILE} ({len(package.model)} bytes, sha256 {digest[:16]}…) "
+            f"{package.path.name}: {MODEL_FILE} ({len(package.model)} bytes, sha256 {digest[:16]}…) "
             f"is not the model the manifest signed "
             f"({package.manifest['model_bytes']} bytes, "
             f"sha256 {str(package.manifest['model_sha256'])[:16]}…)",
         )
-    return package.contract
 
 
 def open_package(path: Path | str, trusted: list[Ed25519PublicKey]) -> tuple[ModelPackage, ModelContract]:

@@ -160,3 +160,46 @@ def test_keys_are_private_and_never_overwritten(tmp_path):
         load_public_key(private)
     with pytest.raises(KeyFileError, match="not found"):
         load_private_key(tmp_path / "nope.key")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _flip_model_byte(path: Path) -> None:
+    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
+
+
+def _edit_manifest(path: Path) -> None:
+    rewrite(path, MANIFEST_FILE, lambda raw: raw.replace(b'"rate_hz": 100.0', b'"rate_hz": 200.0'))
+
+
+DAMAGES = {
+    "unreadable": (_truncate, "truncated"),
+    "model_mismatch": (_flip_model_byte, "is not the model the manifest signed"),
+    "bad_signature": (_edit_manifest, "edited after signing"),
+}
+
+
+@pytest.mark.parametrize("reason", [*DAMAGES, "untrusted_key", "contract_invalid"])
+def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, reason, capsys):
+    from forcecast.cli import main
+
+    private, _, other_private, _ = keys
+    public_path = tmp_path / "keys" / PUBLIC_NAME
+    if reason == "untrusted_key":
+        path, expected = make(tmp_path, other_private), "not trusted"
+    elif reason == "contract_invalid":
+        broken = contract().to_dict()
+        del broken["window"]
+        path, expected = make(tmp_path, private, contract=broken), "window"
+    else:
+        damage, expected = DAMAGES[reason]
+        path = make(tmp_path, private)
+        damage(path)
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path), "--json"]) == 1
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict == {"ok": False, "reason": reason, "message": verdict["message"]}
+    assert expected in verdict["message"]
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path)]) == 1
+    assert capsys.readouterr().out.startswith("REFUSED: ")

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -230,6 +231,45 @@ def test_quantize_package_info_and_verify(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["package", "verify", str(package), "--pubkey", str(other / "forcecast_ed25519.pub")]) == 1
     assert "not trusted" in capsys.readouterr().out
+
+    data = json.loads((tiny_run / "metrics.json").read_text())["data"]
+    pubkey = str(keys / "forcecast_ed25519.pub")
+    args = ["evaluate", "--model", str(package), "--data", data, "--subjects", "S02", "--json"]
+    assert main([*args, "--pubkey", pubkey]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    keras_args = ["evaluate", "--model", str(tiny_run / "model.keras"), "--data", data, "--subjects", "S02", "--json"]
+    assert main(keras_args) == 0
+    keras_scores = json.loads(capsys.readouterr().out)
+    assert scores["n_windows"] == keras_scores["n_windows"] > 0
+    for axis in ("v", "ap", "ml"):  # S02 is the run's naive test subject: the very figures quantize reported
+        assert scores["axes"][axis]["r"] == pytest.approx(result["accuracy"]["int8"]["axes"][axis]["r"], abs=1e-4)
+        assert keras_scores["axes"][axis]["r"] == pytest.approx(
+            result["accuracy"]["keras_float"]["axes"][axis]["r"], abs=1e-4
+        )
+    assert main([*args, "--pubkey", str(other / "forcecast_ed25519.pub")]) == 2
+    assert "not trusted" in capsys.readouterr().err
+
+
+def test_a_package_whose_golden_pairs_fail_is_refused(tiny_run, tmp_path, capsys):
+    from edge.keys import load_private_key
+    from edge.package import read_package
+    from training.package import write_package
+
+    keys = tmp_path / "keys"
+    main(["keys", "new", "--out", str(keys)])
+    package = tmp_path / "tiny.fcpkg"
+    key = str(keys / "forcecast_ed25519.key")
+    assert main(["quantize", "--run", str(tiny_run), "--out", str(package), "--key", key, "--allow-degradation"]) == 0
+    good = read_package(package)
+    manifest = json.loads(good.manifest_bytes)
+    for pair in manifest["golden"]:
+        pair["output"] = (np.asarray(pair["output"]) + 0.5).tolist()
+    lying = write_package(
+        tmp_path / "lying.fcpkg", good.model, manifest, load_private_key(keys / "forcecast_ed25519.key")
+    )
+    capsys.readouterr()
+    assert main(["package", "verify", str(lying), "--pubkey", str(keys / "forcecast_ed25519.pub")]) == 1
+    assert "REFUSED: golden pairs failed" in capsys.readouterr().out
 
 
 def test_int8_degradation_limits():

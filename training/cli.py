@@ -38,7 +38,12 @@ def register(commands: Any) -> None:
         description="Run a model over whole trials as the device would (blocks tiling time) and report per-axis "
         "Pearson r, RMSE (BW and N) and nRMSE.",
     )
-    evaluate.add_argument("--model", type=Path, required=True, help="RUN/model.keras (contract.json beside it)")
+    evaluate.add_argument(
+        "--model", type=Path, required=True, help="RUN/model.keras (contract.json beside it) or a .fcpkg package"
+    )
+    evaluate.add_argument(
+        "--pubkey", type=Path, action="append", default=[], help="trusted public key: verify a package's signature"
+    )
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
     evaluate.add_argument("--subjects", help="comma-separated subjects to evaluate (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -130,12 +135,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         headline_axes,
         keras_predictor,
         load_keras_run,
+        load_package_model,
         model_uses_static,
+        tflite_predictor,
     )
 
-    if args.model.suffix != ".keras":
-        raise ConfigError(f"--model {args.model}: expected a .keras file written by 'forcecast train'")
-    model, contract = load_keras_run(args.model)
+    checked = ""
+    if args.model.suffix == ".keras":
+        model, contract = load_keras_run(args.model)
+        use_static = model_uses_static(model)
+        predict = keras_predictor(model)
+    elif args.model.suffix == ".fcpkg":
+        tflite, contract, checked = load_package_model(args.model, args.pubkey)
+        use_static = "static" in tflite.inputs
+        predict = tflite_predictor(tflite, use_static)
+    else:
+        raise ConfigError(f"--model {args.model}: expected a .keras file from 'forcecast train' or a .fcpkg package")
     from training.config import DataConfig
 
     data = DataConfig(
@@ -154,12 +169,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError(f"--subjects: {', '.join(unknown)} not in the dataset (have: {', '.join(have)})")
         sequences = [s for s in sequences if s.subject_id in wanted]
-    result = evaluate_sequences(keras_predictor(model), sequences, contract, model_uses_static(model))
+    result = evaluate_sequences(predict, sequences, contract, use_static)
     axes = headline_axes(result)
     if args.json:
         print(json.dumps({"axes": axes, "n_windows": result["n_windows"], "subjects": result["subjects"]}))
         return 0
     print(f"{args.model} on {len(result['subjects'])} subject(s): {', '.join(result['subjects'])}")
+    if checked:
+        print(f"package: {checked}")
     _print_axes("pooled", result["pooled"]["axes"])
     peaks = result["pooled"]["peaks"]
     if peaks["n_steps"]:

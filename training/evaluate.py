@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.contract import ContractError, ModelContract
+from edge.interpreter import TFLiteModel
 from training.data import LegSequence
 from training.metrics import summarise
 from training.windows import Predict, predict_sequence
@@ -22,6 +23,21 @@ def keras_predictor(model: Any) -> Predict:
     def predict(x: NDArray[np.float32], s: NDArray[np.float32] | None) -> NDArray[np.float32]:
         inputs = [x] if s is None else [x, s]
         return np.asarray(model(inputs, training=False))
+
+    return predict
+
+
+def tflite_predictor(model: TFLiteModel, use_static: bool) -> Predict:
+    """Batch-1 TFLite inference as a :data:`Predict` function (loops over the batch)."""
+
+    def predict(x: NDArray[np.float32], s: NDArray[np.float32] | None) -> NDArray[np.float32]:
+        out = np.empty((x.shape[0], *next(iter(model.outputs.values())).shape[1:]), dtype=np.float32)
+        for i in range(x.shape[0]):
+            feed = {"imu": x[i : i + 1]}
+            if use_static and s is not None:
+                feed["static"] = s[i : i + 1]
+            out[i] = next(iter(model(**feed).values()))[0]
+        return out
 
     return predict
 
@@ -41,6 +57,26 @@ def load_keras_run(model_path: Path) -> tuple[Any, ModelContract]:
     if not contract_path.is_file():
         raise ContractError(f"{contract_path}: missing; a model needs the contract its training run wrote beside it")
     return keras.saving.load_model(model_path, compile=False), ModelContract.load(contract_path)
+
+
+def load_package_model(package_path: Path, pubkeys: list[Path]) -> tuple[TFLiteModel, ModelContract, str]:
+    """The TFLite model and contract of a ``.fcpkg``, checked as far as the keys given allow.
+
+    With public keys the package must verify against one of them (signature, hash, contract);
+    without, only the model hash and the contract are checked. The third value says which.
+    """
+    from edge.keys import load_public_key
+    from edge.package import check_model, open_package, read_package
+
+    if pubkeys:
+        package, contract = open_package(package_path, [load_public_key(p) for p in pubkeys])
+        checked = f"signature OK (key {package.signed_by})"
+    else:
+        package = read_package(package_path)
+        check_model(package)
+        contract = package.contract
+        checked = "model hash OK, signature not checked (no --pubkey)"
+    return TFLiteModel(package.model), contract, checked
 
 
 HEADLINE = ("r", "rmse_bw", "rmse_n", "nrmse_pct")

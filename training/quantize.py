@@ -23,7 +23,14 @@ from edge.keys import load_private_key
 from training.config import load_train_config
 from training.convert import MODES, Mode, audit_ops, convert
 from training.data import LegSequence, load_sequences
-from training.evaluate import evaluate_sequences, headline_axes, keras_predictor, load_keras_run, model_uses_static
+from training.evaluate import (
+    evaluate_sequences,
+    headline_axes,
+    keras_predictor,
+    load_keras_run,
+    model_uses_static,
+    tflite_predictor,
+)
 from training.package import build_manifest, write_package
 from training.splits import make_split, partition
 from training.windows import Predict, WindowSource
@@ -47,21 +54,6 @@ class QuantizeResult:
     model_bytes: int
     ops: list[str]
     accuracy: dict[str, dict[str, Any]]
-
-
-def tflite_predictor(model: TFLiteModel, use_static: bool) -> Predict:
-    """Batch-1 TFLite inference as a :data:`Predict` function (loops over the batch)."""
-
-    def predict(x: np.ndarray, s: np.ndarray | None) -> np.ndarray:
-        out = np.empty((x.shape[0], *next(iter(model.outputs.values())).shape[1:]), dtype=np.float32)
-        for i in range(x.shape[0]):
-            feed = {"imu": x[i : i + 1]}
-            if use_static and s is not None:
-                feed["static"] = s[i : i + 1]
-            out[i] = next(iter(model(**feed).values()))[0]
-        return out
-
-    return predict
 
 
 def quantize(
