@@ -216,6 +216,16 @@ def _package_info(args: argparse.Namespace) -> int:
     print(f"model     {m['model_version']}  {m['model_bytes']:,} bytes  sha256 {m['model_sha256'][:16]}…")
     print(f"created   {m['created_utc']}  signed by key {m['signed_by']}")
     print(f"quantised {m['quantisation'].get('mode')}")
+    if m["quantisation"].get("ops"):
+        print(f"ops       {', '.join(m['quantisation']['ops'])}")
+    edgetpu_ops = m["quantisation"].get("edgetpu_ops", {})
+    if edgetpu_ops:
+        unsupported = [op for op, ok in edgetpu_ops.items() if not ok]
+        print(
+            f"edge tpu  {len(edgetpu_ops) - len(unsupported)} of {len(edgetpu_ops)} op kinds supported"
+            + (f" (not: {', '.join(unsupported)})" if unsupported else "")
+            + (f"; compiled build {m['edgetpu']['bytes']:,} bytes" if "edgetpu" in m else "; no compiled build")
+        )
     print(
         f"rate      {contract.rate_hz:g} Hz; window {contract.window}; {contract.out_len} outputs per inference; "
         f"delay {contract.delay} ({1000 * contract.latency_s:.0f} ms oldest-output latency before compute)"

@@ -26,6 +26,7 @@ from edge.keys import key_id
 FORMAT: Final = "forcecast-model-package"
 FORMAT_VERSION: Final = 1
 MODEL_FILE: Final = "model.tflite"
+EDGETPU_MODEL_FILE: Final = "model_edgetpu.tflite"
 MANIFEST_FILE: Final = "manifest.json"
 SIGNATURE_FILE: Final = "manifest.sig"
 REQUIRED_FIELDS: Final = (
@@ -65,6 +66,7 @@ class ModelPackage:
     manifest_bytes: bytes
     signature: bytes
     model: bytes
+    edgetpu_model: bytes | None = None
 
     @property
     def contract(self) -> ModelContract:
@@ -96,6 +98,7 @@ def read_package(path: Path | str) -> ModelPackage:
             manifest_bytes = archive.read(MANIFEST_FILE)
             signature = archive.read(SIGNATURE_FILE)
             model = archive.read(MODEL_FILE)
+            edgetpu_model = archive.read(EDGETPU_MODEL_FILE) if EDGETPU_MODEL_FILE in names else None
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise PackageError("unreadable", f"{path}: not a readable package (truncated or not a zip: {exc})") from None
     except (zipfile.error, OSError, ValueError) as exc:
@@ -116,7 +119,9 @@ def read_package(path: Path | str) -> ModelPackage:
             "unsupported",
             f"{path}: format {manifest['format']!r} v{manifest['format_version']} is not {FORMAT!r} v{FORMAT_VERSION}",
         )
-    return ModelPackage(path, manifest, manifest_bytes, signature, model)
+    if "edgetpu" in manifest and edgetpu_model is None:
+        raise PackageError("member_missing", f"{path}: the manifest lists {EDGETPU_MODEL_FILE} but it is missing")
+    return ModelPackage(path, manifest, manifest_bytes, signature, model, edgetpu_model)
 
 
 def verify(package: ModelPackage, trusted: list[Ed25519PublicKey]) -> ModelContract:
@@ -146,21 +151,33 @@ def verify(package: ModelPackage, trusted: list[Ed25519PublicKey]) -> ModelContr
 
 
 def check_model(package: ModelPackage) -> None:
-    """Check that the model bytes are the ones the manifest names (size and SHA-256); no signature check.
+    """Check that the model bytes (and the Edge TPU model's, if any) are the ones the manifest names.
+
+    Size and SHA-256 only; no signature check.
 
     Raises
     ------
     PackageError
         ``model_mismatch`` if the model was damaged or replaced.
     """
-    digest = hashlib.sha256(package.model).hexdigest()
-    if len(package.model) != package.manifest["model_bytes"] or digest != package.manifest["model_sha256"]:
+    _check_member(package, MODEL_FILE, package.model, package.manifest["model_bytes"], package.manifest["model_sha256"])
+    if package.edgetpu_model is not None:
+        listed = package.manifest.get("edgetpu")
+        if not isinstance(listed, dict) or not {"bytes", "sha256"} <= set(listed):
+            raise PackageError(
+                "model_mismatch",
+                f"{package.path.name}: {EDGETPU_MODEL_FILE} is present but the manifest does not sign it",
+            )
+        _check_member(package, EDGETPU_MODEL_FILE, package.edgetpu_model, listed["bytes"], listed["sha256"])
+
+
+def _check_member(package: ModelPackage, member: str, data: bytes, size: Any, sha256: Any) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != size or digest != sha256:
         raise PackageError(
             "model_mismatch",
-            f"{package.path.name}: {MODEL_FILE} ({len(package.model)} bytes, sha256 {digest[:16]}…) "
-            f"is not the model the manifest signed "
-            f"({package.manifest['model_bytes']} bytes, "
-            f"sha256 {str(package.manifest['model_sha256'])[:16]}…)",
+            f"{package.path.name}: {member} ({len(data)} bytes, sha256 {digest[:16]}…) "
+            f"is not the model the manifest signed ({size} bytes, sha256 {str(sha256)[:16]}…)",
         )
 
 

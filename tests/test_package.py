@@ -9,7 +9,15 @@ import pytest
 
 from edge.contract import ModelContract, Normalisation
 from edge.keys import PRIVATE_NAME, PUBLIC_NAME, KeyFileError, key_id, load_private_key, load_public_key, new_key_pair
-from edge.package import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, PackageError, open_package, read_package
+from edge.package import (
+    EDGETPU_MODEL_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    PackageError,
+    open_package,
+    read_package,
+)
 from training.package import build_manifest, write_package
 
 MODEL = bytes(range(256)) * 40  # stands in for a .tflite flatbuffer
@@ -203,3 +211,44 @@ def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, 
     assert expected in verdict["message"]
     assert main(["package", "verify", str(path), "--pubkey", str(public_path)]) == 1
     assert capsys.readouterr().out.startswith("REFUSED: ")
+
+
+def test_an_edgetpu_build_is_signed_and_checked_like_the_model(tmp_path, keys):
+    from training.edgetpu import describe
+
+    private, public, _, _ = keys
+    compiled = b"TFL3-edgetpu" + MODEL[:500]
+    manifest = build_manifest(
+        MODEL,
+        contract(),
+        model_version="test-1",
+        signer=private,
+        quantisation={"mode": "int8"},
+        golden=[],
+        edgetpu=describe(compiled, "Edge TPU Compiler version 16.0\nModel compiled successfully."),
+    )
+    path = write_package(tmp_path / "tpu.fcpkg", MODEL, manifest, private, compiled)
+    package, _ = open_package(path, [public])
+    assert package.edgetpu_model == compiled
+    rewrite(path, EDGETPU_MODEL_FILE, lambda b: b[:-1] + bytes([b[-1] ^ 0x80]))
+    with pytest.raises(PackageError, match=r"model_edgetpu\.tflite .* is not the model the manifest signed") as info:
+        open_package(path, [public])
+    assert info.value.reason == "model_mismatch"
+    with zipfile.ZipFile(path) as archive:
+        kept = {n: archive.read(n) for n in archive.namelist() if n != EDGETPU_MODEL_FILE}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+    with pytest.raises(PackageError, match=r"lists model_edgetpu\.tflite but it is missing"):
+        read_package(path)
+
+
+def test_edgetpu_compatibility_of_our_ops():
+    from training.edgetpu import compatibility, compatibility_line
+
+    ops = ["CONV_2D", "FULLY_CONNECTED", "UNPACK", "TANH", "CONV_2D"]
+    assert compatibility(ops) == {"CONV_2D": True, "FULLY_CONNECTED": True, "TANH": True, "UNPACK": False}
+    assert (
+        compatibility_line(ops)
+        == "Edge TPU: 3 of 4 op kinds supported; not supported: UNPACK (from the first of these on, ops run on the CPU)"
+    )

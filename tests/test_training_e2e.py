@@ -1,7 +1,9 @@
 """A tiny end-to-end train/evaluate through the CLI, and the refusals of bad input (needs TensorFlow)."""
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -250,16 +252,24 @@ def test_quantize_package_info_and_verify(tiny_run, tmp_path, capsys):
     assert "not trusted" in capsys.readouterr().err
 
 
-def test_a_package_whose_golden_pairs_fail_is_refused(tiny_run, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_package(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An int8 package of the tiny run and the folder of the key pair that signed it."""
+    folder = tmp_path_factory.mktemp("package")
+    keys = folder / "keys"
+    assert main(["keys", "new", "--out", str(keys)]) == 0
+    package = folder / "tiny.fcpkg"
+    key = str(keys / "forcecast_ed25519.key")
+    assert main(["quantize", "--run", str(tiny_run), "--out", str(package), "--key", key, "--allow-degradation"]) == 0
+    return package, keys
+
+
+def test_a_package_whose_golden_pairs_fail_is_refused(tiny_package, tmp_path, capsys):
     from edge.keys import load_private_key
     from edge.package import read_package
     from training.package import write_package
 
-    keys = tmp_path / "keys"
-    main(["keys", "new", "--out", str(keys)])
-    package = tmp_path / "tiny.fcpkg"
-    key = str(keys / "forcecast_ed25519.key")
-    assert main(["quantize", "--run", str(tiny_run), "--out", str(package), "--key", key, "--allow-degradation"]) == 0
+    package, keys = tiny_package
     good = read_package(package)
     manifest = json.loads(good.manifest_bytes)
     for pair in manifest["golden"]:
@@ -282,3 +292,83 @@ def test_int8_degradation_limits():
     with pytest.raises(DegradationError, match=r"1\.0 pp"):
         _check_degradation(reference, {"axes": {"v": {"r": 0.99, "nrmse_pct": 4.5}}}, allow=False)
     _check_degradation(reference, {"axes": {"v": {"r": 0.9, "nrmse_pct": 9.0}}}, allow=True)
+
+
+FALLBACK_PYTHON = Path(
+    os.environ.get(
+        "FORCECAST_TFLITE_RUNTIME_PYTHON", Path(__file__).resolve().parents[1] / ".venv-tflite-runtime/bin/python"
+    )
+)
+FALLBACK_CHECK = """
+import importlib.util, json, sys
+from edge.interpreter import TFLiteModel
+from edge.keys import load_public_key
+from edge.package import open_package
+from edge.selftest import run_golden
+package, contract = open_package(sys.argv[1], [load_public_key(sys.argv[2])])
+model = TFLiteModel(package.model)
+result = run_golden(model, package.manifest["golden"])
+print(json.dumps({"runtime": model.runtime, "litert_installed": importlib.util.find_spec("ai_edge_litert") is not None,
+                  "passed": result.passed, "failed": result.failed, "window": contract.window}))
+"""
+
+
+@pytest.mark.skipif(
+    not FALLBACK_PYTHON.is_file(),
+    reason=f"no tflite-runtime environment at {FALLBACK_PYTHON} (see requirements/edge-tflite-runtime.txt)",
+)
+def test_the_edge_reader_falls_back_to_tflite_runtime(tiny_package):
+    """In an environment with only tflite-runtime 2.14 (NumPy 1.x) a package verifies and passes its self-test."""
+    package, keys = tiny_package
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [str(FALLBACK_PYTHON.absolute()), "-c", FALLBACK_CHECK, str(package), str(keys / "forcecast_ed25519.pub")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout.strip().splitlines()[-1])
+    assert verdict == {"runtime": "tflite_runtime", "litert_installed": False, "passed": 4, "failed": 0, "window": 32}
+
+
+FAKE_COMPILER = """#!{python}
+# Stands in for Coral's edgetpu_compiler (x86-64 Debian only, not installable here): same arguments, same
+# output file name, a log in its format. It copies the model, so only our plumbing is under test.
+import pathlib, sys
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--out_dir") + 1])
+source = pathlib.Path(args[-1])
+(out / (source.stem + "_edgetpu.tflite")).write_bytes(source.read_bytes())
+print("Edge TPU Compiler version 16.0.384591198")
+print("Model compiled successfully in 12 ms.")
+"""
+
+
+def test_quantize_adds_the_edgetpu_build_when_the_compiler_is_on_path(tiny_run, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from edge.keys import load_public_key
+    from edge.package import open_package
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    compiler = bin_dir / "edgetpu_compiler"
+    compiler.write_text(FAKE_COMPILER.format(python=sys.executable))
+    compiler.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    keys = tmp_path / "keys"
+    main(["keys", "new", "--out", str(keys)])
+    package = tmp_path / "tpu.fcpkg"
+    key = str(keys / "forcecast_ed25519.key")
+    capsys.readouterr()
+    assert main(["quantize", "--run", str(tiny_run), "--out", str(package), "--key", key, "--allow-degradation"]) == 0
+    printed = capsys.readouterr().out
+    assert "Edge TPU build:" in printed and "op kinds supported" in printed
+    opened, _ = open_package(package, [load_public_key(keys / "forcecast_ed25519.pub")])
+    assert opened.edgetpu_model == opened.model
+    assert opened.manifest["edgetpu"]["compiler_log"][-1] == "Model compiled successfully in 12 ms."
+    assert main(["package", "info", str(package)]) == 0
+    assert "compiled build" in capsys.readouterr().out

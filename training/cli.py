@@ -189,6 +189,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace) -> int:
     from training.convert import ConversionError
+    from training.edgetpu import compatibility, compatibility_line
     from training.quantize import DegradationError, quantize
 
     try:
@@ -204,6 +205,8 @@ def _quantize(args: argparse.Namespace) -> int:
                     "mode": result.mode,
                     "model_bytes": result.model_bytes,
                     "ops": result.ops,
+                    "edgetpu_ops": compatibility(result.ops),
+                    "edgetpu_bytes": result.edgetpu_bytes,
                     "accuracy": result.accuracy,
                 }
             )
@@ -221,6 +224,11 @@ def _quantize(args: argparse.Namespace) -> int:
             + "  ".join(f"{axes[a]['r']:.4f} / {axes[a]['nrmse_pct']:.2f}%".rjust(16) for a in ("v", "ap", "ml"))
         )
     print(f"ops: {', '.join(result.ops)}")
+    print(compatibility_line(result.ops))
+    if result.edgetpu_bytes:
+        print(f"Edge TPU build: {result.edgetpu_bytes:,} bytes (model_edgetpu.tflite in the package)")
+    elif result.mode == "int8":
+        print("Edge TPU build: skipped (edgetpu_compiler is not on PATH)")
     print(f"package {result.package} ({result.package.stat().st_size:,} bytes, {result.mode})")
     return 0
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.contract import ModelContract
 from edge.keys import key_id
-from edge.package import FORMAT, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
+from edge.package import EDGETPU_MODEL_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed member timestamps: same inputs, same bytes
 
@@ -30,9 +30,14 @@ def build_manifest(
     accuracy: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     created_utc: str | None = None,
+    edgetpu: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a package holding ``model`` (everything the device needs, nothing pickled)."""
-    return {
+    """The manifest of a package holding ``model`` (everything the device needs, nothing pickled).
+
+    ``edgetpu`` describes an Edge TPU build stored beside the model: at least its ``bytes`` and
+    ``sha256`` (see :func:`training.edgetpu.describe`).
+    """
+    manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_file": MODEL_FILE,
@@ -47,9 +52,18 @@ def build_manifest(
         "training": training or {},
         "golden": golden,
     }
+    if edgetpu is not None:
+        manifest["edgetpu"] = edgetpu
+    return manifest
 
 
-def write_package(path: Path, model: bytes, manifest: dict[str, Any], signer: Ed25519PrivateKey) -> Path:
+def write_package(
+    path: Path,
+    model: bytes,
+    manifest: dict[str, Any],
+    signer: Ed25519PrivateKey,
+    edgetpu_model: bytes | None = None,
+) -> Path:
     """Sign ``manifest`` and write the zip. The signature covers the manifest bytes exactly as stored."""
     if manifest["signed_by"] != key_id(signer.public_key()):
         raise ValueError("the manifest names a different signer than the key given")
@@ -57,7 +71,10 @@ def write_package(path: Path, model: bytes, manifest: dict[str, Any], signer: Ed
     signature = signer.sign(manifest_bytes)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in ((MANIFEST_FILE, manifest_bytes), (SIGNATURE_FILE, signature), (MODEL_FILE, model)):
+        members = [(MANIFEST_FILE, manifest_bytes), (SIGNATURE_FILE, signature), (MODEL_FILE, model)]
+        if edgetpu_model is not None:
+            members.append((EDGETPU_MODEL_FILE, edgetpu_model))
+        for name, data in members:
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)

@@ -23,6 +23,7 @@ from edge.keys import load_private_key
 from training.config import load_train_config
 from training.convert import MODES, Mode, audit_ops, convert
 from training.data import LegSequence, load_sequences
+from training.edgetpu import compatibility, compile_for_edgetpu, describe, find_compiler
 from training.evaluate import (
     evaluate_sequences,
     headline_axes,
@@ -54,6 +55,7 @@ class QuantizeResult:
     model_bytes: int
     ops: list[str]
     accuracy: dict[str, dict[str, Any]]
+    edgetpu_bytes: int | None = None
 
 
 def quantize(
@@ -98,6 +100,12 @@ def quantize(
         _check_degradation(accuracy["keras_float"], accuracy["int8"], allow_degradation)
     packaged = TFLiteModel(chosen)
     golden = _golden(packaged, test, contract, use_static)
+    ops = audit_ops(chosen)
+    edgetpu_model, edgetpu = None, None
+    compiler = find_compiler() if mode == "int8" else None
+    if compiler:
+        edgetpu_model, log = compile_for_edgetpu(chosen, compiler)
+        edgetpu = describe(edgetpu_model, log)
     manifest = build_manifest(
         chosen,
         contract,
@@ -105,6 +113,8 @@ def quantize(
         signer=signer,
         quantisation={
             "mode": mode,
+            "ops": ops,
+            "edgetpu_ops": compatibility(ops),
             "tensors": {
                 n: {
                     "shape": list(i.shape),
@@ -123,9 +133,10 @@ def quantize(
             "versions": metrics.get("versions", {}),
             "model": metrics["model"],
         },
+        edgetpu=edgetpu,
     )
-    write_package(out, chosen, manifest, signer)
-    return QuantizeResult(out, mode, len(chosen), audit_ops(chosen), accuracy)
+    write_package(out, chosen, manifest, signer, edgetpu_model)
+    return QuantizeResult(out, mode, len(chosen), ops, accuracy, len(edgetpu_model) if edgetpu_model else None)
 
 
 def _score(predict: Predict, sequences: list[LegSequence], contract: ModelContract, use_static: bool) -> dict[str, Any]:
