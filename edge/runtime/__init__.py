@@ -1,0 +1,1 @@
+"""The on-device pipeline: calibration, DSP, inference, steps, metrics, store, feedback."""

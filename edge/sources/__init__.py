@@ -1,0 +1,1 @@
+"""Sensor sources: replayed trials, the live synthetic walker, and real IMUs on I²C."""
