@@ -14,7 +14,10 @@ from typing import Any
 
 
 def register(commands: Any) -> None:
-    """Add the ``data`` command group to the top-level subparsers."""
+    """Add the ``data``, ``keys``, ``package`` and ``edge`` command groups to the top-level subparsers."""
+    from edge.runtime.commands import register as register_runtime
+
+    register_runtime(commands)
     data = commands.add_parser(
         "data",
         help="synthesise, check and resample datasets (format v1)",

@@ -49,7 +49,7 @@ class PackageError(ValueError):
 
     Reasons: ``unreadable`` (not a zip, truncated), ``member_missing``, ``manifest_invalid``,
     ``field_missing``, ``unsupported``, ``untrusted_key``, ``bad_signature``, ``model_mismatch``,
-    ``contract_invalid``.
+    ``contract_invalid``; and on the device ``selftest_failed`` (golden pairs do not match).
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -56,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # Device-side failures with a clear message (no sensor, no runtime, unusable store).
+        if type(exc).__name__ not in ("SourceError", "StoreError", "RuntimeMissingError"):
+            raise
+        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -72,9 +72,10 @@ class ModelConfig:
 
     architecture: Architecture = "cnn_lstm"
     use_static: bool = True
-    conv_filters: tuple[int, ...] = (16, 32)
+    conv_filters: tuple[int, ...] = (8, 16)
     kernel_size: int = 5
-    lstm_units: int = 48
+    time_pools: tuple[int, ...] = (2, 4)
+    lstm_units: int = 32
     static_units: int = 8
     static_noise: float = 0.3
     dense_units: int = 64
@@ -83,6 +84,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if len(self.conv_filters) != 2 or any(f < 1 for f in self.conv_filters):
             raise ValueError("conv_filters must be two positive integers")
+        if len(self.time_pools) != 2 or any(p < 1 for p in self.time_pools):
+            raise ValueError("time_pools must be two positive integers")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd and positive")
         if not 0.0 <= self.dropout < 1.0:

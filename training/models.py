@@ -27,6 +27,7 @@ def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int
 
     imu = keras.Input((window, n_channels), name="imu")
     f1, f2 = config.conv_filters
+    p1, p2 = config.time_pools
     k = config.kernel_size
     if config.architecture == "cnn_lstm":
         if n_channels % 3:
@@ -34,11 +35,13 @@ def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int
         h = layers.Reshape((window, n_channels, 1))(imu)
         h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
         h = layers.Conv2D(f1, (k, 3), strides=(1, 3), activation="relu", name="conv_axes")(h)
-        h = layers.MaxPooling2D((2, 1))(h)
+        if window % (p1 * p2):
+            raise ValueError(f"cnn_lstm needs the window ({window}) to be a multiple of the time pools {p1}x{p2}")
+        h = layers.MaxPooling2D((p1, 1))(h)
         h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
         h = layers.Conv2D(f2, (k, n_channels // 3), activation="relu", name="conv_channels")(h)
-        h = layers.MaxPooling2D((2, 1))(h)
-        h = layers.Reshape((window // 4, f2))(h)
+        h = layers.MaxPooling2D((p2, 1))(h)
+        h = layers.Reshape((window // (p1 * p2), f2))(h)
         h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(h)
     elif config.architecture == "lstm":
         h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(imu)

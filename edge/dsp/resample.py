@@ -184,9 +184,16 @@ class CausalResampler:
         ks = np.arange(self._next_k, last_k + 1)
         grid = ks / self.target_hz
         grid = grid[grid >= all_t[0] - 1e-12]
-        out = np.empty((grid.size, self.n_channels))
-        for c in range(self.n_channels):
-            out[:, c] = np.interp(grid, all_t, all_y[:, c])
+        # linear interpolation of all channels at once (np.interp works one channel at a time)
+        right = np.clip(np.searchsorted(all_t, grid, side="left"), 1, max(all_t.size - 1, 1))
+        if all_t.size == 1:
+            out = np.repeat(all_y[:1], grid.size, axis=0)
+        else:
+            left_t, right_t = all_t[right - 1], all_t[right]
+            span = right_t - left_t
+            safe = np.where(span > 0, span, 1.0)
+            weight = np.where(span > 0, np.clip((grid - left_t) / safe, 0.0, 1.0), 1.0)[:, None]
+            out = all_y[right - 1] * (1.0 - weight) + all_y[right] * weight
         self._next_k = last_k + 1
         self._last_t = float(t[-1])
         self._last_y = y[-1].copy()

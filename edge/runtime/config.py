@@ -25,9 +25,8 @@ class PatientConfig:
     body_mass_kg, height_m
         Static features; body mass also converts BW to newtons.
     hka_deg
-        Hip-knee-ankle angle of the affected (or right) knee, varus positive; absent = unknown.
-    contralateral_hka_deg
-        The other knee's HKA; absent = unknown.
+        Hip-knee-ankle angle of the affected knee (the right one if neither is), varus positive, as in
+        the dataset's ``subjects.csv``; absent = unknown.
     affected_side
         ``left``, ``right`` or ``none``.
     peak_limit_bw
@@ -38,7 +37,6 @@ class PatientConfig:
     body_mass_kg: float = 70.0
     height_m: float = 1.70
     hka_deg: float | None = None
-    contralateral_hka_deg: float | None = None
     affected_side: Literal["left", "right", "none"] = "none"
     peak_limit_bw: float = 0.0
 
@@ -49,11 +47,6 @@ class PatientConfig:
             raise ValueError(f"height_m must be 0.9..2.5 m, got {self.height_m}")
         if not 0.0 <= self.peak_limit_bw <= 5.0:
             raise ValueError(f"peak_limit_bw must be 0 (off) or up to 5 BW, got {self.peak_limit_bw}")
-
-    def leg_hka_deg(self, side: str) -> float | None:
-        """HKA of the ``l`` or ``r`` knee (``hka_deg`` belongs to the affected side, or the right if none)."""
-        index_side = {"left": "l", "right": "r"}.get(self.affected_side, "r")
-        return self.hka_deg if side == index_side else self.contralateral_hka_deg
 
 
 @dataclass(frozen=True)

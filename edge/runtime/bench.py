@@ -1,0 +1,256 @@
+"""``forcecast edge bench``: the runtime's speed and memory, measured in one run, printed as JSON.
+
+A synthetic walker (standing for calibration, then walking at its comfortable speed) is generated
+once into memory, so the figures measure the runtime and not the gait lab. For each package:
+
+- ``inference_ms``: per-inference interpreter time, p50/p99/max (one thread);
+- ``real_time_factor``: sensor seconds processed per wall second, whole pipeline, as fast as possible
+  (1 s chunks, as a replay of a file is fed; ``real_time_factor_device_chunks`` with the device's 40 ms);
+- ``sample_to_result_ms``: for every GRF sample, how far the newest sensor sample lay ahead of it when
+  it was produced (the model's delay and hop, the resampler) plus that hop's compute time;
+- ``cpu_share_realtime_pct``: process CPU time over wall time while paced at real time.
+
+Each package is measured in a fresh process that holds only the runtime and the recorded walk, so
+``peak_rss_mb`` is the runtime's peak resident memory; ``tensorflow_imported`` proves the runtime
+never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.interpreter import TFLiteModel
+from edge.keys import load_public_key
+from edge.package import check_model, open_package, read_package
+from edge.runtime.config import DeviceConfig, PatientConfig
+from edge.runtime.pipeline import Pipeline
+from edge.sources.base import Chunk
+
+REPLAY_CHUNK_S = 1.0
+"""Chunk length when replaying as fast as possible (batch processing of a recorded file)."""
+DEVICE_CHUNK_S = 0.04
+"""Chunk length of a live device (one FIFO read every 40 ms)."""
+
+
+@dataclass(frozen=True)
+class Walk:
+    """A recorded synthetic walk in memory (what a replay would feed the runtime)."""
+
+    time_s: np.ndarray
+    values: np.ndarray
+    columns: tuple[str, ...]
+    rate_hz: float
+    acc_range_mps2: float
+    gyr_range_rads: float
+    subject: dict[str, Any]
+
+    def chunks(self, chunk_s: float) -> list[Chunk]:
+        """The walk cut into chunks of ``chunk_s``."""
+        step = max(1, round(chunk_s * self.rate_hz))
+        return [
+            Chunk(self.time_s[a : a + step], self.values[a : a + step], self.columns)
+            for a in range(0, self.time_s.size, step)
+        ]
+
+    def save(self, path: Path) -> None:
+        """Write to ``.npz`` (for the measuring child process)."""
+        meta = json.dumps({k: v for k, v in asdict(self).items() if k not in ("time_s", "values")})
+        np.savez(path, time_s=self.time_s, values=self.values, meta=np.array(meta))
+
+    @classmethod
+    def load(cls, path: Path) -> Walk:
+        """Read what :meth:`save` wrote."""
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(data["time_s"], data["values"], tuple(meta.pop("columns")), **meta)
+
+
+def record_walk(seconds: float) -> Walk:
+    """Stand 3 s, then walk ``seconds`` at the comfortable speed (synthetic subject S01)."""
+    from edge.sources.synthetic import SyntheticSource  # the gait lab stays out of the measured process
+
+    source = SyntheticSource(
+        subject=1, speed=0, stand_s=3.0, program=(("comfortable", seconds),), duration_s=3.0 + seconds
+    )
+    chunks = list(source.chunks())
+    s = source.subject
+    return Walk(
+        np.concatenate([c.time_s for c in chunks]),
+        np.vstack([c.values for c in chunks]),
+        source.columns,
+        source.rate_hz,
+        source.acc_range_mps2,
+        source.gyr_range_rads,
+        {
+            "patient_id": s.subject_id,
+            "body_mass_kg": s.body_mass_kg,
+            "height_m": s.height_m,
+            "hka_deg": s.hka_deg,
+            "affected_side": s.affected_side,
+        },
+    )
+
+
+def _load(path: Path, pubkeys: list[Path]) -> tuple[Any, Any, TFLiteModel]:
+    if pubkeys:
+        package, contract = open_package(path, [load_public_key(k) for k in pubkeys])
+    else:
+        package = read_package(path)
+        check_model(package)
+        contract = package.contract
+    return package, contract, TFLiteModel(package.model, num_threads=1)
+
+
+def _pipeline(model: TFLiteModel, contract: Any, walk: Walk, latencies: list[float] | None) -> Pipeline:
+    patient = PatientConfig(**walk.subject)
+    pipeline: Pipeline
+
+    def on_record(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "grf" and latencies is not None:
+            compute = pipeline.predictors[payload["leg"]].last_push_compute_s
+            latencies.extend((pipeline.newest_input_s - payload["time_s"] + compute) * 1000.0)
+
+    pipeline = Pipeline(
+        model,
+        contract,
+        DeviceConfig(),
+        walk.columns,
+        walk.rate_hz,
+        walk.acc_range_mps2,
+        walk.gyr_range_rads,
+        patient=patient,
+        listeners=[on_record],
+    )
+    return pipeline
+
+
+def _stats(values: list[float] | np.ndarray) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "p50": round(float(np.median(a)), 4),
+        "p99": round(float(np.percentile(a, 99)), 4),
+        "max": round(float(a.max()), 4),
+        "n": int(a.size),
+    }
+
+
+def bench_model(path: Path, pubkeys: list[Path], walk: Walk, realtime_s: float) -> dict[str, Any]:
+    """All figures for one package (see the module docstring); run it in a fresh process for the RSS."""
+    package, contract, model = _load(path, pubkeys)
+    latencies: list[float] = []
+    figures: dict[str, Any] = {}
+    for label, chunk_s in (("", REPLAY_CHUNK_S), ("_device_chunks", DEVICE_CHUNK_S)):
+        chunks = walk.chunks(chunk_s)
+        pipeline = _pipeline(model, contract, walk, latencies if label else None)
+        started = time.perf_counter()
+        for chunk in chunks:
+            pipeline.push(chunk.time_s, chunk.values)
+        wall = time.perf_counter() - started
+        report = pipeline.finish()
+        figures[f"real_time_factor{label}"] = round(report.stream_s / wall, 1)
+        if not label:
+            figures.update(
+                inference_ms=_stats(report.compute_ms), stream_s=round(report.stream_s, 2), wall_s=round(wall, 3)
+            )
+            figures["steps"] = report.steps
+
+    paced = _pipeline(model, contract, walk, None)
+    chunks = walk.chunks(DEVICE_CHUNK_S)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for k, chunk in enumerate(chunks[: max(1, int(realtime_s / DEVICE_CHUNK_S))]):
+        pause = wall0 + (k + 1) * DEVICE_CHUNK_S - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        paced.push(chunk.time_s, chunk.values)
+    cpu_share = 100.0 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    return {
+        "package": str(path),
+        "mode": package.manifest["quantisation"].get("mode"),
+        "model_bytes": len(package.model),
+        "runtime": model.runtime,
+        "window": contract.window,
+        "out_len": contract.out_len,
+        "delay": contract.delay,
+        "rate_hz": contract.rate_hz,
+        **figures,
+        "sample_to_result_ms": _stats(latencies),
+        "algorithmic_latency_ms": {
+            "newest_output": round(1000 * contract.delay / contract.rate_hz, 1),
+            "oldest_output": round(1000 * contract.latency_s, 1),
+        },
+        "cpu_share_realtime_pct": round(cpu_share, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+    }
+
+
+def _child(walk_path: str, package: str, pubkeys: list[str], realtime_s: float) -> None:
+    """Entry point of the measuring process: print one JSON object."""
+    result = bench_model(Path(package), [Path(k) for k in pubkeys], Walk.load(Path(walk_path)), realtime_s)
+    print(json.dumps(result))
+
+
+def run_bench(
+    model: Path, compare: list[Path], pubkeys: list[Path], seconds: float = 120.0, realtime_s: float = 10.0
+) -> dict[str, Any]:
+    """Benchmark ``model`` (and each package in ``compare``) on the same walk, each in a fresh process."""
+    generated = time.perf_counter()
+    walk = record_walk(seconds)
+    generated = time.perf_counter() - generated
+    models: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="forcecast-bench-") as folder:
+        walk_path = Path(folder) / "walk.npz"
+        walk.save(walk_path)
+        for path in [model, *compare]:
+            code = (
+                "import sys, json; from edge.runtime.bench import _child; "
+                "_child(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4]))"
+            )
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    str(walk_path),
+                    str(path),
+                    json.dumps([str(k) for k in pubkeys]),
+                    str(realtime_s),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"benchmark of {path} failed: {done.stderr.strip()[-2000:]}")
+            name = path.stem if path.stem not in models else str(path)
+            models[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    first = next(iter(models.values()))
+    ratios = {
+        name: {
+            "inference_p50_ratio": round(r["inference_ms"]["p50"] / first["inference_ms"]["p50"], 3),
+            "real_time_factor_ratio": round(r["real_time_factor"] / first["real_time_factor"], 3),
+        }
+        for name, r in models.items()
+    }
+    return {
+        "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count(), "interpreter_threads": 1},
+        "walk_s": seconds,
+        "generation_s": round(generated, 2),
+        "replay_chunk_s": REPLAY_CHUNK_S,
+        "device_chunk_s": DEVICE_CHUNK_S,
+        "models": models,
+        "ratios_vs_first": ratios,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in models.values()),
+        "tensorflow_imported": any(r["tensorflow_imported"] for r in models.values()),
+    }

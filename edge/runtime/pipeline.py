@@ -1,0 +1,375 @@
+"""The device pipeline, from sensor chunks to step records.
+
+Source → quality guard → calibration → anti-aliased resampling → per-leg inference → step
+detection → per-step metrics → store, listeners and biofeedback.
+
+Everything after the source runs in the caller's thread, chunk by chunk; nothing here blocks except
+the source itself (a live sensor or a paced replay) and the store's commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.contract import ContractError, ModelContract
+from edge.dsp.resample import CausalResampler
+from edge.features import channel_sources, static_features
+from edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
+from edge.runtime.config import DeviceConfig, PatientConfig
+from edge.runtime.feedback import Cue, FeedbackGate
+from edge.runtime.inference import LegPredictor, Model
+from edge.runtime.quality import QualityEvent, StreamGuard
+from edge.runtime.step_metrics import step_metrics
+from edge.runtime.steps import StepDetector
+from edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
+from edge.sources.base import Source
+
+FloatArray = NDArray[np.float64]
+Listener = Callable[[str, dict[str, Any]], None]
+"""Called with a record kind (``step``, ``summary``, ``event``, ``grf``) and its payload."""
+
+
+class Sink:
+    """Where records go (the SQLite store implements this; tests may collect in memory)."""
+
+    def append(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> list[int]:
+        """Store records of one kind; return their sequence numbers."""
+        raise NotImplementedError
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the CLI and the benchmark."""
+
+    wall_s: float = 0.0
+    stream_s: float = 0.0
+    samples: int = 0
+    inferences: int = 0
+    steps: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, int] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    cues: int = 0
+    cue_latency_ms: list[float] = field(default_factory=list)
+    compute_ms: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (latency lists reduced to medians and maxima)."""
+
+        def stats(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            return {
+                "median": round(float(np.median(values)), 3),
+                "p99": round(float(np.percentile(values, 99)), 3),
+                "max": round(float(np.max(values)), 3),
+            }
+
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "stream_s": round(self.stream_s, 3),
+            "real_time_factor": round(self.stream_s / self.wall_s, 1) if self.wall_s > 0 else None,
+            "samples": self.samples,
+            "inferences": self.inferences,
+            "steps": self.steps,
+            "quality": self.quality,
+            "calibration": self.calibration,
+            "cues": self.cues,
+            "cue_latency_ms": stats(self.cue_latency_ms),
+            "inference_ms": stats(self.compute_ms),
+        }
+
+
+class Pipeline:
+    """Run a model over a source with a device configuration.
+
+    Parameters
+    ----------
+    model
+        The interpreter (``TFLiteModel``) or any callable with the same interface.
+    contract
+        The model's contract.
+    config
+        The device configuration (legs, calibration, quality limits, patient).
+    columns, rate_hz, acc_range_mps2, gyr_range_rads
+        What the source delivers (see :class:`edge.sources.base.Source`).
+    sink
+        Record store (or None).
+    cue
+        Biofeedback output (or None).
+    model_version
+        Written into every step record.
+    patient
+        Overrides ``config.patient`` (e.g. the subject of a replayed trial).
+    listeners
+        Called for every record, and for every GRF block (kind ``grf``) — the BLE live stream.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        contract: ModelContract,
+        config: DeviceConfig,
+        columns: tuple[str, ...],
+        rate_hz: float,
+        acc_range_mps2: float,
+        gyr_range_rads: float,
+        sink: Sink | None = None,
+        cue: Cue | None = None,
+        model_version: str = "",
+        patient: PatientConfig | None = None,
+        listeners: list[Listener] | None = None,
+    ) -> None:
+        self.contract = contract
+        self.config = config
+        self.patient = patient or config.patient
+        self.sink = sink
+        self.listeners = listeners or []
+        self.model_version = model_version
+        runtime = config.runtime
+        needed_places: list[str] = []
+        for leg in runtime.legs:
+            for column, _ in channel_sources(contract.leg_places, leg):
+                place = column.rsplit("_", 2)[0]
+                if place not in needed_places:
+                    needed_places.append(place)
+        self.columns = tuple(imu_column(p, k, a) for p in needed_places for k in SENSOR_KINDS for a in SENSOR_AXES)
+        missing = [c for c in self.columns if c not in columns]
+        if missing:
+            raise ContractError(
+                f"the model ({', '.join(contract.leg_places)}) for leg(s) {', '.join(runtime.legs)} needs "
+                f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}, which the source does not provide "
+                f"(it has places {', '.join(dict.fromkeys(c.rsplit('_', 2)[0] for c in columns))})"
+            )
+        source_index = {c: i for i, c in enumerate(columns)}
+        self._pick = np.array([source_index[c] for c in self.columns])
+        self.guard = StreamGuard(
+            self.columns, rate_hz, acc_range_mps2, gyr_range_rads, runtime.max_gap_s, runtime.clock_jump_s
+        )
+        self.resampler = CausalResampler(rate_hz, contract.rate_hz, len(self.columns), max_gap_s=runtime.max_gap_s)
+        p = self.patient
+        self.body_weight_n = p.body_mass_kg * GRAVITY_MPS2
+        self.predictors = {
+            leg: LegPredictor(
+                model,
+                contract,
+                self.columns,
+                leg,
+                static_features(p.hka_deg, p.affected_side, p.body_mass_kg, p.height_m, leg)
+                if contract.static_features
+                else None,
+            )
+            for leg in runtime.legs
+        }
+        self.detectors = {leg: StepDetector() for leg in runtime.legs}
+        self.feedback = FeedbackGate(p.peak_limit_bw, cue)
+        self.calibration: Calibration | None = None if runtime.calibration_s > 0 else identity(self.columns)
+        self._calibration_rows: list[tuple[FloatArray, FloatArray]] = []
+        self._calibration_start: float | None = None
+        self._recent_events: deque[QualityEvent] = deque(maxlen=256)
+        self._last_peak: dict[str, tuple[float, float]] = {}
+        self._summary_start: float | None = None
+        self._summary: dict[str, Any] = self._empty_summary()
+        self.report = RunReport(steps=dict.fromkeys(runtime.legs, 0))
+        self.newest_input_s = float("nan")
+
+    def push(self, time_s: FloatArray, values: FloatArray) -> None:
+        """Process one chunk from the source."""
+        self.report.samples += time_s.size
+        t, x, events = self.guard.clean(time_s, values[:, self._pick])
+        if events:
+            self._emit_events(events)
+        if t.size == 0:
+            return
+        if self.calibration is None:
+            self._collect_calibration(t, x)
+            return
+        self._process(t, x)
+
+    def finish(self) -> RunReport:
+        """Flush the last summary and return the report."""
+        if self.calibration is None and self._calibration_rows:
+            self._calibrate()
+        self._write_summary(force=True)
+        self.report.quality = dict(self.guard.counters.events)
+        for predictor in self.predictors.values():
+            self.report.inferences += predictor.inferences
+            self.report.compute_ms.extend(1000 * s for s in predictor.compute_s)
+        return self.report
+
+    def _collect_calibration(self, t: FloatArray, x: FloatArray) -> None:
+        if self._calibration_start is None:
+            self._calibration_start = float(t[0])
+        self._calibration_rows.append((t, x))
+        if t[-1] - self._calibration_start >= self.config.runtime.calibration_s:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        rows = self._calibration_rows
+        self._calibration_rows = []
+        t = np.concatenate([r[0] for r in rows])
+        x = np.vstack([r[1] for r in rows])
+        try:
+            self.calibration = estimate(self.columns, x, self.config.runtime.align_gravity)
+            self.report.calibration = {"calibrated": True, "places": self.calibration.describe()}
+        except CalibrationError as exc:
+            self.calibration = identity(self.columns)
+            self.report.calibration = {"calibrated": False, "reason": str(exc)}
+            self._store("event", [(float(t[0]), {"event": "calibration_skipped", "detail": str(exc)})])
+        # The pose itself is not processed: it holds no steps, and catching up on it at once would
+        # only produce results seconds late. Prediction starts with the next chunk.
+        self._last_t = float(t[-1])
+
+    def _process(self, t: FloatArray, x: FloatArray) -> None:
+        assert self.calibration is not None
+        self.newest_input_s = float(t[-1])
+        self.report.stream_s += self._span(t)
+        grid_t, grid_x = self.resampler.push(t, self.calibration.apply(x))
+        if grid_t.size == 0:
+            return
+        for leg, predictor in self.predictors.items():
+            out_t, grf = predictor.push(grid_t, grid_x)
+            if out_t.size == 0:
+                continue
+            compute = predictor.last_push_compute_s
+            self._notify("grf", {"leg": leg, "time_s": out_t, "grf_bw": grf})
+            self.feedback.check(leg, out_t, grf[:, 0], self.newest_input_s, compute)
+            self._accumulate_summary(leg, out_t, grf)
+            for stance in self.detectors[leg].push(out_t, grf):
+                self._record_step(leg, stance)
+        if self.feedback.events:
+            new = self.feedback.events[self.report.cues :]
+            self.report.cues = len(self.feedback.events)
+            self.report.cue_latency_ms.extend(e.latency_ms for e in new)
+            self._store("event", [(e.time_s, {"event": "cue", **e.__dict__}) for e in new])
+        self._write_summary()
+
+    def _record_step(self, leg: str, stance: Any) -> None:
+        metrics = step_metrics(stance, self.body_weight_n)
+        lookback = self.contract.window / self.contract.rate_hz
+        flags = sorted(
+            {e.kind for e in self._recent_events if e.end_s >= stance.ic_s - lookback and e.start_s <= stance.tc_s}
+        )
+        other = "l" if leg == "r" else "r"
+        asymmetry = None
+        if other in self._last_peak and stance.ic_s - self._last_peak[other][0] < 2.0:
+            right, left = (metrics["peak1_bw"], self._last_peak[other][1])
+            if leg == "l":
+                right, left = left, right
+            asymmetry = round((right - left) / max(right, left), 4) if max(right, left) > 0 else None
+        self._last_peak[leg] = (stance.ic_s, metrics["peak1_bw"])
+        record = {
+            "leg": leg,
+            **metrics,
+            "asymmetry_peak1": asymmetry,
+            "flags": flags,
+            "calibrated": bool(self.report.calibration.get("calibrated", False)),
+            "patient_id": self.patient.patient_id,
+            "model_version": self.model_version,
+        }
+        self.report.steps[leg] += 1
+        self._summary["steps"][leg] += 1
+        self._store("step", [(stance.ic_s, record)])
+
+    def _emit_events(self, events: list[QualityEvent]) -> None:
+        self._recent_events.extend(events)
+        self._store(
+            "event",
+            [
+                (
+                    e.start_s,
+                    {"event": e.kind, "start_s": e.start_s, "end_s": e.end_s, "samples": e.samples, "detail": e.detail},
+                )
+                for e in events
+            ],
+        )
+
+    def _empty_summary(self) -> dict[str, Any]:
+        legs = self.config.runtime.legs
+        return {
+            "steps": dict.fromkeys(legs, 0),
+            "samples": dict.fromkeys(legs, 0),
+            "sum_v": dict.fromkeys(legs, 0.0),
+            "max_v": dict.fromkeys(legs, 0.0),
+        }
+
+    def _accumulate_summary(self, leg: str, t: FloatArray, grf: FloatArray) -> None:
+        if self._summary_start is None:
+            self._summary_start = float(t[0])
+        s = self._summary
+        s["samples"][leg] += int(t.size)
+        s["sum_v"][leg] += float(grf[:, 0].sum())
+        s["max_v"][leg] = max(s["max_v"][leg], float(grf[:, 0].max()))
+
+    def _write_summary(self, force: bool = False) -> None:
+        start = self._summary_start
+        if start is None or not np.isfinite(self.newest_input_s):
+            return
+        if not force and self.newest_input_s - start < self.config.runtime.summary_period_s:
+            return
+        s = self._summary
+        legs = self.config.runtime.legs
+        payload = {
+            "start_s": round(start, 3),
+            "end_s": round(self.newest_input_s, 3),
+            "steps": s["steps"],
+            "grf_samples": s["samples"],
+            "mean_v_bw": {g: round(s["sum_v"][g] / s["samples"][g], 4) if s["samples"][g] else None for g in legs},
+            "max_v_bw": {g: round(s["max_v"][g], 4) for g in legs},
+            "quality_events": dict(self.guard.counters.events),
+            "cues": self.report.cues,
+            "patient_id": self.patient.patient_id,
+        }
+        self._store("summary", [(start, payload)])
+        self._summary_start = None
+        self._summary = self._empty_summary()
+
+    def _store(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> None:
+        if self.sink is not None and records:
+            self.sink.append(kind, records)
+        for _, payload in records:
+            self._notify(kind, payload)
+
+    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, payload)
+
+    def _span(self, t: FloatArray) -> float:
+        previous = getattr(self, "_last_t", None)
+        self._last_t = float(t[-1])
+        if previous is None:
+            return float(t[-1] - t[0])
+        return float(t[-1] - previous) if t[-1] - previous < self.config.runtime.clock_jump_s else float(t[-1] - t[0])
+
+
+def run_source(
+    pipeline: Pipeline, source: Source, max_stream_s: float | None = None, tick: Callable[[], None] | None = None
+) -> RunReport:
+    """Drive ``pipeline`` with every chunk of ``source`` until it ends (or ``max_stream_s`` of data)."""
+    started = time.perf_counter()
+    first: float | None = None
+    try:
+        for chunk in source.chunks():
+            pipeline.push(chunk.time_s, chunk.values)
+            if tick is not None:
+                tick()
+            if first is None and chunk.time_s.size:
+                first = float(chunk.time_s[0])
+            if (
+                max_stream_s is not None
+                and first is not None
+                and chunk.time_s.size
+                and chunk.time_s[-1] - first >= max_stream_s
+            ):
+                break
+    finally:
+        source.close()
+    report = pipeline.finish()
+    report.wall_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,164 @@
+"""Judge the incoming stream: NaN samples, dropouts, clock jumps and saturation.
+
+Every source goes through the same :class:`StreamGuard`, which passes on only finite samples on a
+strictly increasing clock and reports what it saw as :class:`QualityEvent` objects. The runtime
+keeps going through all of them: a dropout or a NaN run restarts the filters (the resampler sees a
+time gap), a clock jump is re-based so that downstream time stays monotonic, and saturated samples
+are kept (clipped data still carry the gait) but flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+Kind = Literal["nan", "dropout", "clock_jump", "saturation"]
+KINDS: tuple[Kind, ...] = ("nan", "dropout", "clock_jump", "saturation")
+SATURATION_FRACTION = 0.99
+
+
+@dataclass(frozen=True)
+class QualityEvent:
+    """Something wrong with the stream.
+
+    Attributes
+    ----------
+    kind
+        ``nan`` (samples missing values), ``dropout`` (a gap in time), ``clock_jump`` (time went
+        backwards or leapt forward), ``saturation`` (a sample at full scale).
+    start_s, end_s
+        Stream time span affected (after re-basing).
+    samples
+        Samples affected (NaN or saturated samples; for gaps the samples missing at the nominal rate).
+    detail
+        Human-readable specifics.
+    """
+
+    kind: Kind
+    start_s: float
+    end_s: float
+    samples: int
+    detail: str
+
+
+@dataclass
+class QualityCounters:
+    """Running totals, written into summaries."""
+
+    samples: int = 0
+    events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    affected_samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+
+class StreamGuard:
+    """Clean a stream chunk by chunk.
+
+    Parameters
+    ----------
+    columns
+        The stream's IMU columns (to tell accelerometer from gyro for saturation).
+    rate_hz
+        Nominal sample rate.
+    acc_range_mps2, gyr_range_rads
+        Sensor full scale.
+    max_gap_s
+        A time step longer than this is a dropout.
+    clock_jump_s
+        A forward step longer than this, or any step ≤ 0, is a clock jump.
+    """
+
+    def __init__(
+        self,
+        columns: tuple[str, ...],
+        rate_hz: float,
+        acc_range_mps2: float,
+        gyr_range_rads: float,
+        max_gap_s: float,
+        clock_jump_s: float,
+    ) -> None:
+        self.rate_hz = rate_hz
+        self.max_gap_s = max_gap_s
+        self.clock_jump_s = clock_jump_s
+        limits = [acc_range_mps2 if "_acc_" in c else gyr_range_rads for c in columns]
+        self._limits = SATURATION_FRACTION * np.asarray(limits)
+        self._offset = 0.0
+        self._last_raw: float | None = None
+        self._last: float | None = None
+        self.counters = QualityCounters()
+
+    def clean(self, time_s: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray, list[QualityEvent]]:
+        """Return the chunk's usable samples (re-based time, finite values) and the events found."""
+        events: list[QualityEvent] = []
+        self.counters.samples += time_s.size
+        t = np.asarray(time_s, dtype=np.float64) + self._offset
+        t = self._fix_clock(time_s, t, events)
+        finite = np.all(np.isfinite(values), axis=1)
+        if not finite.all():
+            self._report_runs(~finite, t, "nan", "sample(s) with missing values", events)
+        saturated = np.any(np.abs(values) >= self._limits, axis=1)  # NaN compares False
+        if saturated.any():
+            self._report_runs(saturated, t, "saturation", "sample(s) at full scale", events)
+        t, values = t[finite], values[finite]
+        self._find_gaps(t, events)
+        if t.size:
+            self._last = float(t[-1])
+        for event in events:
+            self.counters.events[event.kind] += 1
+            self.counters.affected_samples[event.kind] += event.samples
+        return t, values, events
+
+    def _fix_clock(self, raw: FloatArray, t: FloatArray, events: list[QualityEvent]) -> FloatArray:
+        """Re-base time after jumps so that downstream sees a monotonic clock with a reset-sized gap."""
+        if raw.size == 0:
+            return t
+        previous = np.concatenate([[self._last_raw], raw[:-1]]) if self._last_raw is not None else None
+        self._last_raw = float(raw[-1])
+        if previous is None:
+            return t
+        steps = raw - previous
+        jumps = np.flatnonzero((steps <= 0) | (steps > self.clock_jump_s))
+        if jumps.size == 0:
+            return t
+        t = t.copy()
+        restart_gap = 2 * self.max_gap_s
+        for j in jumps:
+            shift = float(-steps[j] + restart_gap)
+            before = float(t[j - 1]) if j > 0 else (self._last if self._last is not None else float(t[j]))
+            t[j:] += shift
+            self._offset += shift
+            events.append(
+                QualityEvent(
+                    "clock_jump",
+                    before,
+                    float(t[j]),
+                    0,
+                    f"device clock stepped {steps[j]:+.3f} s between samples; time re-based",
+                )
+            )
+        return t
+
+    def _find_gaps(self, t: FloatArray, events: list[QualityEvent]) -> None:
+        if t.size == 0:
+            return
+        all_t = np.concatenate([[self._last], t]) if self._last is not None else t
+        steps = np.diff(all_t)
+        for j in np.flatnonzero(steps > self.max_gap_s):
+            gap = float(steps[j])
+            if any(e.kind == "clock_jump" and abs(e.end_s - all_t[j + 1]) < 1e-9 for e in events):
+                continue
+            missing = max(round(gap * self.rate_hz) - 1, 1)
+            events.append(
+                QualityEvent("dropout", float(all_t[j]), float(all_t[j + 1]), missing, f"no samples for {gap:.3f} s")
+            )
+
+    @staticmethod
+    def _report_runs(mask: NDArray[np.bool_], t: FloatArray, kind: Kind, what: str, events: list[QualityEvent]) -> None:
+        edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            events.append(
+                QualityEvent(kind, float(t[start]), float(t[stop - 1]), int(stop - start), f"{stop - start} {what}")
+            )
