@@ -102,10 +102,10 @@ class StreamGuard:
         saturated = np.any(np.abs(values) >= self._limits, axis=1)  # NaN compares False
         if saturated.any():
             self._report_runs(saturated, t, "saturation", "sample(s) at full scale", events)
-        t, values = t[finite], values[finite]
-        self._find_gaps(t, events)
+        self._find_gaps(t, events)  # on every timestamp: a NaN run is reported as NaN, not as a dropout
         if t.size:
             self._last = float(t[-1])
+        t, values = t[finite], values[finite]
         for event in events:
             self.counters.events[event.kind] += 1
             self.counters.affected_samples[event.kind] += event.samples
@@ -115,12 +115,13 @@ class StreamGuard:
         """Re-base time after jumps so that downstream sees a monotonic clock with a reset-sized gap."""
         if raw.size == 0:
             return t
-        previous = np.concatenate([[self._last_raw], raw[:-1]]) if self._last_raw is not None else None
+        first = self._last_raw is None
+        previous = np.concatenate([[raw[0] if first else self._last_raw], raw[:-1]])
         self._last_raw = float(raw[-1])
-        if previous is None:
-            return t
         steps = raw - previous
         jumps = np.flatnonzero((steps <= 0) | (steps > self.clock_jump_s))
+        if first:
+            jumps = jumps[jumps > 0]  # the very first sample has nothing to jump from
         if jumps.size == 0:
             return t
         t = t.copy()
