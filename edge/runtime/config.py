@@ -63,12 +63,16 @@ class SensorConfig:
         I²C bus number (``/dev/i2c-N``).
     address
         7-bit I²C address (LSM6DSOX: 0x6A with SA0 low, 0x6B high).
+    axes
+        Which chip axis (with sign) points along nominal x (anterior), y (left) and z (up) as mounted,
+        e.g. ``["-y", "x", "z"]`` for a board turned 90° to the left. Must be a rotation, not a mirror.
     """
 
     place: str
     driver: Literal["lsm6dsox"] = "lsm6dsox"
     bus: int = 1
     address: int = 0x6A
+    axes: tuple[str, ...] = ("x", "y", "z")
 
     def __post_init__(self) -> None:
         if self.place not in PLACES:
