@@ -101,7 +101,7 @@ class FitConfig:
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 1e-3
-    patience: int = 5
+    patience: int = 10
     seed: int = 0
     strategy: Strategy = "none"
 

@@ -190,9 +190,24 @@ def bench_model(path: Path, pubkeys: list[Path], walk: Walk, realtime_s: float) 
             "oldest_output": round(1000 * contract.latency_s, 1),
         },
         "cpu_share_realtime_pct": round(cpu_share, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "tensorflow_imported": "tensorflow" in sys.modules,
     }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of the calling process, in MB.
+
+    Linux's ``VmHWM`` belongs to the process image, so it starts afresh at ``exec``; ``ru_maxrss``
+    (used where there is no ``/proc``) carries the parent's peak across a fork and exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def _child(walk_path: str, package: str, pubkeys: list[str], realtime_s: float) -> None:

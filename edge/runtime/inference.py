@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +19,8 @@ from edge.contract import ModelContract
 from edge.features import channel_sources
 
 FloatArray = NDArray[np.float64]
-Model = Callable[..., dict[str, NDArray[np.float32]]]
+Model = Any
+"""A :class:`edge.interpreter.TFLiteModel` (``inputs``, ``encode``, ``run_encoded``)."""
 _SPARE = 1024
 
 
@@ -29,7 +30,7 @@ class LegPredictor:
     Parameters
     ----------
     model
-        A :class:`edge.interpreter.TFLiteModel` (or anything called with ``imu=`` and ``static=``).
+        A :class:`edge.interpreter.TFLiteModel`; samples are encoded (quantised) once, as they arrive.
     contract
         The model's contract.
     columns
@@ -61,11 +62,11 @@ class LegPredictor:
         self._shift = np.asarray(contract.inputs.mean) / np.asarray(contract.inputs.std)
         self._static = (
             None
-            if static is None or contract.static is None
-            else contract.static.apply(np.asarray(static, dtype=np.float64))[None, :]
+            if static is None or contract.static is None or "static" not in model.inputs
+            else model.encode("static", contract.static.apply(np.asarray(static, dtype=np.float64))[None, :])
         )
         self._window, self._hop, self._delay = contract.window, contract.out_len, contract.delay
-        self._buf = np.empty((self._window + _SPARE, len(sources)), dtype=np.float32)
+        self._buf = np.empty((self._window + _SPARE, len(sources)), dtype=model.inputs["imu"].dtype)
         self._times = np.empty(self._window + _SPARE)
         self._end = 0
         self._segment = 0
@@ -100,7 +101,7 @@ class LegPredictor:
         return np.concatenate(out_t), np.concatenate(out_y)
 
     def _push_segment(self, t: FloatArray, x: FloatArray, out_t: list[FloatArray], out_y: list[FloatArray]) -> None:
-        normalised = (x[:, self._index] * self._scale - self._shift).astype(np.float32)
+        normalised = self.model.encode("imu", x[:, self._index] * self._scale - self._shift)
         w, k, d = self._window, self._hop, self._delay
         done = 0
         while done < t.size:
@@ -124,7 +125,7 @@ class LegPredictor:
                 feed = {"imu": self._buf[e - w : e][None]}
                 if self._static is not None:
                     feed["static"] = self._static
-                y = next(iter(self.model(**feed).values()))[0]
+                y = next(iter(self.model.run_encoded(**feed).values()))[0]
                 spent = time.perf_counter() - started
                 self.compute_s.append(spent)
                 self.last_push_compute_s += spent

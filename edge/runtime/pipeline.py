@@ -196,6 +196,9 @@ class Pipeline:
         """Flush the last summary and return the report."""
         if self.calibration is None and self._calibration_rows:
             self._calibrate()
+        closing = self.guard.flush()
+        if closing:
+            self._emit_events(closing)
         self._write_summary(force=True)
         self.report.quality = dict(self.guard.counters.events)
         for predictor in self.predictors.values():

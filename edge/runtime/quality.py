@@ -3,7 +3,8 @@
 Every source goes through the same :class:`StreamGuard`, which passes on only finite samples on a
 strictly increasing clock and reports what it saw as :class:`QualityEvent` objects. The runtime
 keeps going through all of them: a dropout or a NaN run restarts the filters (the resampler sees a
-time gap), a clock jump is re-based so that downstream time stays monotonic, and saturated samples
+time gap), a clock that leaps forward is kept and one that steps back is re-based so that
+downstream time stays monotonic (both restart the filters), and saturated samples
 are kept (clipped data still carry the gait) but flagged.
 """
 
@@ -88,6 +89,7 @@ class StreamGuard:
         self._offset = 0.0
         self._last_raw: float | None = None
         self._last: float | None = None
+        self._open: dict[str, QualityEvent] = {}  # a NaN/saturation run reaching the end of the last chunk
         self.counters = QualityCounters()
 
     def clean(self, time_s: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray, list[QualityEvent]]:
@@ -97,19 +99,52 @@ class StreamGuard:
         t = np.asarray(time_s, dtype=np.float64) + self._offset
         t = self._fix_clock(time_s, t, events)
         finite = np.all(np.isfinite(values), axis=1)
-        if not finite.all():
-            self._report_runs(~finite, t, "nan", "sample(s) with missing values", events)
         saturated = np.any(np.abs(values) >= self._limits, axis=1)  # NaN compares False
-        if saturated.any():
-            self._report_runs(saturated, t, "saturation", "sample(s) at full scale", events)
-        self._find_gaps(t, events)  # on every timestamp: a NaN run is reported as NaN, not as a dropout
+        gaps_before = len(events)
+        self._find_gaps(t, events)
+        broken = len(events) > gaps_before or any(e.kind == "clock_jump" for e in events)
+        self._runs(~finite, t, "nan", "sample(s) with missing values", events, broken)
+        self._runs(
+            saturated, t, "saturation", "sample(s) at full scale", events, broken
+        )  # on every timestamp: a NaN run is reported as NaN, not as a dropout
         if t.size:
             self._last = float(t[-1])
         t, values = t[finite], values[finite]
+        self._count(events)
+        return t, values, events
+
+    def flush(self) -> list[QualityEvent]:
+        """Close runs still open at the end of the stream; returns their events."""
+        events = list(self._open.values())
+        self._open.clear()
+        self._count(events)
+        return events
+
+    def _count(self, events: list[QualityEvent]) -> None:
         for event in events:
             self.counters.events[event.kind] += 1
             self.counters.affected_samples[event.kind] += event.samples
-        return t, values, events
+
+    def _runs(
+        self, mask: NDArray[np.bool_], t: FloatArray, kind: Kind, what: str, events: list[QualityEvent], broken: bool
+    ) -> None:
+        """Report runs of flagged samples, joining a run that continues from the previous chunk."""
+        pending = self._open.pop(kind, None)
+        if pending is not None and (broken or t.size == 0 or not mask[0]):
+            events.append(pending)
+            pending = None
+        edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            samples = int(stop - start)
+            first = float(t[start])
+            if start == 0 and pending is not None:
+                samples += pending.samples
+                first = pending.start_s
+            event = QualityEvent(kind, first, float(t[stop - 1]), samples, f"{samples} {what}")
+            if stop == mask.size:
+                self._open[kind] = event
+            else:
+                events.append(event)
 
     def _fix_clock(self, raw: FloatArray, t: FloatArray, events: list[QualityEvent]) -> FloatArray:
         """Re-base time after jumps so that downstream sees a monotonic clock with a reset-sized gap."""
@@ -127,7 +162,9 @@ class StreamGuard:
         t = t.copy()
         restart_gap = 2 * self.max_gap_s
         for j in jumps:
-            shift = float(-steps[j] + restart_gap)
+            # Forward: keep the new clock (it is usually the right one, e.g. after a time sync); the
+            # gap restarts the filters. Backward or stalled: shift on so that time keeps increasing.
+            shift = 0.0 if steps[j] > 0 else float(-steps[j] + restart_gap)
             before = float(t[j - 1]) if j > 0 else (self._last if self._last is not None else float(t[j]))
             t[j:] += shift
             self._offset += shift
@@ -137,7 +174,8 @@ class StreamGuard:
                     before,
                     float(t[j]),
                     0,
-                    f"device clock stepped {steps[j]:+.3f} s between samples; time re-based",
+                    f"device clock stepped {steps[j]:+.3f} s between samples"
+                    + ("" if shift == 0.0 else f"; later samples shifted by {shift:+.3f} s"),
                 )
             )
         return t
@@ -154,12 +192,4 @@ class StreamGuard:
             missing = max(round(gap * self.rate_hz) - 1, 1)
             events.append(
                 QualityEvent("dropout", float(all_t[j]), float(all_t[j + 1]), missing, f"no samples for {gap:.3f} s")
-            )
-
-    @staticmethod
-    def _report_runs(mask: NDArray[np.bool_], t: FloatArray, kind: Kind, what: str, events: list[QualityEvent]) -> None:
-        edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            events.append(
-                QualityEvent(kind, float(t[start]), float(t[stop - 1]), int(stop - start), f"{stop - start} {what}")
             )

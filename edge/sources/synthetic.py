@@ -117,7 +117,7 @@ class SyntheticSource:
         bout = 0
         plan = ([("static", self.stand_s)] if self.stand_s >= 2.0 else []) + list(self.program)
         index = 0
-        while not self._closed and (self.duration_s is None or clock < self.duration_s):
+        while not self._closed and (self.duration_s is None or clock < self.duration_s - 0.5 / self.rate_hz):
             condition, seconds = plan[index]
             index = index + 1 if index + 1 < len(plan) else (1 if self.stand_s >= 2.0 else 0)
             bout += 1
@@ -129,6 +129,7 @@ class SyntheticSource:
             step = max(1, round(self.chunk_s * self.rate_hz))
             for a in range(0, t.size, step):
                 if self._closed or (self.duration_s is not None and t[a] >= self.duration_s):
+                    self._trim_truth(float(t[a - 1]) if a else float(t[0]))
                     return
                 b = min(a + step, t.size)
                 if self.speed > 0:
@@ -141,6 +142,15 @@ class SyntheticSource:
     def close(self) -> None:
         """Stop after the current chunk."""
         self._closed = True
+
+    def _trim_truth(self, last_s: float) -> None:
+        """Cut the last segment's ground truth where the emitted samples ended."""
+        segment = self.segments[-1]
+        segment.end_s = last_s
+        if segment.force is not None:
+            keep = segment.force.time_s <= last_s
+            f = segment.force
+            segment.force = Stream(f.time_s[keep], f.columns, f.values[keep], f.source)
 
     def _segment(self, condition: str, seconds: float, bout: int) -> tuple[Stream, Stream | None]:
         walker = dataclasses.replace(self.walker, seed=int(self.walker.seed) * 7919 + bout)
