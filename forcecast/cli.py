@@ -35,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     anything else is a bug and shows its traceback.
     """
     from edge.config import ConfigError
-    from edge.contract import ContractError
     from edge.dataset.problems import DatasetError
 
     parser = build_parser()
@@ -47,12 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except (ConfigError, ContractError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
+    except (ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        # Package and key errors come from modules that need the edge extra; match them by name.
-        if type(exc).__name__ not in ("PackageError", "KeyFileError"):
+        # Matched by name so that every command does not pay for importing their modules (SciPy, cryptography).
+        if type(exc).__name__ not in ("PackageError", "KeyFileError", "ContractError", "CalibrationError"):
             raise
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -127,12 +127,15 @@ def test_asymmetry_and_cues_with_both_legs(walked):
         assert report.cues > 0 and max(report.cue_latency_ms) < 75.0
 
 
-def damaged_trial(folder: Path) -> Path:
-    """A 40 s walk with a NaN run, a 2 s dropout and the device clock leaping an hour ahead."""
+def walk_trial(folder: Path, damaged: bool) -> Path:
+    """A 40 s walk; ``damaged``: with a NaN run, a 2 s dropout and the device clock leaping an hour ahead."""
     source = SyntheticSource(subject=1, seed=5, speed=0, stand_s=3.0, program=(("comfortable", 40.0),), duration_s=43)
     chunks = list(source.chunks())
     t = np.concatenate([c.time_s for c in chunks])
     x = np.vstack([c.values for c in chunks])
+    if not damaged:
+        write_trial(folder, Trial("S01", "walk", Stream(t, source.columns, x), None), file_format="csv", paired=False)
+        return folder / "trials" / "S01" / "walk.csv"
     x[(t > 12.0) & (t < 12.5)] = np.nan
     keep = ~((t > 20.0) & (t < 22.0))
     t, x = t[keep], x[keep]
@@ -143,7 +146,7 @@ def damaged_trial(folder: Path) -> Path:
 
 
 def test_a_damaged_replay_runs_to_the_end_with_everything_flagged(tmp_path, capsys):
-    path = damaged_trial(tmp_path / "ds")
+    path = walk_trial(tmp_path / "ds", damaged=True)
     store = tmp_path / "store.sqlite"
     args = ["edge", "run", "--model", str(PACKAGE), "--pubkey", str(PUBKEY), "--source", f"replay:{path}"]
     assert main([*args, "--store", str(store), "--speed", "0", "--json"]) == 0
@@ -183,3 +186,60 @@ def test_the_edge_process_never_imports_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["steps"]["r"] > 0
+
+
+def test_killing_the_runtime_never_loses_a_committed_step(tmp_path):
+    """SIGKILL ``forcecast edge run`` at random moments, 20 times, on one store: every step it reported is there."""
+    import os
+    import random
+    import signal
+    import time
+
+    store = tmp_path / "store.sqlite"
+    walk = walk_trial(tmp_path / "ds", damaged=False)
+    rng = random.Random(11)
+    reported: dict[int, float] = {}
+    command = [
+        sys.executable,
+        "-m",
+        "forcecast.cli",
+        "edge",
+        "run",
+        "--model",
+        str(PACKAGE),
+        "--pubkey",
+        str(PUBKEY),
+        "--source",
+        f"replay:{walk}",
+        "--speed",
+        "0",
+        "--store",
+        str(store),
+        "--follow",
+        "--json",
+    ]
+    for _ in range(20):
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert child.stdout is not None
+        first = child.stdout.readline()  # wait until it is committing steps
+        assert first.startswith('{"kind": "step"'), first
+        lines = [first]
+        deadline = time.monotonic() + rng.uniform(0.0, 0.4)
+        os.set_blocking(child.stdout.fileno(), False)
+        while time.monotonic() < deadline:
+            chunk = child.stdout.readline()
+            if chunk:
+                lines.append(chunk)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        rest = child.stdout.read() or ""
+        for line in [*lines, *rest.splitlines(keepends=True)]:
+            if line.endswith("\n") and line.startswith('{"kind": "step"'):
+                record = json.loads(line)
+                reported[record["seq"]] = record["ic_s"]
+        with RecordStore(store) as records:
+            stored = {r.seq: r.payload["ic_s"] for r in records.records("step", limit=100_000)}
+            assert records.stats()["step"]["last_seq"] == max(stored)
+        assert all(stored.get(seq) == ic for seq, ic in reported.items()), "a reported step is missing"
+        assert sorted(stored) == list(range(1, len(stored) + 1))
+    assert len(reported) > 40

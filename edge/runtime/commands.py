@@ -37,7 +37,10 @@ def register(commands: Any) -> None:
         "--speed", type=float, default=1.0, help="replay/synthetic pace: 1 real time, 0 as fast as possible"
     )
     run.add_argument("--duration-s", type=float, help="stop after this much sensor time")
-    run.add_argument("--json", action="store_true", help="print the run report as one JSON object")
+    run.add_argument(
+        "--follow", action="store_true", help="print each step record once it is committed (JSON lines with --json)"
+    )
+    run.add_argument("--json", action="store_true", help="print the run report as one JSON object (the last line)")
     run.set_defaults(handler=_run)
 
     bench = verbs.add_parser(
@@ -59,6 +62,19 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from edge.runtime.launch import launch
 
+    def follow(kind: str, payload: dict[str, Any]) -> None:
+        if kind != "step":
+            return
+        if args.json:
+            line = json.dumps({"kind": "step", **{k: v for k, v in payload.items() if k != "waveform_bw"}})
+        else:
+            line = (
+                f"step {payload['leg']} #{payload.get('seq', '-')}: contact {payload['ic_s']:.2f} s, "
+                f"stance {payload['stance_s']:.2f} s, peaks {payload['peak1_bw']:.2f}/{payload['peak2_bw']:.2f} BW "
+                f"({payload['peak1_n']:.0f} N){' flags ' + ','.join(payload['flags']) if payload['flags'] else ''}"
+            )
+        print(line, flush=True)
+
     report = launch(
         model_path=args.model,
         source_spec=args.source,
@@ -68,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         speed=args.speed,
         duration_s=args.duration_s,
         log=None if args.json else sys.stderr,
+        listeners=[follow] if args.follow else [],
     )
     if args.json:
         print(json.dumps(report))

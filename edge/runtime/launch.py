@@ -15,7 +15,7 @@ from edge.keys import load_public_key
 from edge.package import ModelPackage, PackageError, open_package
 from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from edge.runtime.feedback import Cue, GpioCue, StdoutCue
-from edge.runtime.pipeline import Pipeline, run_source
+from edge.runtime.pipeline import Listener, Pipeline, run_source
 from edge.runtime.systemd import Notifier
 from edge.selftest import run_golden
 from edge.sources.base import Source, SourceError
@@ -106,6 +106,7 @@ def launch(
     speed: float = 1.0,
     duration_s: float | None = None,
     log: TextIO | None = sys.stderr,
+    listeners: list[Listener] | None = None,
 ) -> dict[str, Any]:
     """Run until the source ends, ``duration_s`` of sensor time has passed, or SIGTERM/SIGINT."""
     from edge.runtime.store import RecordStore
@@ -130,6 +131,7 @@ def launch(
         cue=make_cue(config),
         model_version=str(package.manifest["model_version"]),
         patient=patient,
+        listeners=listeners,
     )
     if log is not None:
         print(

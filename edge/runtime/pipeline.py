@@ -334,10 +334,10 @@ class Pipeline:
         self._summary = self._empty_summary()
 
     def _store(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> None:
-        if self.sink is not None and records:
-            self.sink.append(kind, records)
-        for _, payload in records:
-            self._notify(kind, payload)
+        """Commit records, then tell listeners (with each record's sequence number once stored)."""
+        seqs = self.sink.append(kind, records) if self.sink is not None and records else [None] * len(records)
+        for seq, (_, payload) in zip(seqs, records, strict=True):
+            self._notify(kind, payload if seq is None else {"seq": seq, **payload})
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:
