@@ -94,6 +94,7 @@ def truth_steps(source: SyntheticSource, leg: str, after_s: float) -> list[dict]
 
 def test_predicted_steps_match_the_force_plate(walked):
     found, total, ic_errors, peak_errors, stance_errors, impulse_errors = 0, 0, [], [], [], []
+    rate_errors, ml_errors = [], []
     for source, steps, report in walked:
         assert report.calibration["calibrated"]
         start = 3.0 + 128 / 100.0  # calibration pose, then the first window
@@ -110,12 +111,17 @@ def test_predicted_steps_match_the_force_plate(walked):
                 peak_errors.append(match["peak1_bw"] - true_step["peak1_bw"])
                 stance_errors.append(match["stance_s"] - true_step["stance_s"])
                 impulse_errors.append(match["impulse_v_bws"] / true_step["impulse_v_bws"] - 1)
+                ml_errors.append(match["peak_ml_bw"] - true_step["peak_ml_bw"])
+                if match["loading_rate_bw_s"] and true_step["loading_rate_bw_s"]:
+                    rate_errors.append(match["loading_rate_bw_s"] / true_step["loading_rate_bw_s"] - 1)
     assert total > 150
     assert found / total >= 0.98
     assert np.median(np.abs(ic_errors)) <= 0.020
     assert np.median(np.abs(stance_errors)) <= 0.030
     assert np.median(np.abs(peak_errors)) <= 0.08
     assert np.median(np.abs(impulse_errors)) <= 0.05
+    assert np.median(np.abs(rate_errors)) <= 0.15
+    assert np.median(np.abs(ml_errors)) <= 0.02
 
 
 def test_asymmetry_and_cues_with_both_legs(walked):
