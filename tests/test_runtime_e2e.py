@@ -249,3 +249,19 @@ def test_killing_the_runtime_never_loses_a_committed_step(tmp_path):
         assert all(stored.get(seq) == ic for seq, ic in reported.items()), "a reported step is missing"
         assert sorted(stored) == list(range(1, len(stored) + 1))
     assert len(reported) > 40
+
+
+def test_bench_prints_one_json_object_with_every_figure(capsys):
+    args = ["edge", "bench", "--model", str(PACKAGE), "--compare", str(DATA / "grf_float32.fcpkg")]
+    assert main([*args, "--pubkey", str(PUBKEY), "--seconds", "6", "--realtime-s", "0.3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["models"]) == {"grf_int8", "grf_float32"}
+    int8 = result["models"]["grf_int8"]
+    assert int8["mode"] == "int8" and int8["runtime"] == "ai_edge_litert"
+    for key in ("inference_ms", "sample_to_result_ms"):
+        assert 0 < int8[key]["p50"] <= int8[key]["p99"] <= int8[key]["max"]
+    assert int8["real_time_factor"] > 1 and 0 < int8["cpu_share_realtime_pct"] < 100
+    # the oldest output of a block is (delay + out_len - 1) samples old before compute
+    assert int8["sample_to_result_ms"]["max"] >= int8["algorithmic_latency_ms"]["oldest_output"]
+    assert result["tensorflow_imported"] is False and 50 < result["peak_rss_mb"] < 400
+    assert result["ratios_vs_first"]["grf_int8"]["real_time_factor_ratio"] == 1.0

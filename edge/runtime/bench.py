@@ -5,7 +5,7 @@ once into memory, so the figures measure the runtime and not the gait lab. For e
 
 - ``inference_ms``: per-inference interpreter time, p50/p99/max (one thread);
 - ``real_time_factor``: sensor seconds processed per wall second, whole pipeline, as fast as possible
-  (1 s chunks, as a replay of a file is fed; ``real_time_factor_device_chunks`` with the device's 40 ms);
+  (1 s chunks, as a replay of a file is fed; ``real_time_factor_device_chunks`` with the device's 20 ms polls);
 - ``sample_to_result_ms``: for every GRF sample, how far the newest sensor sample lay ahead of it when
   it was produced (the model's delay and hop, the resampler) plus that hop's compute time;
 - ``cpu_share_realtime_pct``: process CPU time over wall time while paced at real time.
@@ -39,8 +39,8 @@ from edge.sources.base import Chunk
 
 REPLAY_CHUNK_S = 1.0
 """Chunk length when replaying as fast as possible (batch processing of a recorded file)."""
-DEVICE_CHUNK_S = 0.04
-"""Chunk length of a live device (one FIFO read every 40 ms)."""
+DEVICE_CHUNK_S = 0.02
+"""Chunk length of a live device (the I²C source polls its FIFOs every 20 ms)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,12 @@ class Walk:
             return cls(data["time_s"], data["values"], tuple(meta.pop("columns")), **meta)
 
 
-def record_walk(seconds: float) -> Walk:
-    """Stand 3 s, then walk ``seconds`` at the comfortable speed (synthetic subject S01)."""
+def record_walk(seconds: float, rate_hz: float = 100.0) -> Walk:
+    """Stand 3 s, then walk ``seconds`` at the comfortable speed (synthetic subject S01), IMUs at ``rate_hz``."""
     from edge.sources.synthetic import SyntheticSource  # the gait lab stays out of the measured process
 
     source = SyntheticSource(
-        subject=1, speed=0, stand_s=3.0, program=(("comfortable", seconds),), duration_s=3.0 + seconds
+        subject=1, speed=0, stand_s=3.0, rate_hz=rate_hz, program=(("comfortable", seconds),), duration_s=3.0 + seconds
     )
     chunks = list(source.chunks())
     s = source.subject
@@ -217,11 +217,16 @@ def _child(walk_path: str, package: str, pubkeys: list[str], realtime_s: float) 
 
 
 def run_bench(
-    model: Path, compare: list[Path], pubkeys: list[Path], seconds: float = 120.0, realtime_s: float = 10.0
+    model: Path,
+    compare: list[Path],
+    pubkeys: list[Path],
+    seconds: float = 120.0,
+    realtime_s: float = 10.0,
+    rate_hz: float = 100.0,
 ) -> dict[str, Any]:
     """Benchmark ``model`` (and each package in ``compare``) on the same walk, each in a fresh process."""
     generated = time.perf_counter()
-    walk = record_walk(seconds)
+    walk = record_walk(seconds, rate_hz)
     generated = time.perf_counter() - generated
     models: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="forcecast-bench-") as folder:
@@ -261,6 +266,7 @@ def run_bench(
     return {
         "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count(), "interpreter_threads": 1},
         "walk_s": seconds,
+        "imu_rate_hz": rate_hz,
         "generation_s": round(generated, 2),
         "replay_chunk_s": REPLAY_CHUNK_S,
         "device_chunk_s": DEVICE_CHUNK_S,

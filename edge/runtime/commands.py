@@ -55,6 +55,9 @@ def register(commands: Any) -> None:
     bench.add_argument("--pubkey", type=Path, action="append", default=[], help="trusted public key (optional)")
     bench.add_argument("--seconds", type=float, default=120.0, help="walking time replayed (default 120)")
     bench.add_argument("--realtime-s", type=float, default=10.0, help="paced run for the CPU share (default 10)")
+    bench.add_argument(
+        "--rate-hz", type=float, default=100.0, help="IMU rate of the walk (104 = the LSM6DSOX's, resampled)"
+    )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.set_defaults(handler=_bench)
 
@@ -100,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from edge.runtime.bench import run_bench
 
-    result = run_bench(args.model, args.compare, args.pubkey, args.seconds, args.realtime_s)
+    result = run_bench(args.model, args.compare, args.pubkey, args.seconds, args.realtime_s, args.rate_hz)
     if args.json:
         print(json.dumps(result))
         return 0
