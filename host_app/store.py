@@ -1,0 +1,167 @@
+"""The host's log: every record a device sent, stored once, in SQLite.
+
+A record is identified by ``(device_id, kind, seq)``; storing it again (a re-sent record after a
+reconnect) changes nothing, so the BLE client can resume generously. :meth:`HostStore.resume_point`
+gives the sequence number to resume after: the highest one below which nothing is missing, so a gap
+(a record lost mid-transfer) is asked for again rather than skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+KINDS = ("step", "summary", "event")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    received_utc TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (device_id, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    address TEXT,
+    info TEXT,
+    clock_offset_ms INTEGER,
+    last_seen_utc TEXT
+);
+"""
+
+
+class HostStoreError(RuntimeError):
+    """The host store cannot be used (not ours, corrupt, newer schema); the message names the file."""
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """One stored record."""
+
+    device_id: str
+    kind: str
+    seq: int
+    received_utc: str
+    payload: dict[str, Any]
+
+
+class HostStore:
+    """Idempotent record log (thread-safe; one connection behind a lock).
+
+    Parameters
+    ----------
+    path
+        SQLite file (created with its folder if missing).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise HostStoreError(f"{self.path}: not a forcecast host store ({exc})") from None
+        if version > SCHEMA_VERSION:
+            raise HostStoreError(
+                f"{self.path}: schema version {version} is newer than this forcecast ({SCHEMA_VERSION})"
+            )
+        if tables and not {"records", "devices"} <= tables:
+            raise HostStoreError(f"{self.path}: an SQLite file of something else (tables: {', '.join(sorted(tables))})")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def add(self, device_id: str, kind: str, seq: int, payload: dict[str, Any], received_utc: str) -> bool:
+        """Store one record; returns False if it was already there (nothing changes then)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
+        if seq < 1:
+            raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
+        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload) VALUES (?, ?, ?, ?, ?)",
+                (device_id, kind, seq, received_utc, text),
+            )
+            return cursor.rowcount == 1
+
+    def resume_point(self, device_id: str, kind: str) -> int:
+        """The highest seq with every record 1..seq stored (0 if record 1 is missing)."""
+        with self._lock:
+            row = self._db.execute(
+                """SELECT MIN(seq) - 1 FROM (
+                       SELECT seq FROM records r WHERE device_id = ? AND kind = ?
+                       AND NOT EXISTS (SELECT 1 FROM records n WHERE n.device_id = r.device_id
+                                       AND n.kind = r.kind AND n.seq = r.seq + 1)
+                   )""",
+                (device_id, kind),
+            ).fetchone()
+            first = self._db.execute(
+                "SELECT MIN(seq) FROM records WHERE device_id = ? AND kind = ?", (device_id, kind)
+            ).fetchone()[0]
+        if first is None or first != 1:
+            return 0
+        return int(row[0]) + 1
+
+    def records(self, device_id: str, kind: str, after_seq: int = 0, limit: int = 100_000) -> list[HostRecord]:
+        """Stored records of one device and kind, by seq."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, received_utc, payload FROM records WHERE device_id = ? AND kind = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (device_id, kind, after_seq, limit),
+            ).fetchall()
+        return [HostRecord(device_id, kind, s, r, json.loads(p)) for s, r, p in rows]
+
+    def count(self, device_id: str, kind: str) -> int:
+        """How many records of a kind are stored for a device."""
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM records WHERE device_id = ? AND kind = ?", (device_id, kind)
+                ).fetchone()[0]
+            )
+
+    def note_device(
+        self, device_id: str, address: str, info: dict[str, Any], clock_offset_ms: int, seen_utc: str
+    ) -> None:
+        """Remember a device's address, info and clock offset (host time − device time)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+                "address = excluded.address, info = excluded.info, clock_offset_ms = excluded.clock_offset_ms, "
+                "last_seen_utc = excluded.last_seen_utc",
+                (device_id, address, json.dumps(info), clock_offset_ms, seen_utc),
+            )
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device seen."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, address, info, clock_offset_ms, last_seen_utc FROM devices"
+            ).fetchall()
+        return [
+            {"device_id": d, "address": a, "info": json.loads(i or "{}"), "clock_offset_ms": o, "last_seen_utc": s}
+            for d, a, i, o, s in rows
+        ]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> HostStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

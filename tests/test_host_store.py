@@ -1,0 +1,54 @@
+"""The host log stores each record once and knows where to resume, gaps included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from host_app.store import HostStore, HostStoreError
+
+NOW = "2026-11-21T10:00:00Z"
+
+
+def test_records_are_stored_once_and_resume_skips_nothing(tmp_path):
+    with HostStore(tmp_path / "host.sqlite") as store:
+        assert store.resume_point("dev1", "step") == 0
+        assert store.add("dev1", "step", 1, {"peak1_bw": 1.1}, NOW)
+        assert not store.add("dev1", "step", 1, {"peak1_bw": 9.9}, NOW)  # re-sent: ignored, not overwritten
+        store.add("dev1", "step", 2, {}, NOW)
+        store.add("dev1", "step", 4, {}, NOW)  # 3 lost in transit
+        assert store.resume_point("dev1", "step") == 2
+        store.add("dev1", "step", 3, {}, NOW)
+        assert store.resume_point("dev1", "step") == 4
+        assert store.records("dev1", "step")[0].payload == {"peak1_bw": 1.1}
+        assert store.resume_point("dev2", "step") == 0 and store.resume_point("dev1", "summary") == 0
+    with HostStore(tmp_path / "host.sqlite") as again:
+        assert again.count("dev1", "step") == 4
+
+
+def test_bad_records_and_foreign_files_are_refused(tmp_path):
+    with HostStore(tmp_path / "host.sqlite") as store:
+        with pytest.raises(ValueError, match="unknown record kind"):
+            store.add("d", "steps", 1, {}, NOW)
+        with pytest.raises(ValueError, match="seq must be"):
+            store.add("d", "step", 0, {}, NOW)
+        with pytest.raises(ValueError):
+            store.add("d", "step", 1, {"x": float("nan")}, NOW)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(HostStoreError, match=r"junk\.sqlite"):
+        HostStore(junk)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=30), max_size=60))
+def test_resume_point_is_the_end_of_the_contiguous_prefix(tmp_path_factory, seqs):
+    with HostStore(tmp_path_factory.mktemp("h") / "h.sqlite") as store:
+        for seq in seqs:
+            store.add("d", "event", seq, {"seq": seq}, NOW)
+        expected = 0
+        while expected + 1 in set(seqs):
+            expected += 1
+        assert store.resume_point("d", "event") == expected
+        assert store.count("d", "event") == len(set(seqs))
