@@ -1,0 +1,165 @@
+"""The device side of a BLE session, independent of the Bluetooth stack.
+
+:class:`DeviceLink` answers control-point writes, feeds stored records to the records
+characteristic from where the host asked to resume, and turns the runtime's GRF blocks into live
+packets when the host wants them. The GATT server (bumble) only moves bytes between the radio and
+this object, so everything here is tested without Bluetooth.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edge.protocol import (
+    MIN_MTU,
+    Opcode,
+    ProtocolError,
+    RecordKind,
+    Request,
+    Status,
+    decode_request,
+    encode_live,
+    encode_record,
+    encode_reply,
+    request_arguments,
+)
+from edge.runtime.store import RecordStore
+
+KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
+LIVE_QUEUE = 400
+"""Live packets kept while the radio is slower than the stream (older ones are dropped and counted)."""
+
+
+class DeviceLink:
+    """One connected host's session state.
+
+    Parameters
+    ----------
+    store
+        The device's record store.
+    info
+        What the device-info characteristic says (JSON object).
+    clock
+        Device time in seconds (the clock step records are stamped with).
+    """
+
+    def __init__(self, store: RecordStore, info: dict[str, Any], clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.info = info
+        self.clock = clock
+        self.mtu = MIN_MTU
+        self.encrypted = False
+        self.live = False
+        self._cursor: dict[RecordKind, int] = {}
+        self._queue: deque[bytes] = deque()
+        self._live: deque[bytes] = deque(maxlen=LIVE_QUEUE)
+        self._lock = threading.Lock()
+        self.rejected: dict[str, int] = {}
+        self.live_dropped = 0
+        self.records_sent = 0
+        self.host_offset_ms: int | None = None
+
+    def connected(self, mtu: int, encrypted: bool) -> None:
+        """A host connected (or the link's MTU or encryption changed)."""
+        with self._lock:
+            self.mtu = max(MIN_MTU, mtu)
+            self.encrypted = encrypted
+
+    def disconnected(self) -> None:
+        """Forget the session: the next host starts with RESUME; nothing stored is lost."""
+        with self._lock:
+            self._cursor.clear()
+            self._queue.clear()
+            self._live.clear()
+            self.live = False
+            self.encrypted = False
+
+    def device_info(self) -> bytes:
+        """The device-info characteristic's value."""
+        return json.dumps(self.info, separators=(",", ":")).encode()
+
+    def handle_control(self, data: bytes) -> bytes:
+        """Answer one control-point write; never raises (a bad write gets an error status)."""
+        opcode, request_id = (
+            (data[1] if len(data) > 1 else 0),
+            (int.from_bytes(data[2:4], "little") if len(data) > 3 else 0),
+        )
+        try:
+            if not self.encrypted:
+                raise ProtocolError(Status.NOT_ENCRYPTED, "control point needs an encrypted, bonded link")
+            request = decode_request(data)
+            payload = self._serve(request)
+            return encode_reply(request.opcode, request.request_id, Status.OK, payload)
+        except ProtocolError as exc:
+            self.rejected[exc.status.name] = self.rejected.get(exc.status.name, 0) + 1
+            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: max(0, self.mtu - 3 - 6)])
+        except Exception as exc:  # a bug must not take the link down; it is reported and counted
+            self.rejected["INTERNAL"] = self.rejected.get("INTERNAL", 0) + 1
+            return encode_reply(opcode, request_id, Status.INTERNAL, type(exc).__name__.encode())
+
+    def _serve(self, request: Request) -> bytes:
+        arguments = request_arguments(request)
+        if request.opcode is Opcode.TIME_SYNC:
+            device_ms = round(self.clock() * 1000.0)
+            self.host_offset_ms = int(arguments[0]) - device_ms
+            return struct.pack("<Q", max(device_ms, 0))
+        if request.opcode is Opcode.RESUME:
+            kind, after = RecordKind(arguments[0]), int(arguments[1])
+            with self._lock:
+                self._cursor[kind] = after
+            return b""
+        if request.opcode is Opcode.ACK:
+            kind, upto = RecordKind(arguments[0]), int(arguments[1])
+            try:
+                self.store.ack(KIND_NAMES[kind], upto)
+            except ValueError as exc:
+                raise ProtocolError(Status.BAD_ARGUMENT, str(exc)) from None
+            return b""
+        if request.opcode is Opcode.LIVE:
+            self.live = bool(arguments[0])
+            return b""
+        stats = self.store.stats()
+        return json.dumps(
+            {"store": stats, "live": self.live, "rejected": self.rejected}, separators=(",", ":")
+        ).encode()
+
+    def next_record_packets(self, limit: int = 64) -> list[bytes]:
+        """Up to ``limit`` record fragments to notify next (whole records, oldest first, per resumed kind)."""
+        with self._lock:
+            if not self.encrypted:
+                return []
+            while len(self._queue) < limit:
+                added = False
+                for kind, after in list(self._cursor.items()):
+                    for record in self.store.records(KIND_NAMES[kind], after_seq=after, limit=8):
+                        self._queue.extend(encode_record(kind, record.seq, record.payload, self.mtu))
+                        self._cursor[kind] = record.seq
+                        self.records_sent += 1
+                        added = True
+                if not added:
+                    break
+            return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+
+    def on_grf(self, leg: str, time_s: np.ndarray, grf_bw: np.ndarray, period_s: float, block: int) -> None:
+        """Queue the runtime's newest GRF samples for the live characteristic (if the host asked)."""
+        if not self.live or time_s.size == 0:
+            return
+        packets = encode_live(leg, block, float(time_s[0]), period_s, grf_bw, self.mtu)
+        with self._lock:
+            overflow = len(self._live) + len(packets) - LIVE_QUEUE
+            if overflow > 0:
+                self.live_dropped += overflow
+            self._live.extend(packets)
+
+    def next_live_packets(self, limit: int = 64) -> list[bytes]:
+        """Live packets to notify next."""
+        with self._lock:
+            return [self._live.popleft() for _ in range(min(limit, len(self._live)))]
