@@ -66,16 +66,9 @@ def load_package_model(package_path: Path, pubkeys: list[Path]) -> tuple[TFLiteM
     without, only the model hash and the contract are checked. The third value says which.
     """
     from edge.keys import load_public_key
-    from edge.package import check_model, open_package, read_package
+    from edge.package import open_checked
 
-    if pubkeys:
-        package, contract = open_package(package_path, [load_public_key(p) for p in pubkeys])
-        checked = f"signature OK (key {package.signed_by})"
-    else:
-        package = read_package(package_path)
-        check_model(package)
-        contract = package.contract
-        checked = "model hash OK, signature not checked (no --pubkey)"
+    package, contract, checked = open_checked(package_path, [load_public_key(p) for p in pubkeys])
     return TFLiteModel(package.model), contract, checked
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
-from edge.package import check_model, open_package, read_package
+from edge.package import open_checked
 from edge.runtime.config import DeviceConfig, PatientConfig
 from edge.runtime.pipeline import Pipeline
 from edge.sources.base import Chunk
@@ -103,12 +103,7 @@ def record_walk(seconds: float, rate_hz: float = 100.0) -> Walk:
 
 
 def _load(path: Path, pubkeys: list[Path]) -> tuple[Any, Any, TFLiteModel]:
-    if pubkeys:
-        package, contract = open_package(path, [load_public_key(k) for k in pubkeys])
-    else:
-        package = read_package(path)
-        check_model(package)
-        contract = package.contract
+    package, contract, _ = open_checked(path, [load_public_key(k) for k in pubkeys])
     return package, contract, TFLiteModel(package.model, num_threads=1)
 
 

@@ -178,6 +178,7 @@ class Pipeline:
         self._summary: dict[str, Any] = self._empty_summary()
         self.report = RunReport(steps=dict.fromkeys(runtime.legs, 0))
         self.newest_input_s = float("nan")
+        self._last_t: float | None = None
 
     def push(self, time_s: FloatArray, values: FloatArray) -> None:
         """Process one chunk from the source."""
@@ -344,7 +345,7 @@ class Pipeline:
             listener(kind, payload)
 
     def _span(self, t: FloatArray) -> float:
-        previous = getattr(self, "_last_t", None)
+        previous = self._last_t
         self._last_t = float(t[-1])
         if previous is None:
             return float(t[-1] - t[0])

@@ -16,13 +16,11 @@ import numpy as np
 from edge.dataset.problems import DatasetError
 from edge.dataset.subjects import Subject, load_subjects
 from edge.dataset.trial import read_table
-from edge.schema import GRAVITY_MPS2, TIME_COLUMN, parse_column
+from edge.schema import TIME_COLUMN, parse_column
 from edge.sources.base import Chunk, FloatArray, SourceError
+from edge.sources.lsm6dsox import ACC_RANGE_MPS2, GYR_RANGE_RADS
 
 SUFFIXES = (".imu.csv", ".imu.parquet", ".csv", ".parquet")
-
-ACC_RANGE_MPS2 = 16.0 * GRAVITY_MPS2
-GYR_RANGE_RADS = float(np.deg2rad(2000.0))
 
 
 class ReplaySource:
