@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.protocol import (
     MIN_MTU,
+    STATUS_REPLY,
     Opcode,
     ProtocolError,
     RecordKind,
@@ -126,10 +127,8 @@ class DeviceLink:
         if request.opcode is Opcode.LIVE:
             self.live = bool(arguments[0])
             return b""
-        stats = self.store.stats()
-        return json.dumps(
-            {"store": stats, "live": self.live, "rejected": self.rejected}, separators=(",", ":")
-        ).encode()
+        last, acked_upto, stored = self.store.progress(KIND_NAMES[RecordKind(arguments[0])])
+        return STATUS_REPLY.pack(last, acked_upto, stored, int(self.live))
 
     def next_record_packets(self, limit: int = 64) -> list[bytes]:
         """Up to ``limit`` record fragments to notify next (whole records, oldest first, per resumed kind)."""

@@ -19,7 +19,7 @@ Everything is little-endian and starts with a one-byte protocol version. Three k
 - **Control point** requests (written) and replies (notified)::
 
       request: u8 version | u8 opcode | u16 request_id | payload
-      reply:   u8 version | u8 opcode | 0x80 | u16 request_id | u8 status | payload
+      reply:   u8 version | u8 opcode|0x80 | u16 request_id | u8 status | payload
 
 Decoders never raise anything but :class:`ProtocolError`, which carries the status code a reply
 would send back, so a malformed packet is counted and answered, never fatal. See docs/protocol.md.
@@ -70,7 +70,7 @@ class Opcode(IntEnum):
     LIVE = 0x04
     """payload: u8 on (0/1) → start or stop the live GRF stream."""
     STATUS = 0x05
-    """payload: none → reply: JSON object (store counters, runtime state)."""
+    """payload: u8 kind → reply: u32 last_seq, u32 acked_upto, u32 stored, u8 live (fits a 23-byte MTU)."""
 
 
 class Status(IntEnum):
@@ -326,8 +326,10 @@ _ARGUMENTS: Final = {
     Opcode.RESUME: struct.Struct("<BI"),
     Opcode.ACK: struct.Struct("<BI"),
     Opcode.LIVE: struct.Struct("<B"),
-    Opcode.STATUS: struct.Struct("<"),
+    Opcode.STATUS: struct.Struct("<B"),
 }
+STATUS_REPLY: Final = struct.Struct("<IIIB")
+"""STATUS reply payload: last_seq, acked_upto and stored count of the kind asked about, live on/off."""
 
 
 def encode_request(opcode: Opcode, request_id: int, *arguments: int) -> bytes:
@@ -356,7 +358,7 @@ def decode_request(data: bytes) -> Request:
 def request_arguments(request: Request) -> tuple[int, ...]:
     """The integers a request carries (validated: kinds must be known, LIVE is 0 or 1)."""
     values = _ARGUMENTS[request.opcode].unpack(request.payload)
-    if request.opcode in (Opcode.RESUME, Opcode.ACK) and values[0] not in RecordKind._value2member_map_:
+    if request.opcode in (Opcode.RESUME, Opcode.ACK, Opcode.STATUS) and values[0] not in RecordKind._value2member_map_:
         raise ProtocolError(Status.BAD_ARGUMENT, f"request {request.request_id}: unknown record kind {values[0]}")
     if request.opcode is Opcode.LIVE and values[0] not in (0, 1):
         raise ProtocolError(Status.BAD_ARGUMENT, f"request {request.request_id}: LIVE takes 0 or 1, got {values[0]}")

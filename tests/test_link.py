@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import struct
 
 import numpy as np
@@ -10,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.link import DeviceLink
-from edge.protocol import Opcode, RecordAssembler, RecordKind, Status, decode_live, decode_reply, encode_request
+from edge.protocol import (
+    STATUS_REPLY,
+    Opcode,
+    RecordAssembler,
+    RecordKind,
+    Status,
+    decode_live,
+    decode_reply,
+    encode_request,
+)
 from edge.runtime.store import RecordStore
 
 
@@ -53,8 +61,9 @@ def test_resume_streams_every_record_after_the_point_and_ack_reaches_the_store(t
     assert [seq for _, seq, _ in drain(link)] == [21]
     sync = decode_reply(link.handle_control(encode_request(Opcode.TIME_SYNC, 5, 1_800_000_000_000)))
     assert struct.unpack("<Q", sync.payload)[0] == 100_000 and link.host_offset_ms == 1_800_000_000_000 - 100_000
-    status = json.loads(decode_reply(link.handle_control(encode_request(Opcode.STATUS, 6))).payload)
-    assert status["store"]["step"]["last_seq"] == 21
+    status = decode_reply(link.handle_control(encode_request(Opcode.STATUS, 6, RecordKind.STEP)))
+    assert len(status.payload) + 5 <= 20  # fits one notification at the minimum MTU
+    assert STATUS_REPLY.unpack(status.payload) == (21, 20, 21, 0)
     link.disconnected()
     link.connected(mtu=64, encrypted=True)
     assert drain(link) == []  # nothing until the host says where to resume

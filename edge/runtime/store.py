@@ -244,6 +244,15 @@ class RecordStore:
         with self._guard("reading sequence numbers"):
             return self._connection().execute("SELECT last_seq FROM kinds WHERE kind = ?", (kind,)).fetchone()[0]
 
+    def progress(self, kind: str) -> tuple[int, int, int]:
+        """``(last_seq, acked_upto, stored)`` of ``kind``: what a host needs to know how far behind it is."""
+        self._check_kind(kind)
+        with self._guard("reading sequence numbers"):
+            conn = self._connection()
+            last, acked_upto = conn.execute("SELECT last_seq, acked_upto FROM kinds WHERE kind = ?", (kind,)).fetchone()
+            (stored,) = conn.execute("SELECT COUNT(*) FROM records WHERE kind = ?", (kind,)).fetchone()
+            return int(last), int(acked_upto), int(stored)
+
     def first_unacked(self, kind: str) -> int | None:
         """Sequence number of the oldest stored unacknowledged record of ``kind``, or None."""
         self._check_kind(kind)
