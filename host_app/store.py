@@ -3,7 +3,9 @@
 A record is identified by ``(device_id, kind, seq)``; storing it again (a re-sent record after a
 reconnect) changes nothing, so the BLE client can resume generously. :meth:`HostStore.resume_point`
 gives the sequence number to resume after: the highest one below which nothing is missing, so a gap
-(a record lost mid-transfer) is asked for again rather than skipped.
+(a record lost mid-transfer) is asked for again rather than skipped. Records the *device* no longer
+has (its size cap deleted them before they were sent) are settled with :meth:`HostStore.settle`, so
+they do not hold the resume point back forever.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ CREATE TABLE IF NOT EXISTS records (
     received_utc TEXT NOT NULL,
     payload TEXT NOT NULL,
     PRIMARY KEY (device_id, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS floors (
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    upto INTEGER NOT NULL,
+    PRIMARY KEY (device_id, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -83,35 +91,66 @@ class HostStore:
 
     def add(self, device_id: str, kind: str, seq: int, payload: dict[str, Any], received_utc: str) -> bool:
         """Store one record; returns False if it was already there (nothing changes then)."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
-        if seq < 1:
-            raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
-        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload) VALUES (?, ?, ?, ?, ?)",
-                (device_id, kind, seq, received_utc, text),
+        return self.add_many(device_id, [(kind, seq, payload)], received_utc) == 1
+
+    def add_many(self, device_id: str, records: list[tuple[str, int, dict[str, Any]]], received_utc: str) -> int:
+        """Store ``(kind, seq, payload)`` records in one transaction; returns how many were new.
+
+        Raises
+        ------
+        ValueError
+            On an unknown kind or a seq below 1 (nothing of the batch is stored then).
+        """
+        rows = []
+        for kind, seq, payload in records:
+            if kind not in KINDS:
+                raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
+            if seq < 1:
+                raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
+            rows.append(
+                (device_id, kind, seq, received_utc, json.dumps(payload, allow_nan=False, separators=(",", ":")))
             )
-            return cursor.rowcount == 1
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
+    def settle(self, device_id: str, kind: str, upto: int) -> None:
+        """Declare every seq ≤ ``upto`` done: stored here, or gone from the device for good."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO floors VALUES (?, ?, ?) ON CONFLICT(device_id, kind) DO UPDATE SET "
+                "upto = MAX(upto, excluded.upto)",
+                (device_id, kind, upto),
+            )
 
     def resume_point(self, device_id: str, kind: str) -> int:
-        """The highest seq with every record 1..seq stored (0 if record 1 is missing)."""
+        """The highest seq with every record up to it stored or settled (0 if record 1 is missing)."""
         with self._lock:
-            row = self._db.execute(
-                """SELECT MIN(seq) - 1 FROM (
-                       SELECT seq FROM records r WHERE device_id = ? AND kind = ?
-                       AND NOT EXISTS (SELECT 1 FROM records n WHERE n.device_id = r.device_id
-                                       AND n.kind = r.kind AND n.seq = r.seq + 1)
-                   )""",
-                (device_id, kind),
+            row = self._db.execute("SELECT upto FROM floors WHERE device_id = ? AND kind = ?", (device_id, kind))
+            floor = (row.fetchone() or (0,))[0]
+            following = self._db.execute(
+                "SELECT 1 FROM records WHERE device_id = ? AND kind = ? AND seq = ?", (device_id, kind, floor + 1)
             ).fetchone()
-            first = self._db.execute(
-                "SELECT MIN(seq) FROM records WHERE device_id = ? AND kind = ?", (device_id, kind)
-            ).fetchone()[0]
-        if first is None or first != 1:
-            return 0
-        return int(row[0]) + 1
+            if following is None:
+                return int(floor)
+            (end,) = self._db.execute(
+                """SELECT MIN(seq) FROM records r WHERE device_id = ? AND kind = ? AND seq > ?
+                   AND NOT EXISTS (SELECT 1 FROM records n WHERE n.device_id = r.device_id
+                                   AND n.kind = r.kind AND n.seq = r.seq + 1)""",
+                (device_id, kind, floor),
+            ).fetchone()
+        return int(end)
 
     def records(self, device_id: str, kind: str, after_seq: int = 0, limit: int = 100_000) -> list[HostRecord]:
         """Stored records of one device and kind, by seq."""

@@ -164,6 +164,55 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
+class BleConfig:
+    """The Bluetooth Low Energy link to the host app.
+
+    Attributes
+    ----------
+    enabled
+        Serve the GATT service (``forcecast edge run --ble`` turns it on too).
+    transport
+        bumble transport of the controller: ``hci-socket:0`` is the Pi's built-in radio (hci0, taken
+        from BlueZ: stop ``bluetooth.service``), ``usb:0`` a USB dongle.
+    name
+        Advertised name (at most 8 characters: it shares 31 bytes with the 128-bit service UUID).
+    address
+        Static random address; empty = derived from ``device_id``, so a device keeps its address.
+    keystore
+        JSON file holding the bonds (long-term keys) of paired hosts.
+    pairing_window_s
+        New hosts may pair only this long after the runtime starts (bonded hosts always reconnect);
+        ``0`` = never, ``inf`` = always.
+    """
+
+    enabled: bool = False
+    transport: str = "hci-socket:0"
+    name: str = "fcast"
+    address: str = ""
+    keystore: Path = Path("/var/lib/forcecast/bonds.json")
+    pairing_window_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.name.encode()) <= 8:
+            raise ValueError(f"name must be 1..8 bytes (it is advertised with the service UUID), got {self.name!r}")
+        if self.address and not _is_static_random(self.address):
+            raise ValueError(
+                f"address {self.address!r} is not a static random address (six hex bytes, first byte C0..FF)"
+            )
+        if not self.pairing_window_s >= 0:
+            raise ValueError(f"pairing_window_s must be ≥ 0 (inf = always), got {self.pairing_window_s}")
+
+
+def _is_static_random(address: str) -> bool:
+    parts = address.split(":")
+    try:
+        octets = [int(part, 16) for part in parts if len(part) == 2]
+    except ValueError:
+        return False
+    return len(parts) == 6 and len(octets) == 6 and octets[0] >= 0xC0
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """Everything in ``device.toml``."""
 
@@ -174,6 +223,7 @@ class DeviceConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    ble: BleConfig = field(default_factory=BleConfig)
 
     def __post_init__(self) -> None:
         places = [s.place for s in self.sensors]

@@ -1,0 +1,89 @@
+"""bumble devices for the GATT server: on a real radio (the Pi's HCI socket, a USB dongle) or in-process.
+
+The in-process variant puts a virtual controller on a bumble ``LocalLink``; a central built the same
+way on the same link (the host app's test/demo link) talks to it exactly as over the air, pairing
+and encryption included, with no Bluetooth hardware.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bumble.controller import Controller
+from bumble.device import Device
+from bumble.hci import Address
+from bumble.host import Host
+from bumble.keys import JsonKeyStore, KeyStore, MemoryKeyStore
+from bumble.link import LocalLink
+from bumble.transport.common import AsyncPipeSink
+
+LE_MAX_ACL_PAYLOAD = 251
+"""Largest LE data PDU; the virtual controller defaults to 27, which makes big notifications ~5x slower."""
+
+
+class RadioError(RuntimeError):
+    """The Bluetooth controller cannot be opened or used."""
+
+
+def static_address(seed: str) -> str:
+    """A static random address derived from ``seed`` (e.g. the device id): stable across restarts."""
+    octets = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
+    octets[0] |= 0xC0  # static random: the two top bits set
+    return ":".join(f"{octet:02X}" for octet in octets)
+
+
+def keystore_at(path: Path | None, namespace: str) -> KeyStore:
+    """Bonds kept in a JSON file (``path``) or only in memory (``None``)."""
+    if path is None:
+        return MemoryKeyStore()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JsonKeyStore(namespace=namespace, filename=str(path))
+
+
+def virtual_device(link: LocalLink, name: str, address: str, keystore: KeyStore | None = None) -> Device:
+    """A bumble device with its own virtual controller on ``link`` (call inside the running loop).
+
+    Parameters
+    ----------
+    link
+        The in-process link shared by the device and the central(s).
+    name
+        Device name.
+    address
+        Static random address, e.g. from :func:`static_address`.
+    keystore
+        Where bonds go (memory if None).
+    """
+    controller = Controller(f"ctl-{name}-{address}", link=link, public_address=address)
+    controller.le_acl_data_packet_length = LE_MAX_ACL_PAYLOAD
+    device = Device(name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller)))
+    device.keystore = keystore if keystore is not None else MemoryKeyStore()
+    return device
+
+
+@asynccontextmanager
+async def radio_device(transport: str, name: str, address: str, keystore: Path | None) -> AsyncIterator[Device]:
+    """A bumble device on a real controller, e.g. ``hci-socket:0`` (needs CAP_NET_ADMIN and BlueZ off hci0).
+
+    Raises
+    ------
+    RadioError
+        Naming the transport when it cannot be opened.
+    """
+    from bumble.transport import open_transport
+
+    try:
+        hci = await open_transport(transport)
+    except Exception as exc:
+        raise RadioError(
+            f"[ble] transport {transport!r}: cannot open the Bluetooth controller ({type(exc).__name__}: {exc}). "
+            "On a Pi: run as the forcecast service (CAP_NET_ADMIN) and stop BlueZ holding hci0 "
+            "(sudo systemctl disable --now bluetooth); see hardware/README.md"
+        ) from exc
+    async with hci:
+        device = Device.with_hci(name, Address(address), hci.source, hci.sink)
+        device.keystore = keystore_at(keystore, address)
+        yield device

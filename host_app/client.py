@@ -1,0 +1,396 @@
+"""The host app's BLE central: find a forcecast device, keep its records flowing into the host store.
+
+Only bleak's public API is used, so the same code runs over BlueZ/CoreBluetooth/WinRT and, with
+``backend=`` set to :mod:`host_app.bleak_bumble`'s classes, over bumble's in-process link.
+
+One session: scan for the service UUID (optionally one address) → connect (the OS or backend
+exchanges the MTU) → pair / re-encrypt the bond → read the device info → subscribe to control,
+records (and live) → TIME_SYNC → for each record kind, RESUME after the last seq the host store
+holds without gaps → store what arrives, in batches, idempotently → ACK what is durably stored. A
+lost link or any error ends the session; :meth:`HostLogger.run` starts the next one after a backoff
+(0.5 s doubling to 30 s, with jitter), forever, until told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from edge.protocol import (
+    CONTROL_UUID,
+    INFO_UUID,
+    LIVE_UUID,
+    RECORDS_UUID,
+    SERVICE_UUID,
+    STATUS_REPLY,
+    LiveBlock,
+    Opcode,
+    ProtocolError,
+    RecordAssembler,
+    RecordKind,
+    Reply,
+    Status,
+    decode_live,
+    decode_reply,
+    encode_request,
+)
+from host_app.store import HostStore
+
+log = logging.getLogger(__name__)
+
+KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
+LiveCallback = Callable[[LiveBlock, float], None]
+"""Called with each live GRF block and the host's receive time (``time.time()``)."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How the host client behaves.
+
+    Attributes
+    ----------
+    scan_timeout_s
+        How long one scan looks for the device.
+    connect_timeout_s
+        Connection timeout.
+    request_timeout_s
+        How long a control-point request waits for its reply.
+    backoff_min_s, backoff_max_s
+        Reconnect delay: starts at the minimum, doubles after each failed attempt up to the maximum.
+    ack_period_s
+        How often stored records are acknowledged (and batches committed).
+    live
+        Ask the device for the live GRF stream.
+    """
+
+    scan_timeout_s: float = 10.0
+    connect_timeout_s: float = 20.0
+    request_timeout_s: float = 5.0
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 30.0
+    ack_period_s: float = 0.5
+    live: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.backoff_min_s <= self.backoff_max_s:
+            raise ValueError("backoff_min_s must be > 0 and ≤ backoff_max_s")
+        if min(self.scan_timeout_s, self.connect_timeout_s, self.request_timeout_s, self.ack_period_s) <= 0:
+            raise ValueError("timeouts and ack_period_s must be > 0")
+
+
+@dataclass
+class ClientStats:
+    """What the client has done, for logs, ``--json`` and tests."""
+
+    sessions: int = 0
+    failed_attempts: int = 0
+    disconnects: int = 0
+    records_received: int = 0
+    records_stored: int = 0
+    duplicates_received: int = 0
+    acks: int = 0
+    live_blocks: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    abandoned_fragments: int = 0
+    device_gaps: int = 0
+    last_error: str = ""
+
+    def reject(self, reason: str) -> None:
+        """Count one rejected packet."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return dict(self.__dict__)
+
+
+def is_forcecast(address: str | None) -> Callable[[BLEDevice, AdvertisementData], bool]:
+    """Scan filter: advertises the forcecast service (and has ``address``, when given)."""
+
+    def match(device: BLEDevice, advertisement: AdvertisementData) -> bool:
+        if SERVICE_UUID not in (u.lower() for u in advertisement.service_uuids):
+            return False
+        return address is None or device.address.upper() == address.upper()
+
+    return match
+
+
+async def scan(
+    timeout_s: float, scanner_backend: type | None = None, **backend_kwargs: Any
+) -> list[tuple[BLEDevice, AdvertisementData]]:
+    """Every forcecast device advertising within ``timeout_s``."""
+    found = await BleakScanner.discover(
+        timeout=timeout_s, return_adv=True, service_uuids=[SERVICE_UUID], backend=scanner_backend, **backend_kwargs
+    )
+    return [(device, adv) for device, adv in found.values() if is_forcecast(None)(device, adv)]
+
+
+class ControlChannel:
+    """Control-point requests with ids, matched to their notified replies."""
+
+    def __init__(self, client: BleakClient, stats: ClientStats, timeout_s: float) -> None:
+        self.client = client
+        self.stats = stats
+        self.timeout_s = timeout_s
+        self._next_id = random.randrange(2**16)
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+
+    def on_notify(self, _characteristic: Any, data: bytearray) -> None:
+        """Control notifications: resolve the waiting request (unknown or malformed replies are counted)."""
+        try:
+            reply = decode_reply(bytes(data))
+        except ProtocolError as exc:
+            self.stats.reject(f"reply_{exc.status.name}")
+            return
+        future = self._pending.pop(reply.request_id, None)
+        if future is None or future.done():
+            self.stats.reject("reply_unexpected")
+            return
+        future.set_result(reply)
+
+    async def request(self, opcode: Opcode, *arguments: int) -> Reply:
+        """Send a request and wait for its reply.
+
+        Raises
+        ------
+        ProtocolError
+            If the device answers with an error status (the message is the device's text).
+        TimeoutError
+            If no reply comes within the timeout.
+        """
+        request_id = self._next_id
+        self._next_id = (self._next_id + 1) % 2**16
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.client.write_gatt_char(CONTROL_UUID, encode_request(opcode, request_id, *arguments), True)
+            reply = await asyncio.wait_for(future, self.timeout_s)
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.status is not Status.OK:
+            raise ProtocolError(reply.status, f"{opcode.name}: {reply.payload.decode(errors='replace')}")
+        return reply
+
+
+class HostLogger:
+    """Keep one device's records flowing into a :class:`HostStore`, reconnecting forever.
+
+    Parameters
+    ----------
+    store
+        The host store.
+    address
+        Only this device (else the first forcecast device found).
+    config
+        Timeouts, backoff, live stream.
+    on_live
+        Called for every live GRF block (if ``config.live``).
+    on_state
+        Called with ``"scanning"``, ``"connecting"``, ``"syncing"``, ``"streaming"``, ``"disconnected"``.
+    scanner_backend, client_backend, backend_kwargs
+        bleak backends (None = the platform's) and extra keywords for them.
+    """
+
+    def __init__(
+        self,
+        store: HostStore,
+        address: str | None = None,
+        config: ClientConfig | None = None,
+        on_live: LiveCallback | None = None,
+        on_state: Callable[[str], None] | None = None,
+        scanner_backend: type | None = None,
+        client_backend: type | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.address = address
+        self.config = config or ClientConfig()
+        self.on_live = on_live
+        self.on_state = on_state
+        self.scanner_backend = scanner_backend
+        self.client_backend = client_backend
+        self.backend_kwargs = backend_kwargs or {}
+        self.stats = ClientStats()
+        self.device_id: str | None = None
+        self.device_info: dict[str, Any] = {}
+        self.clock_offset_ms: int | None = None
+        self.state = "idle"
+        self._stop = asyncio.Event()
+        self._streamed = False
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end (it disconnects cleanly)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Sessions until :meth:`stop`: scan, connect, sync, stream; back off and retry on any failure."""
+        delay = self.config.backoff_min_s
+        while not self._stop.is_set():
+            self._streamed = False
+            try:
+                await self.session()
+            except (BleakError, ProtocolError, TimeoutError, OSError, ValueError, KeyError) as exc:
+                self.stats.failed_attempts += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("session ended: %s", self.stats.last_error)
+            self._set_state("disconnected")
+            delay = self.config.backoff_min_s if self._streamed else min(delay * 2, self.config.backoff_max_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay * random.uniform(0.8, 1.2))
+
+    async def session(self) -> bool:
+        """One scan-connect-stream cycle; returns whether it reached streaming (False: nothing found)."""
+        self._set_state("scanning")
+        device = await BleakScanner.find_device_by_filter(
+            is_forcecast(self.address),
+            timeout=self.config.scan_timeout_s,
+            service_uuids=[SERVICE_UUID],
+            backend=self.scanner_backend,
+            **self.backend_kwargs,
+        )
+        if device is None or self._stop.is_set():
+            return False
+        self._set_state("connecting")
+        lost = asyncio.Event()
+        client = BleakClient(
+            device,
+            disconnected_callback=lambda _client: lost.set(),
+            timeout=self.config.connect_timeout_s,
+            backend=self.client_backend,
+            **self.backend_kwargs,
+        )
+        await client.connect()
+        self.stats.sessions += 1
+        try:
+            await client.pair()
+            return await self._stream(client, device, lost)
+        finally:
+            if lost.is_set():
+                self.stats.disconnects += 1
+            with contextlib.suppress(BleakError, TimeoutError):
+                await client.disconnect()
+
+    async def _stream(self, client: BleakClient, device: BLEDevice, lost: asyncio.Event) -> bool:
+        self._set_state("syncing")
+        info = json.loads(bytes(await client.read_gatt_char(INFO_UUID)))
+        device_id = str(info["device_id"])
+        self.device_id, self.device_info = device_id, info
+        control = ControlChannel(client, self.stats, self.config.request_timeout_s)
+        assembler = RecordAssembler()
+        inbox: list[tuple[str, int, dict[str, Any]]] = []
+        first_after: dict[str, int] = {}
+
+        def on_fragment(_characteristic: Any, data: bytearray) -> None:
+            record = assembler.feed(bytes(data))
+            if record is not None:
+                kind, seq, payload = record
+                inbox.append((KIND_NAMES[kind], seq, payload))
+
+        await client.start_notify(CONTROL_UUID, control.on_notify)
+        await client.start_notify(RECORDS_UUID, on_fragment)
+        if self.config.live:
+            await client.start_notify(LIVE_UUID, self._on_live)
+        host_ms = round(time.time() * 1000)
+        sync = await control.request(Opcode.TIME_SYNC, host_ms)
+        device_ms = int.from_bytes(sync.payload[:8], "little")
+        self.clock_offset_ms = host_ms - device_ms
+        self.store.note_device(device_id, device.address, info, self.clock_offset_ms, _utc_now())
+        for kind, name in KIND_NAMES.items():
+            after = self.store.resume_point(device_id, name)
+            last, _acked, _stored, _live = STATUS_REPLY.unpack((await control.request(Opcode.STATUS, kind)).payload)
+            if last < after:
+                log.warning(
+                    "%s: device's last %s is %d, host holds up to %d (device store replaced?)",
+                    device_id,
+                    name,
+                    last,
+                    after,
+                )
+            first_after[name] = after
+            await control.request(Opcode.RESUME, kind, after)
+        if self.config.live:
+            await control.request(Opcode.LIVE, 1)
+        self._set_state("streaming")
+        self._streamed = True
+        acked = dict(first_after)
+        try:
+            while not lost.is_set() and not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self.config.ack_period_s)
+                batch, inbox[:] = list(inbox), []
+                self._commit(device_id, batch, first_after, assembler)
+                if not lost.is_set():
+                    await self._acknowledge(control, device_id, acked)
+        finally:
+            self._commit(device_id, list(inbox), first_after, assembler)
+            inbox.clear()
+            self._merge_rejections(assembler)
+        return True
+
+    def _commit(
+        self,
+        device_id: str,
+        batch: list[tuple[str, int, dict[str, Any]]],
+        first_after: dict[str, int],
+        assembler: RecordAssembler,
+    ) -> None:
+        if not batch:
+            return
+        # The device sends each kind in seq order from the resume point; if its first record skips
+        # seqs, the device no longer has them (its size cap dropped them) and they are settled.
+        clean = not assembler.rejected and not assembler.abandoned
+        for kind, seq, _ in batch:
+            after = first_after.pop(kind, None)
+            if after is not None and clean and seq > after + 1:
+                self.stats.device_gaps += seq - after - 1
+                self.store.settle(device_id, kind, seq - 1)
+        new = self.store.add_many(device_id, batch, _utc_now())
+        self.stats.records_received += len(batch)
+        self.stats.records_stored += new
+        self.stats.duplicates_received += len(batch) - new
+
+    async def _acknowledge(self, control: ControlChannel, device_id: str, acked: dict[str, int]) -> None:
+        for kind, name in KIND_NAMES.items():
+            upto = self.store.resume_point(device_id, name)
+            if upto > acked[name]:
+                await control.request(Opcode.ACK, kind, upto)
+                acked[name] = upto
+                self.stats.acks += 1
+
+    def _on_live(self, _characteristic: Any, data: bytearray) -> None:
+        received = time.time()
+        try:
+            block = decode_live(bytes(data))
+        except ProtocolError as exc:
+            self.stats.reject(f"live_{exc.status.name}")
+            return
+        self.stats.live_blocks += 1
+        if self.on_live is not None:
+            self.on_live(block, received)
+
+    def _merge_rejections(self, assembler: RecordAssembler) -> None:
+        for reason, count in assembler.rejected.items():
+            self.stats.rejected[f"record_{reason}"] = self.stats.rejected.get(f"record_{reason}", 0) + count
+        self.stats.abandoned_fragments += assembler.abandoned
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self.on_state is not None:
+            self.on_state(state)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
