@@ -57,7 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RuntimeError as exc:
         # Device-side failures with a clear message (no sensor, no runtime, unusable store).
-        if type(exc).__name__ not in ("SourceError", "StoreError", "RuntimeMissingError"):
+        if type(exc).__name__ not in (
+            "SourceError",
+            "StoreError",
+            "RuntimeMissingError",
+            "RadioError",
+            "HostStoreError",
+        ):
             raise
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -177,6 +177,7 @@ class BumbleClient(BaseBleakClient):
         self._mtu = mtu
         self._connection: Connection | None = None
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
+        self._gone: asyncio.Future[None] | None = None
 
     @property
     def name(self) -> str:
@@ -205,6 +206,7 @@ class BumbleClient(BaseBleakClient):
             except (core.ConnectionError, hci.HCI_Error) as exc:
                 raise BleakError(f"{self.address}: connection failed: {exc}") from exc
         self._connection = connection
+        self._gone = asyncio.get_running_loop().create_future()
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
         try:
             await self._gatt(Peer(connection).request_mtu(self._mtu))
@@ -225,11 +227,11 @@ class BumbleClient(BaseBleakClient):
         gone = asyncio.get_running_loop().create_future()
         connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.done() or gone.set_result(None))
         try:
-            await connection.disconnect()
-        except (hci.HCI_Error, core.InvalidStateError):
-            return
-        if self.is_connected:
-            await asyncio.wait_for(gone, 5.0)
+            await asyncio.wait_for(connection.disconnect(), self._timeout)
+            if self.is_connected:
+                await asyncio.wait_for(gone, self._timeout)
+        except (core.BaseBumbleError, TimeoutError):
+            pass  # gone already, or the controller will drop it
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
         """Encrypt with the stored bond, or pair and bond (LE Secure Connections)."""
@@ -312,6 +314,8 @@ class BumbleClient(BaseBleakClient):
         self.services = collection
 
     def _on_disconnection(self, _reason: int) -> None:
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
         self._subscribers.clear()
         self.services = None  # type: ignore[assignment]
         if self._disconnected_callback is not None:
@@ -327,20 +331,33 @@ class BumbleClient(BaseBleakClient):
         return self._connection
 
     async def _gatt(self, operation: Awaitable[T]) -> T:
-        """Run a bumble operation, translating its errors to bleak's."""
+        """Run a bumble operation until it ends, the link drops or the timeout passes; errors become bleak's.
+
+        bumble waits without a deadline for some answers (encryption, for one) and does not always wake
+        the waiter when the link drops, so every operation races the disconnection and a timeout.
+        """
+        task = asyncio.ensure_future(operation)
         try:
             self._require()
-            return await operation
+            gone = self._gone
+            assert gone is not None  # set by connect()
+            await asyncio.wait({task, gone}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            if gone.done():
+                raise BleakError(f"{self.address}: disconnected during a GATT operation")
+            raise BleakError(f"{self.address}: no answer within {self._timeout:g} s")
         except ATT_Error as exc:
             raise BleakGATTProtocolError(exc.error_code) from exc
         except asyncio.CancelledError:
             # bumble cancels a pending request when the link drops; a real cancellation is re-raised
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
                 raise
-            raise BleakError("Disconnected during a GATT operation") from None
+            raise BleakError(f"{self.address}: disconnected during a GATT operation") from None
         except core.BaseBumbleError as exc:
             raise BleakError(f"{self.address}: {type(exc).__name__}: {exc}") from exc
         finally:
-            if asyncio.iscoroutine(operation) and operation.cr_frame is not None:
-                operation.close()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

@@ -141,10 +141,11 @@ async def scan(
 class ControlChannel:
     """Control-point requests with ids, matched to their notified replies."""
 
-    def __init__(self, client: BleakClient, stats: ClientStats, timeout_s: float) -> None:
+    def __init__(self, client: BleakClient, stats: ClientStats, timeout_s: float, lost: asyncio.Event) -> None:
         self.client = client
         self.stats = stats
         self.timeout_s = timeout_s
+        self.lost = lost
         self._next_id = random.randrange(2**16)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
 
@@ -170,6 +171,8 @@ class ControlChannel:
             If the device answers with an error status (the message is the device's text).
         TimeoutError
             If no reply comes within the timeout.
+        BleakError
+            If the link drops before the reply.
         """
         request_id = self._next_id
         self._next_id = (self._next_id + 1) % 2**16
@@ -177,7 +180,16 @@ class ControlChannel:
         self._pending[request_id] = future
         try:
             await self.client.write_gatt_char(CONTROL_UUID, encode_request(opcode, request_id, *arguments), True)
-            reply = await asyncio.wait_for(future, self.timeout_s)
+            lost = asyncio.ensure_future(self.lost.wait())
+            try:
+                await asyncio.wait({future, lost}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+            if not future.done():
+                if self.lost.is_set():
+                    raise BleakError(f"{opcode.name} request {request_id}: the link dropped before the reply")
+                raise TimeoutError(f"{opcode.name} request {request_id}: no reply within {self.timeout_s:g} s")
+            reply = future.result()
         finally:
             self._pending.pop(request_id, None)
         if reply.status is not Status.OK:
@@ -288,7 +300,7 @@ class HostLogger:
         info = json.loads(bytes(await client.read_gatt_char(INFO_UUID)))
         device_id = str(info["device_id"])
         self.device_id, self.device_info = device_id, info
-        control = ControlChannel(client, self.stats, self.config.request_timeout_s)
+        control = ControlChannel(client, self.stats, self.config.request_timeout_s, lost)
         assembler = RecordAssembler()
         inbox: list[tuple[str, int, dict[str, Any]]] = []
         first_after: dict[str, int] = {}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from bumble import data_types
-from bumble.core import UUID, AdvertisingData
+from bumble.core import UUID, AdvertisingData, BaseBumbleError
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -38,6 +38,7 @@ ADVERTISING_INTERVAL_MS = 100
 MAX_ACL_BACKLOG = 48
 """Record fragments wait while this many ACL packets are queued, so live blocks never queue behind a backlog."""
 IDLE_POLL_S = 0.05
+DISCONNECT_TIMEOUT_S = 2.0
 DISCOVERABLE_LE_ONLY = AdvertisingData.LE_GENERAL_DISCOVERABLE_MODE_FLAG | AdvertisingData.BR_EDR_NOT_SUPPORTED_FLAG
 BUSY_POLL_S = 0.005
 
@@ -162,9 +163,7 @@ class GattServer:
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
         await asyncio.gather(*self._replies, return_exceptions=True)
-        connection = self.connection
-        if connection is not None and self._alive(connection):
-            await connection.disconnect()
+        await self.disconnect()
         await self.device.stop_advertising()
 
     async def disconnect(self) -> bool:
@@ -172,7 +171,11 @@ class GattServer:
         connection = self.connection
         if connection is None or not self._alive(connection):
             return False
-        await connection.disconnect()
+        try:
+            await asyncio.wait_for(connection.disconnect(), DISCONNECT_TIMEOUT_S)
+        except (BaseBumbleError, TimeoutError) as exc:
+            log.warning("disconnecting the host failed (%s); the link supervision timeout will end it", exc)
+            return False
         return True
 
     def listener(self, kind: str, payload: dict[str, Any]) -> None:
@@ -247,6 +250,7 @@ class GattServer:
 
     async def _on_control_write(self, connection: Connection, value: bytes) -> None:
         if self.connection is not connection:
+            log.debug("control write arrived after its connection ended; ignored")
             return
         await self._refresh(connection)
         reply = self.link.handle_control(bytes(value))

@@ -40,6 +40,9 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--follow", action="store_true", help="print each step record once it is committed (JSON lines with --json)"
     )
+    run.add_argument(
+        "--ble", action="store_true", help="serve the BLE GATT service on the [ble] transport (also: [ble] enabled)"
+    )
     run.add_argument("--json", action="store_true", help="print the run report as one JSON object (the last line)")
     run.set_defaults(handler=_run)
 
@@ -88,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         duration_s=args.duration_s,
         log=None if args.json else sys.stderr,
         listeners=[follow] if args.follow else [],
+        ble=args.ble,
     )
     if args.json:
         print(json.dumps(report))

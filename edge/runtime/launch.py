@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,9 +14,11 @@ from edge.contract import ModelContract
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
 from edge.package import ModelPackage, PackageError, open_package
+from edge.protocol import VERSION as PROTOCOL_VERSION
 from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from edge.runtime.feedback import Cue, GpioCue, StdoutCue
 from edge.runtime.pipeline import Listener, Pipeline, run_source
+from edge.runtime.store import RecordStore
 from edge.runtime.systemd import Notifier
 from edge.selftest import run_golden
 from edge.sources.base import Source, SourceError
@@ -97,27 +100,87 @@ def make_cue(config: DeviceConfig) -> Cue | None:
     return None
 
 
-def launch(
+@dataclass
+class Runtime:
+    """A runtime put together and ready to run (see :func:`build_runtime`)."""
+
+    config: DeviceConfig
+    package: ModelPackage
+    contract: ModelContract
+    model: TFLiteModel
+    source: Source
+    source_spec: str
+    patient: PatientConfig
+    store: RecordStore
+    pipeline: Pipeline
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def describe(self) -> str:
+        """One line for the log: model, legs, patient, source, store."""
+        return (
+            f"model {self.package.manifest['model_version']} ({self.package.manifest['quantisation'].get('mode')}, "
+            f"{self.model.runtime}); legs {', '.join(self.config.runtime.legs)}; patient {self.patient.patient_id} "
+            f"({self.patient.body_mass_kg:g} kg); source {self.source_spec} at {self.source.rate_hz:g} Hz; "
+            f"store {self.store.path}"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What the device tells a host about itself (the BLE device-info characteristic)."""
+        manifest = self.package.manifest
+        return {
+            "device_id": self.config.device_id,
+            "firmware": version("forcecast"),
+            "protocol": PROTOCOL_VERSION,
+            "model_version": manifest["model_version"],
+            "model_sha256": manifest.get("model_sha256", ""),
+            "quantisation": manifest["quantisation"].get("mode"),
+            "rate_hz": self.contract.rate_hz,
+            "legs": list(self.config.runtime.legs),
+            "patient_id": self.patient.patient_id,
+            "body_mass_kg": self.patient.body_mass_kg,
+            "peak_limit_bw": self.patient.peak_limit_bw,
+        }
+
+    def run(self, duration_s: float | None = None) -> dict[str, Any]:
+        """Run until the source ends or ``duration_s`` of sensor time has passed (any thread)."""
+        notified = False
+
+        def tick() -> None:
+            nonlocal notified
+            if not notified and self.pipeline.calibration is not None:
+                calibrated = self.pipeline.report.calibration.get("calibrated")
+                self.notifier.ready(f"running; calibration {'ok' if calibrated else 'skipped'}")
+                notified = True
+            self.notifier.ping()
+
+        try:
+            report = run_source(self.pipeline, self.source, duration_s, tick)
+        except KeyboardInterrupt:
+            report = self.pipeline.finish()
+        return report.as_dict() | {"store": str(self.store.path), "patient_id": self.patient.patient_id}
+
+    def close(self) -> None:
+        """Stop the source and close the store."""
+        self.source.close()
+        self.store.close()
+
+
+def build_runtime(
     model_path: Path,
     source_spec: str,
     config_path: Path | None,
     pubkeys: list[Path],
     store_path: Path | None = None,
     speed: float = 1.0,
-    duration_s: float | None = None,
-    log: TextIO | None = sys.stderr,
     listeners: list[Listener] | None = None,
-) -> dict[str, Any]:
-    """Run until the source ends, ``duration_s`` of sensor time has passed, or SIGTERM/SIGINT."""
-    from edge.runtime.store import RecordStore
-
+) -> Runtime:
+    """Verify and load the model, open the source and the store, and build the pipeline."""
     config = load_device_config(config_path)
     package, contract, model = load_model(
         model_path, list(pubkeys) or list(config.trusted_keys), config.runtime.edgetpu, config.runtime.threads
     )
     source = open_source(source_spec, config, speed)
     patient = patient_for(source, config, explicit=config_path is not None)
-    notifier = Notifier()
     store = RecordStore(store_path or config.store.path, config.store.max_bytes, config.device_id)
     pipeline = Pipeline(
         model,
@@ -131,32 +194,41 @@ def launch(
         cue=make_cue(config),
         model_version=str(package.manifest["model_version"]),
         patient=patient,
-        listeners=listeners,
+        listeners=list(listeners or []),
     )
+    return Runtime(config, package, contract, model, source, source_spec, patient, store, pipeline)
+
+
+def launch(
+    model_path: Path,
+    source_spec: str,
+    config_path: Path | None,
+    pubkeys: list[Path],
+    store_path: Path | None = None,
+    speed: float = 1.0,
+    duration_s: float | None = None,
+    log: TextIO | None = sys.stderr,
+    listeners: list[Listener] | None = None,
+    ble: bool = False,
+) -> dict[str, Any]:
+    """Run until the source ends, ``duration_s`` of sensor time has passed, or SIGTERM/SIGINT.
+
+    With ``ble`` (or ``[ble] enabled`` in the config) the GATT server runs alongside.
+    """
+    runtime = build_runtime(model_path, source_spec, config_path, pubkeys, store_path, speed, listeners)
     if log is not None:
-        print(
-            f"model {package.manifest['model_version']} ({package.manifest['quantisation'].get('mode')}, "
-            f"{model.runtime}); legs {', '.join(config.runtime.legs)}; patient {patient.patient_id} "
-            f"({patient.body_mass_kg:g} kg); source {source_spec} at {source.rate_hz:g} Hz; store {store.path}",
-            file=log,
-        )
-    previous = signal.signal(signal.SIGTERM, lambda *_: source.close())
-    notified = False
-
-    def tick() -> None:
-        nonlocal notified
-        if not notified and pipeline.calibration is not None:
-            notifier.ready(
-                f"running; calibration {'ok' if pipeline.report.calibration.get('calibrated') else 'skipped'}"
-            )
-            notified = True
-        notifier.ping()
-
+        print(runtime.describe(), file=log)
     try:
-        report = run_source(pipeline, source, duration_s, tick)
-    except KeyboardInterrupt:
-        report = pipeline.finish()
+        if ble or runtime.config.ble.enabled:
+            import asyncio
+
+            from edge.ble.serve import serve_radio
+
+            return asyncio.run(serve_radio(runtime, duration_s, log))
+        previous = signal.signal(signal.SIGTERM, lambda *_: runtime.source.close())
+        try:
+            return runtime.run(duration_s)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        store.close()
-    return report.as_dict() | {"store": str(store.path), "patient_id": patient.patient_id}
+        runtime.close()
