@@ -52,3 +52,17 @@ def test_resume_point_is_the_end_of_the_contiguous_prefix(tmp_path_factory, seqs
             expected += 1
         assert store.resume_point("d", "event") == expected
         assert store.count("d", "event") == len(set(seqs))
+
+
+def test_settled_seqs_let_the_resume_point_pass_records_the_device_no_longer_has(tmp_path):
+    store = HostStore(tmp_path / "h.sqlite")
+    assert store.add_many("d", [("step", s, {"s": s}) for s in (1, 2, 7, 8)], "t") == 4
+    assert store.add_many("d", [("step", 2, {"s": 2}), ("step", 9, {"s": 9})], "t") == 1  # 2 again: ignored
+    assert store.resume_point("d", "step") == 2
+    store.settle("d", "step", 6)  # the device's cap deleted 3..6 before they were sent
+    assert store.resume_point("d", "step") == 9
+    store.settle("d", "step", 4)  # a floor never moves back
+    assert store.resume_point("d", "step") == 9
+    with pytest.raises(ValueError, match="unknown record kind"):
+        store.add_many("d", [("step", 10, {}), ("stride", 11, {})], "t")
+    assert store.count("d", "step") == 5  # nothing of a refused batch was stored
