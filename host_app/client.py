@@ -27,7 +27,7 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
 from edge.protocol import (
     CONTROL_UUID,
@@ -255,6 +255,8 @@ class HostLogger:
             try:
                 await self.session()
             except (BleakError, ProtocolError, TimeoutError, OSError, ValueError, KeyError) as exc:
+                if isinstance(exc, BleakBluetoothNotAvailableError | FileNotFoundError) and not self.stats.sessions:
+                    raise  # no adapter (or no BlueZ) at all: retrying forever would only hide it
                 self.stats.failed_attempts += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("session ended: %s", self.stats.last_error)

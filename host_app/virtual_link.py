@@ -8,7 +8,7 @@ host's bleak calls going through :mod:`host_app.bleak_bumble`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,12 +55,28 @@ class VirtualLink:
 
 @asynccontextmanager
 async def virtual_link(
-    device_link: DeviceLink, name: str = "fcast", output_rate_hz: float = 100.0, pairing_window_s: float = float("inf")
+    device_link: DeviceLink | Callable[[Device], GattServer],
+    name: str = "fcast",
+    output_rate_hz: float = 100.0,
+    pairing_window_s: float = float("inf"),
 ) -> AsyncIterator[VirtualLink]:
-    """Start a GATT server for ``device_link`` and a powered-on central on one ``LocalLink``."""
+    """Start a GATT server and a powered-on central on one ``LocalLink``.
+
+    Parameters
+    ----------
+    device_link
+        The device's session logic, or a function building the whole server on a given bumble device
+        (e.g. ``lambda device: edge.ble.serve.gatt_server(runtime, device)``).
+    name, output_rate_hz, pairing_window_s
+        Server settings when ``device_link`` is a :class:`DeviceLink`.
+    """
     link = LocalLink()
-    device = virtual_device(link, name, static_address(str(device_link.info.get("device_id", name))))
-    server = GattServer(device, device_link, name, pairing_window_s=pairing_window_s, output_rate_hz=output_rate_hz)
+    if isinstance(device_link, DeviceLink):
+        device = virtual_device(link, name, static_address(str(device_link.info.get("device_id", name))))
+        server = GattServer(device, device_link, name, pairing_window_s=pairing_window_s, output_rate_hz=output_rate_hz)
+    else:
+        device = virtual_device(link, name, static_address(name))
+        server = device_link(device)
     central = prepare_central(virtual_device(link, "host", CENTRAL_ADDRESS))
     await server.start()
     await central.power_on()

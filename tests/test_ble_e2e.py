@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from bumble.core import BaseBumbleError
 
+from edge.ble.serve import gatt_server
 from edge.dataset.trial import Stream, Trial, write_trial
-from edge.link import DeviceLink
 from edge.runtime.launch import build_runtime
 from edge.sources.synthetic import SyntheticSource
 from host_app.client import ClientConfig
@@ -77,9 +77,7 @@ async def cut_and_restart(tmp: Path, seed: int) -> dict:
     rng = random.Random(seed)
     db = tmp / "host.sqlite"
     cuts = {"device": 0, "host": 0}
-    device_link = DeviceLink(runtime.store, runtime.info())
-    async with virtual_link(device_link, output_rate_hz=runtime.contract.rate_hz) as link:
-        runtime.pipeline.listeners.append(link.server.listener)
+    async with virtual_link(lambda device: gatt_server(runtime, device)) as link:
         host = HostStore(db)
         logger = link.logger(host, FAST_RECONNECT)
         client = asyncio.create_task(logger.run())

@@ -1,0 +1,137 @@
+"""``forcecast host scan`` and ``forcecast host log``: the BLE central on this computer's Bluetooth adapter.
+
+Only the standard library is imported at module level; handlers import bleak and the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def default_db() -> Path:
+    """``$XDG_DATA_HOME/forcecast/host.sqlite`` (``~/.local/share/...`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "forcecast" / "host.sqlite"
+
+
+def register(commands: Any) -> None:
+    """Add the ``host`` command group."""
+    host = commands.add_parser(
+        "host",
+        help="the host app: find devices, log their records over BLE",
+        description="The host app: a BLE central (bleak) that finds forcecast devices and logs their records.",
+    )
+    verbs = host.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    scan = verbs.add_parser(
+        "scan",
+        help="list forcecast devices in range",
+        description="Scan for devices advertising the forcecast service and list address, name and signal.",
+    )
+    scan.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
+    scan.add_argument("--json", action="store_true", help="print one JSON object")
+    scan.set_defaults(handler=_scan)
+
+    log = verbs.add_parser(
+        "log",
+        help="log a device's records into the host store, reconnecting forever",
+        description="Connect (pairing on first use), resume after the last record the host store holds, store "
+        "every record once, acknowledge it, and reconnect with backoff whenever the link drops. "
+        "Stops on Ctrl-C or after --duration-s.",
+    )
+    log.add_argument("--device", metavar="ADDR", help="device address (default: the first forcecast device found)")
+    log.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    log.add_argument("--duration-s", type=float, help="stop after this many seconds")
+    log.add_argument("--live", action="store_true", help="also receive the live GRF stream (counted)")
+    log.add_argument("--json", action="store_true", help="print the final counters as one JSON object")
+    log.set_defaults(handler=_log)
+
+
+def _no_adapter(exc: BaseException) -> int:
+    print(
+        f"forcecast host: error: no usable Bluetooth adapter ({type(exc).__name__}: {exc or 'not found'}). "
+        "On Linux, BlueZ must be running (systemctl status bluetooth) and the adapter powered on "
+        "(bluetoothctl power on).",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bleak.exc import BleakError
+
+    from host_app.client import scan
+
+    try:
+        found = asyncio.run(scan(args.timeout))
+    except (BleakError, OSError) as exc:
+        return _no_adapter(exc)
+    devices = [{"address": d.address, "name": a.local_name, "rssi": a.rssi} for d, a in found]
+    if args.json:
+        print(json.dumps({"devices": devices}))
+    elif not devices:
+        print(f"no forcecast device found in {args.timeout:g} s (is it on, and not connected to another host?)")
+    else:
+        for device in sorted(devices, key=lambda d: -d["rssi"]):
+            print(f"{device['address']}  {device['name'] or '-':8}  {device['rssi']} dBm")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from bleak.exc import BleakError
+
+    from host_app.client import ClientConfig, HostLogger
+    from host_app.store import HostStore
+
+    db = args.db or default_db()
+    store = HostStore(db)
+    logger = HostLogger(store, args.device, ClientConfig(live=args.live))
+
+    def on_state(state: str) -> None:
+        if not args.json:
+            where = f" {logger.device_id}" if logger.device_id and state in ("streaming", "disconnected") else ""
+            why = f" ({logger.stats.last_error})" if state == "disconnected" and logger.stats.last_error else ""
+            print(f"{state}{where}{why}", file=sys.stderr, flush=True)
+
+    logger.on_state = on_state
+
+    async def run() -> None:
+        task = asyncio.create_task(logger.run())
+        reported = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(args.duration_s):
+                while not task.done():
+                    await asyncio.sleep(1.0)
+                    if not args.json and logger.stats.records_stored != reported:
+                        reported = logger.stats.records_stored
+                        print(f"  {reported} new records stored in {db}", file=sys.stderr, flush=True)
+        logger.stop()
+        await task
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except (BleakError, OSError) as exc:
+        return _no_adapter(exc)
+    finally:
+        store.close()
+    stats = logger.stats.as_dict() | {"db": str(db), "device_id": logger.device_id}
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        print(
+            f"stored {stats['records_stored']} new records ({stats['duplicates_received']} re-sent ones ignored) "
+            f"in {stats['sessions']} sessions; {db}"
+        )
+    return 0

@@ -1,0 +1,40 @@
+"""``forcecast host`` and ``edge run --ble`` without Bluetooth: one clear error, exit 2, nothing half done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forcecast.cli import main
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_host_scan_and_log_without_an_adapter_say_so(tmp_path, capsys):
+    assert main(["host", "scan", "--timeout", "0.5"]) == 2
+    assert "no usable Bluetooth adapter" in capsys.readouterr().err
+    assert main(["host", "log", "--db", str(tmp_path / "h.sqlite"), "--duration-s", "2"]) == 2
+    assert "no usable Bluetooth adapter" in capsys.readouterr().err
+
+
+def test_host_log_refuses_a_file_that_is_not_a_host_store(tmp_path, capsys):
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"not a database at all, just text" * 10)
+    assert main(["host", "log", "--db", str(other), "--duration-s", "1"]) == 2
+    assert "not a forcecast host store" in capsys.readouterr().err
+
+
+def test_edge_run_with_ble_names_the_transport_it_cannot_open(tmp_path, capsys):
+    config = tmp_path / "device.toml"
+    config.write_text('[ble]\ntransport = "hci-socket:7"\n[feedback]\noutput = "none"\n')
+    args = ["edge", "run", "--model", str(DATA / "grf_int8.fcpkg"), "--pubkey", str(DATA / "forcecast-test.pub")]
+    args += ["--source", "synthetic:1", "--config", str(config), "--store", str(tmp_path / "s.sqlite"), "--ble"]
+    assert main(args) == 2
+    assert "[ble] transport 'hci-socket:7'" in capsys.readouterr().err
+
+
+def test_ble_settings_are_checked_when_the_config_loads(tmp_path, capsys):
+    config = tmp_path / "device.toml"
+    config.write_text('[ble]\nname = "far-too-long-a-name"\n')
+    args = ["edge", "run", "--model", str(DATA / "grf_int8.fcpkg"), "--pubkey", str(DATA / "forcecast-test.pub")]
+    assert main([*args, "--source", "synthetic:1", "--config", str(config)]) == 2
+    assert "name must be 1..8 bytes" in capsys.readouterr().err
