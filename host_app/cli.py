@@ -51,6 +51,18 @@ def register(commands: Any) -> None:
     log.add_argument("--json", action="store_true", help="print the final counters as one JSON object")
     log.set_defaults(handler=_log)
 
+    bench = verbs.add_parser(
+        "bench",
+        help="live latency and notification throughput over the in-process BLE link (JSON with --json)",
+        description="Run the GATT server and the host client on bumble's in-process link: latency of the live "
+        "GRF stream (device timestamp → host receive) at MTU 517 and 23, and record throughput against what "
+        "two legs of 100 Hz GRF need.",
+    )
+    bench.add_argument("--seconds", type=float, default=10.0, help="live streaming time (default 10)")
+    bench.add_argument("--records", type=int, default=2000, help="step records to sync (default 2000)")
+    bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    bench.set_defaults(handler=_bench)
+
 
 def _no_adapter(exc: BaseException) -> int:
     print(
@@ -134,4 +146,29 @@ def _log(args: argparse.Namespace) -> int:
             f"stored {stats['records_stored']} new records ({stats['duplicates_received']} re-sent ones ignored) "
             f"in {stats['sessions']} sessions; {db}"
         )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from host_app.bench import run_link_bench
+
+    result = run_link_bench(args.seconds, args.records)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key in ("live", "live_min_mtu"):
+        live = result[key]
+        print(
+            f"live GRF at MTU {live['mtu']}: latency p50 {live['latency_ms']['p50']:.1f} ms, "
+            f"p99 {live['latency_ms']['p99']:.1f} ms; {live['samples_received']}/{live['samples_sent']} samples"
+        )
+    records, need = result["records"], result["need_100hz_two_legs"]
+    print(
+        f"records: {records['records']} in {records['seconds']:.2f} s = {records['records_per_s']:.0f}/s, "
+        f"{records['kib_per_s']:.0f} KiB/s ({records['bytes_per_record']:.0f} B each at MTU {records['mtu']})"
+    )
+    print(
+        f"100 Hz GRF, two legs, with steps needs {need['total'] / 1024:.1f} KiB/s: "
+        f"{result['throughput_over_need']:.0f}x headroom"
+    )
     return 0

@@ -38,3 +38,17 @@ def test_ble_settings_are_checked_when_the_config_loads(tmp_path, capsys):
     args = ["edge", "run", "--model", str(DATA / "grf_int8.fcpkg"), "--pubkey", str(DATA / "forcecast-test.pub")]
     assert main([*args, "--source", "synthetic:1", "--config", str(config)]) == 2
     assert "name must be 1..8 bytes" in capsys.readouterr().err
+
+
+def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
+    import json
+
+    assert main(["host", "bench", "--seconds", "1", "--records", "40", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("live", "live_min_mtu"):
+        live = result[key]
+        assert live["samples_received"] == live["samples_sent"] > 0 and live["dropped_on_device"] == 0
+        assert 0 < live["latency_ms"]["p50"] <= live["latency_ms"]["p99"]
+    assert result["live"]["mtu"] == 517 and result["live_min_mtu"]["mtu"] == 23
+    assert result["records"]["records"] == 40 and result["records"]["kib_per_s"] > 0
+    assert result["throughput_over_need"] > 1

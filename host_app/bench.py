@@ -1,0 +1,187 @@
+"""``forcecast host bench``: live-stream latency and notification throughput over the in-process BLE link.
+
+Both ends are the production code (the GATT server with its ``DeviceLink``, the host client through
+bleak with the bumble backend); only the radio is virtual, so the figures are an upper bound for
+the software path and say nothing about air time. What they answer: does the stack add latency to
+the live trace, and how far is its throughput above what 100 Hz GRF and the step records need?
+
+- **Live latency**: a producer plays the runtime's role for two legs at 100 Hz, handing over a
+  block of 4 samples (the model's hop) every 40 ms, stamped with the device clock; the host
+  measures receive time minus the newest sample's device time (same clock, same process).
+- **Throughput**: a store holding realistic step records (101-point waveforms on three axes) is
+  synced from scratch; records and bytes per second from RESUME to the last record stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.link import DeviceLink
+from edge.protocol import ATT_OVERHEAD, LiveBlock, RecordKind, encode_live, encode_record
+from edge.runtime.store import RecordStore
+from host_app.client import ClientConfig
+from host_app.store import HostStore
+from host_app.virtual_link import virtual_link
+
+RATE_HZ = 100.0
+HOP = 4
+LEGS = ("l", "r")
+STEPS_PER_S_PER_LEG = 1.0
+BENCH_CONFIG = ClientConfig(scan_timeout_s=5.0, backoff_min_s=0.05, ack_period_s=0.2)
+
+
+def step_payload(index: int, rng: np.random.Generator) -> dict[str, Any]:
+    """A step record shaped like the runtime's (metrics plus 101-point waveforms on three axes)."""
+    phase = np.linspace(0.0, 1.0, 101)
+    vertical = 1.1 * np.sin(np.pi * phase) ** 0.6 - 0.25 * np.sin(2 * np.pi * phase) ** 2 * (phase > 0.3)
+    ap = -0.2 * np.sin(2 * np.pi * phase)
+    ml = 0.06 * np.sin(np.pi * phase)
+    noise = rng.normal(0, 0.004, (3, 101))
+    waveform = {
+        axis: np.round(curve + n, 4).tolist()
+        for axis, curve, n in zip(("v", "ap", "ml"), (vertical, ap, ml), noise, strict=True)
+    }
+    return {
+        "leg": LEGS[index % 2],
+        "ic_s": round(index * 0.55, 3),
+        "stance_s": round(0.62 + rng.normal(0, 0.02), 3),
+        "peak1_bw": round(1.1 + rng.normal(0, 0.03), 4),
+        "peak2_bw": round(1.05 + rng.normal(0, 0.03), 4),
+        "loading_rate_bw_s": round(9.0 + rng.normal(0, 0.5), 3),
+        "impulse_bw_s": round(0.42 + rng.normal(0, 0.01), 4),
+        "peak_ml_bw": round(0.06 + rng.normal(0, 0.005), 4),
+        "flags": [],
+        "waveform_bw": waveform,
+        "patient_id": "BENCH",
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan}
+    array = np.asarray(values)
+    return {
+        "p50": round(float(np.median(array)), 3),
+        "p99": round(float(np.percentile(array, 99)), 3),
+        "max": round(float(array.max()), 3),
+    }
+
+
+async def measure_live(folder: Path, seconds: float, mtu: int) -> dict[str, Any]:
+    """Stream two legs of 100 Hz GRF for ``seconds`` and time each block from device stamp to host receipt."""
+    latencies: list[float] = []
+    received = 0
+
+    def on_live(block: LiveBlock, received_s: float) -> None:
+        nonlocal received
+        newest_ms = block.t0_ms + (block.grf_bw.shape[0] - 1) * block.period_ms
+        latencies.append((received_s * 1000.0 - newest_ms) % 2**32)  # the stamp is ms modulo 2^32 (±0.5 ms)
+        received += block.grf_bw.shape[0]
+
+    store = RecordStore(folder / f"live-{mtu}.sqlite", device_id="bench")
+    host = HostStore(folder / f"live-host-{mtu}.sqlite")
+    async with virtual_link(DeviceLink(store, {"device_id": "bench"})) as link:
+        config = ClientConfig(**{**BENCH_CONFIG.__dict__, "live": True})
+        logger = link.logger(host, config, on_live=on_live)
+        logger.backend_kwargs = {**logger.backend_kwargs, "mtu": mtu}
+        task = asyncio.create_task(logger.run())
+        while not link.server.link.live:
+            await asyncio.sleep(0.01)
+        sent = 0
+        phase = 0.0
+        start = time.perf_counter()
+        next_tick = start
+        while time.perf_counter() - start < seconds:
+            next_tick += HOP / RATE_HZ
+            await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
+            now = time.time()
+            times = now - (np.arange(HOP)[::-1] / RATE_HZ)
+            for leg in LEGS:
+                grf = np.column_stack([np.abs(np.sin(phase + np.arange(HOP) / 30.0)), np.zeros(HOP), np.zeros(HOP)])
+                link.server.listener("grf", {"leg": leg, "time_s": times, "grf_bw": grf})
+                sent += HOP
+            phase += HOP / 30.0
+        await asyncio.sleep(0.3)
+        negotiated = link.server.link.mtu
+        dropped = link.server.link.live_dropped
+        logger.stop()
+        await task
+    host.close()
+    store.close()
+    return {
+        "mtu": negotiated,
+        "seconds": seconds,
+        "samples_sent": sent,
+        "samples_received": received,
+        "dropped_on_device": dropped,
+        "latency_ms": _stats(latencies),
+    }
+
+
+async def measure_records(folder: Path, count: int) -> dict[str, Any]:
+    """Sync ``count`` realistic step records from an untouched store; records and bytes per second."""
+    rng = np.random.default_rng(3)
+    store = RecordStore(folder / "records.sqlite", device_id="bench")
+    payloads = [step_payload(i, rng) for i in range(count)]
+    store.append("step", [(float(i), p) for i, p in enumerate(payloads)])
+    host = HostStore(folder / "records-host.sqlite")
+    async with virtual_link(DeviceLink(store, {"device_id": "bench"})) as link:
+        logger = link.logger(host, BENCH_CONFIG)
+        task = asyncio.create_task(logger.run())
+        while logger.state != "streaming":
+            await asyncio.sleep(0.005)
+        start = time.perf_counter()
+        while host.resume_point("bench", "step") < count:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        mtu = link.server.link.mtu
+        logger.stop()
+        await task
+    host.close()
+    store.close()
+    wire = sum(
+        len(f) + ATT_OVERHEAD for i, p in enumerate(payloads) for f in encode_record(RecordKind.STEP, i + 1, p, mtu)
+    )
+    return {
+        "mtu": mtu,
+        "records": count,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(count / elapsed, 1),
+        "bytes_per_record": round(wire / count, 1),
+        "kib_per_s": round(wire / elapsed / 1024, 1),
+    }
+
+
+def need_bytes_per_s(mtu: int, record_bytes: float) -> dict[str, float]:
+    """What two legs of 100 Hz live GRF plus about one step per second per leg take on the air (ATT payload)."""
+    live_per_leg_per_hop = sum(len(p) + ATT_OVERHEAD for p in encode_live("r", 0, 0.0, 0.01, np.zeros((HOP, 3)), mtu))
+    live = len(LEGS) * live_per_leg_per_hop * RATE_HZ / HOP
+    steps = len(LEGS) * STEPS_PER_S_PER_LEG * record_bytes
+    return {"live_bytes_per_s": round(live, 1), "step_bytes_per_s": round(steps, 1), "total": round(live + steps, 1)}
+
+
+def run_link_bench(seconds: float = 10.0, records: int = 2000) -> dict[str, Any]:
+    """Every figure, one JSON-ready dict."""
+    logging.getLogger("bumble").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="forcecast-link-bench-") as tmp:
+        folder = Path(tmp)
+        live = asyncio.run(measure_live(folder, seconds, 517))
+        live_min = asyncio.run(measure_live(folder, seconds / 2, 23))
+        bulk = asyncio.run(measure_records(folder, records))
+    need = need_bytes_per_s(bulk["mtu"], bulk["bytes_per_record"])
+    return {
+        "link": "bumble LocalLink (two virtual controllers, one process); host via bleak + the bumble backend",
+        "live": live,
+        "live_min_mtu": live_min,
+        "records": bulk,
+        "need_100hz_two_legs": need,
+        "throughput_over_need": round(bulk["kib_per_s"] * 1024 / need["total"], 1),
+    }
