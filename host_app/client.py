@@ -371,7 +371,7 @@ class HostLogger:
             if after is not None and clean and seq > after + 1:
                 self.stats.device_gaps += seq - after - 1
                 self.store.settle(device_id, kind, seq - 1)
-        new = self.store.add_many(device_id, batch, _utc_now())
+        new = self.store.add_many(device_id, batch, _utc_now(), (self.clock_offset_ms or 0) / 1000.0)
         self.stats.records_received += len(batch)
         self.stats.records_stored += new
         self.stats.duplicates_received += len(batch) - new

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("step", "summary", "event")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS records (
     seq INTEGER NOT NULL,
     received_utc TEXT NOT NULL,
     payload TEXT NOT NULL,
+    patient_id TEXT,
+    t_host REAL,
     PRIMARY KEY (device_id, kind, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_patient_time ON records (patient_id, kind, t_host);
 CREATE TABLE IF NOT EXISTS floors (
     device_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -86,15 +89,38 @@ class HostStore:
             raise HostStoreError(f"{self.path}: an SQLite file of something else (tables: {', '.join(sorted(tables))})")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
+        if version == 1:
+            self._migrate_from_v1()
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _migrate_from_v1(self) -> None:
+        """Version 2 keeps each record's patient and host-clock time in columns for day queries."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ALTER TABLE records ADD COLUMN patient_id TEXT")
+        self._db.execute("ALTER TABLE records ADD COLUMN t_host REAL")
+        self._db.execute(
+            "UPDATE records SET patient_id = json_extract(payload, '$.patient_id'), "
+            "t_host = json_extract(payload, '$.t_unix')"
+        )
+        self._db.execute("COMMIT")
 
     def add(self, device_id: str, kind: str, seq: int, payload: dict[str, Any], received_utc: str) -> bool:
         """Store one record; returns False if it was already there (nothing changes then)."""
         return self.add_many(device_id, [(kind, seq, payload)], received_utc) == 1
 
-    def add_many(self, device_id: str, records: list[tuple[str, int, dict[str, Any]]], received_utc: str) -> int:
+    def add_many(
+        self,
+        device_id: str,
+        records: list[tuple[str, int, dict[str, Any]]],
+        received_utc: str,
+        clock_offset_s: float = 0.0,
+    ) -> int:
         """Store ``(kind, seq, payload)`` records in one transaction; returns how many were new.
+
+        A record's time on the host clock (``t_host``) is its device time ``t_unix`` plus
+        ``clock_offset_s`` (host − device, from the session's time sync), so days are cut on the host's
+        clock even when the device's drifted.
 
         Raises
         ------
@@ -107,16 +133,17 @@ class HostStore:
                 raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
             if seq < 1:
                 raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
-            rows.append(
-                (device_id, kind, seq, received_utc, json.dumps(payload, allow_nan=False, separators=(",", ":")))
-            )
+            t_unix = payload.get("t_unix")
+            t_host = float(t_unix) + clock_offset_s if isinstance(t_unix, int | float) else None
+            text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+            rows.append((device_id, kind, seq, received_utc, text, payload.get("patient_id"), t_host))
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload, patient_id, t_host) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -161,6 +188,24 @@ class HostStore:
                 (device_id, kind, after_seq, limit),
             ).fetchall()
         return [HostRecord(device_id, kind, s, r, json.loads(p)) for s, r, p in rows]
+
+    def patient_records(
+        self, patient_id: str, kind: str, start: float, end: float
+    ) -> list[tuple[str, float, dict[str, Any]]]:
+        """``(device_id, t_host, payload)`` of one patient's records with ``start <= t_host < end``, by time."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, t_host, payload FROM records WHERE patient_id = ? AND kind = ? "
+                "AND t_host >= ? AND t_host < ? ORDER BY t_host",
+                (patient_id, kind, start, end),
+            ).fetchall()
+        return [(d, t, json.loads(p)) for d, t, p in rows]
+
+    def patients(self) -> list[str]:
+        """Every patient with stored records."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT patient_id FROM records WHERE patient_id IS NOT NULL")
+            return sorted(r[0] for r in rows.fetchall())
 
     def count(self, device_id: str, kind: str) -> int:
         """How many records of a kind are stored for a device."""

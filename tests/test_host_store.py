@@ -66,3 +66,23 @@ def test_settled_seqs_let_the_resume_point_pass_records_the_device_no_longer_has
     with pytest.raises(ValueError, match="unknown record kind"):
         store.add_many("d", [("step", 10, {}), ("stride", 11, {})], "t")
     assert store.count("d", "step") == 5  # nothing of a refused batch was stored
+
+
+def test_a_version_1_store_is_migrated_with_patient_and_time_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE records (device_id TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "received_utc TEXT NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (device_id, kind, seq)) WITHOUT ROWID;"
+        "CREATE TABLE devices (device_id TEXT PRIMARY KEY, address TEXT, info TEXT, clock_offset_ms INTEGER, "
+        "last_seen_utc TEXT); PRAGMA user_version = 1;"
+    )
+    db.execute("INSERT INTO records VALUES ('d', 'step', 1, 't', '{\"patient_id\": \"P9\", \"t_unix\": 100.5}')")
+    db.commit()
+    db.close()
+    store = HostStore(path)
+    assert store.patients() == ["P9"]
+    assert [(d, t) for d, t, _ in store.patient_records("P9", "step", 100.0, 101.0)] == [("d", 100.5)]
+    assert store.resume_point("d", "step") == 1

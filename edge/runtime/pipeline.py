@@ -109,6 +109,10 @@ class Pipeline:
         Overrides ``config.patient`` (e.g. the subject of a replayed trial).
     listeners
         Called for every record, and for every GRF block (kind ``grf``) — the BLE live stream.
+    time_origin_unix
+        Unix time of sensor time 0, which dates every record (``t_unix``). Default: taken at the first
+        chunk, as "its first sample was just read" (right for live sources; a replay is dated as if
+        recorded from now on).
     """
 
     def __init__(
@@ -125,8 +129,10 @@ class Pipeline:
         model_version: str = "",
         patient: PatientConfig | None = None,
         listeners: list[Listener] | None = None,
+        time_origin_unix: float | None = None,
     ) -> None:
         self.contract = contract
+        self.time_origin_unix = time_origin_unix
         self.config = config
         self.patient = patient or config.patient
         self.sink = sink
@@ -183,6 +189,8 @@ class Pipeline:
     def push(self, time_s: FloatArray, values: FloatArray) -> None:
         """Process one chunk from the source."""
         self.report.samples += time_s.size
+        if self.time_origin_unix is None and time_s.size:
+            self.time_origin_unix = time.time() - float(time_s[0])
         t, x, events = self.guard.clean(time_s, values[:, self._pick])
         if events:
             self._emit_events(events)
@@ -335,7 +343,9 @@ class Pipeline:
         self._summary = self._empty_summary()
 
     def _store(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> None:
-        """Commit records, then tell listeners (with each record's sequence number once stored)."""
+        """Date records, commit them, then tell listeners (with each record's sequence number once stored)."""
+        origin = self.time_origin_unix or 0.0
+        records = [(t, {**payload, "t_unix": round(origin + t, 3)}) for t, payload in records]
         seqs = self.sink.append(kind, records) if self.sink is not None and records else [None] * len(records)
         for seq, (_, payload) in zip(seqs, records, strict=True):
             self._notify(kind, payload if seq is None else {"seq": seq, **payload})

@@ -1,0 +1,361 @@
+"""Daily gait-load analytics from the host store (pandas): what a physiotherapist reads in the report.
+
+A day is cut on the host's clock in the patient's time zone. Per day:
+
+- **Activity**: steps (stance phases of the monitored legs), bouts (runs of steps without a pause
+  longer than ``bout_gap_s``, at least ``min_bout_steps``), walking time (sum of bout durations),
+  cadence (120 / median stride time within bouts, steps per minute for both feet).
+- **Load per step**: peak vertical force (the larger of the two peaks; BW and N), loading rate,
+  vertical impulse, peak medial-lateral force; the day's cumulative vertical impulse.
+- **Asymmetry** (R − L) / max(R, L) of the mean first peak, when both legs were monitored.
+- **Data quality**: wear time (the runtime's 10 s GRF summaries), gaps without data, quality events
+  (dropouts, NaN runs, saturation, clock jumps), flagged steps, biofeedback cues.
+- **Trend** against the patient's own baseline: the median of the previous ``baseline_days`` days
+  with data (at least ``baseline_min_days`` of them) and a band of ``band_mads`` scaled MADs (at least
+  ``band_min_fraction`` of the median); a day outside the band is flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from host_app.store import HostStore
+
+QUALITY_EVENTS = ("dropout", "nan", "saturation", "clock_jump", "calibration_skipped")
+TREND_METRICS: dict[str, str] = {
+    "steps": "steps",
+    "walking_min": "walking time (min)",
+    "peak_bw_mean": "mean peak vertical force (BW)",
+    "loading_rate_bw_s_mean": "mean loading rate (BW/s)",
+    "load_bws": "cumulative vertical impulse (BW·s)",
+    "asymmetry": "peak asymmetry (R−L)/max",
+}
+
+
+@dataclass(frozen=True)
+class AnalyticsConfig:
+    """Thresholds of the daily analytics (see the module docstring)."""
+
+    bout_gap_s: float = 5.0
+    min_bout_steps: int = 4
+    coverage_gap_s: float = 60.0
+    baseline_days: int = 28
+    baseline_min_days: int = 5
+    band_mads: float = 2.5
+    band_min_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.bout_gap_s <= 0 or self.min_bout_steps < 1 or self.coverage_gap_s <= 0:
+            raise ValueError("bout_gap_s and coverage_gap_s must be > 0 and min_bout_steps ≥ 1")
+        if not 1 <= self.baseline_min_days <= self.baseline_days or self.band_mads <= 0:
+            raise ValueError("need 1 ≤ baseline_min_days ≤ baseline_days and band_mads > 0")
+
+
+@dataclass
+class DayData:
+    """One patient's records of one day, as tables (host-clock Unix seconds in ``t``)."""
+
+    patient_id: str
+    day: date
+    tz: tzinfo
+    start: float
+    end: float
+    steps: pd.DataFrame
+    summaries: pd.DataFrame
+    events: pd.DataFrame
+    waveforms: dict[str, np.ndarray]
+    """Per axis (``v``, ``ap``, ``ml``): steps × 101 stance waveform in BW, rows as in ``steps``."""
+
+
+@dataclass
+class Flag:
+    """Something the clinician should look at."""
+
+    level: str
+    """``alert`` (outside the patient's band, data missing) or ``info``."""
+    message: str
+
+
+@dataclass
+class DayMetrics:
+    """Everything the report shows for one day."""
+
+    patient_id: str
+    day: date
+    steps: int
+    steps_by_leg: dict[str, int]
+    bouts: int
+    walking_min: float
+    longest_bout_min: float
+    cadence_spm: float | None
+    peak_bw_mean: float | None
+    peak_bw_sd: float | None
+    peak_n_mean: float | None
+    loading_rate_bw_s_mean: float | None
+    impulse_bws_mean: float | None
+    peak_ml_bw_mean: float | None
+    load_bws: float
+    asymmetry: float | None
+    wear_min: float
+    gaps: list[tuple[float, float]]
+    quality: dict[str, int]
+    flagged_steps: int
+    cues: int
+    devices: list[str]
+    model_versions: list[str]
+    flags: list[Flag] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        out = dict(self.__dict__)
+        out["day"] = self.day.isoformat()
+        out["flags"] = [f.__dict__ for f in self.flags]
+        return out
+
+
+def zone(name: str | None) -> tzinfo:
+    """The named IANA time zone, or this computer's."""
+    if name:
+        return ZoneInfo(name)
+    local = datetime.now().astimezone().tzinfo
+    assert local is not None
+    return local
+
+
+def day_bounds(day: date, tz: tzinfo) -> tuple[float, float]:
+    """Unix seconds of local midnight at the start and end of ``day`` (23 or 25 hours on DST days)."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start.timestamp(), end.timestamp()
+
+
+_STEP_COLUMNS = {
+    "leg": str,
+    "stance_s": float,
+    "peak1_bw": float,
+    "peak2_bw": float,
+    "peak1_n": float,
+    "peak2_n": float,
+    "loading_rate_bw_s": float,
+    "impulse_v_bws": float,
+    "peak_ml_bw": float,
+    "peak_ml_n": float,
+}
+
+
+def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo) -> DayData:
+    """Read one day of one patient from the host store."""
+    start, end = day_bounds(day, tz)
+    step_rows = store.patient_records(patient_id, "step", start, end)
+    rows = []
+    waves: dict[str, list[list[float]]] = {"v": [], "ap": [], "ml": []}
+    for device_id, t, payload in step_rows:
+        row = {"t": t, "device_id": device_id}
+        for name, kind in _STEP_COLUMNS.items():
+            value = payload.get(name)
+            row[name] = kind(value) if value is not None else (math.nan if kind is float else "")
+        row["flagged"] = bool(payload.get("flags"))
+        row["model_version"] = str(payload.get("model_version", ""))
+        rows.append(row)
+        waveform = payload.get("waveform_bw") or {}
+        for axis in waves:
+            curve = waveform.get(axis)
+            waves[axis].append(curve if isinstance(curve, list) and len(curve) == 101 else [math.nan] * 101)
+    steps = pd.DataFrame(rows, columns=["t", "device_id", *_STEP_COLUMNS, "flagged", "model_version"])
+    steps["peak_bw"] = steps[["peak1_bw", "peak2_bw"]].max(axis=1)
+    steps["peak_n"] = steps[["peak1_n", "peak2_n"]].max(axis=1)
+    summaries = pd.DataFrame(
+        [
+            {"t": t, "duration_s": float(p.get("end_s", 0.0)) - float(p.get("start_s", 0.0)), "device_id": d}
+            for d, t, p in store.patient_records(patient_id, "summary", start, end)
+        ],
+        columns=["t", "duration_s", "device_id"],
+    )
+    events = pd.DataFrame(
+        [
+            {"t": t, "event": str(p.get("event", "")), "device_id": d}
+            for d, t, p in store.patient_records(patient_id, "event", start, end)
+        ],
+        columns=["t", "event", "device_id"],
+    )
+    waveforms = {axis: np.asarray(curves, dtype=float).reshape(-1, 101) for axis, curves in waves.items()}
+    return DayData(patient_id, day, tz, start, end, steps, summaries, events, waveforms)
+
+
+def find_bouts(steps: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
+    """Walking bouts: ``start``, ``end`` (last contact + its stance), ``steps``, ``duration_s``."""
+    columns = ["start", "end", "steps", "duration_s"]
+    if steps.empty:
+        return pd.DataFrame(columns=columns)
+    ordered = steps.sort_values("t")
+    t = ordered["t"].to_numpy()
+    finish = t + ordered["stance_s"].fillna(0.0).to_numpy()
+    bout_id = np.concatenate([[0], np.cumsum(np.diff(t) > config.bout_gap_s)])
+    grouped = pd.DataFrame({"bout": bout_id, "t": t, "finish": finish}).groupby("bout")
+    bouts = pd.DataFrame({"start": grouped["t"].min(), "end": grouped["finish"].max(), "steps": grouped.size()})
+    bouts = bouts[bouts["steps"] >= config.min_bout_steps].reset_index(drop=True)
+    bouts["duration_s"] = bouts["end"] - bouts["start"]
+    return bouts[columns]
+
+
+def cadence(steps: pd.DataFrame, bouts: pd.DataFrame) -> float | None:
+    """Steps per minute of both feet: 120 / median stride time (same-leg contacts within a bout)."""
+    strides: list[np.ndarray] = []
+    for _, bout in bouts.iterrows():
+        inside = steps[(steps["t"] >= bout["start"]) & (steps["t"] <= bout["end"])]
+        for _, leg in inside.groupby("leg"):
+            strides.append(np.diff(np.sort(leg["t"].to_numpy())))
+    pooled = np.concatenate(strides) if strides else np.array([])
+    return round(120.0 / float(np.median(pooled)), 1) if pooled.size else None
+
+
+def _mean(series: pd.Series, digits: int = 3) -> float | None:
+    values = series.dropna()
+    return round(float(values.mean()), digits) if len(values) else None
+
+
+def coverage_gaps(data: DayData, config: AnalyticsConfig) -> list[tuple[float, float]]:
+    """Stretches longer than ``coverage_gap_s`` between GRF summaries (device off, not worn, out of range)."""
+    if data.summaries.empty:
+        return []
+    spans = data.summaries.sort_values("t")
+    starts = spans["t"].to_numpy()
+    ends = starts + spans["duration_s"].to_numpy()
+    previous_end = np.maximum.accumulate(ends)[:-1]
+    return [
+        (float(a), float(b)) for a, b in zip(previous_end, starts[1:], strict=True) if b - a > config.coverage_gap_s
+    ]
+
+
+def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetrics:
+    """The day's figures (no baseline flags; see :func:`add_trend_flags`)."""
+    config = config or AnalyticsConfig()
+    steps = data.steps
+    bouts = find_bouts(steps, config)
+    by_leg = {leg: int(n) for leg, n in steps.groupby("leg").size().items()} if not steps.empty else {}
+    asymmetry = None
+    if {"l", "r"} <= set(by_leg):
+        left = steps.loc[steps["leg"] == "l", "peak1_bw"].mean()
+        right = steps.loc[steps["leg"] == "r", "peak1_bw"].mean()
+        if max(left, right) > 0:
+            asymmetry = round(float((right - left) / max(left, right)), 4)
+    quality = {name: int((data.events["event"] == name).sum()) for name in QUALITY_EVENTS}
+    metrics = DayMetrics(
+        patient_id=data.patient_id,
+        day=data.day,
+        steps=len(steps),
+        steps_by_leg=by_leg,
+        bouts=len(bouts),
+        walking_min=round(float(bouts["duration_s"].sum()) / 60.0, 2),
+        longest_bout_min=round(float(bouts["duration_s"].max()) / 60.0, 2) if len(bouts) else 0.0,
+        cadence_spm=cadence(steps, bouts),
+        peak_bw_mean=_mean(steps["peak_bw"]),
+        peak_bw_sd=round(float(steps["peak_bw"].std()), 3) if steps["peak_bw"].count() > 1 else None,
+        peak_n_mean=_mean(steps["peak_n"], 1),
+        loading_rate_bw_s_mean=_mean(steps["loading_rate_bw_s"], 2),
+        impulse_bws_mean=_mean(steps["impulse_v_bws"], 4),
+        peak_ml_bw_mean=_mean(steps["peak_ml_bw"], 4),
+        load_bws=round(float(steps["impulse_v_bws"].sum()), 2),
+        asymmetry=asymmetry,
+        wear_min=round(float(data.summaries["duration_s"].sum()) / 60.0, 1),
+        gaps=coverage_gaps(data, config),
+        quality=quality,
+        flagged_steps=int(steps["flagged"].sum()),
+        cues=int((data.events["event"] == "cue").sum()),
+        devices=sorted(set(steps["device_id"]) | set(data.summaries["device_id"])),
+        model_versions=sorted(v for v in set(steps["model_version"]) if v),
+    )
+    if metrics.steps == 0:
+        metrics.flags.append(Flag("alert", "no steps recorded this day"))
+    if metrics.wear_min == 0 and metrics.steps == 0:
+        metrics.flags.append(Flag("alert", "no data from the device this day (not worn, or not synced yet)"))
+    lost = quality["dropout"] + quality["nan"]
+    if lost:
+        metrics.flags.append(
+            Flag("info", f"{lost} sensor dropout(s)/NaN run(s); {metrics.flagged_steps} steps flagged")
+        )
+    if quality["saturation"]:
+        metrics.flags.append(Flag("info", f"{quality['saturation']} sensor saturation event(s): check the straps"))
+    if quality["calibration_skipped"]:
+        metrics.flags.append(Flag("info", "calibration skipped at a start (the device was moving)"))
+    return metrics
+
+
+def daily_table(
+    store: HostStore, patient_id: str, last_day: date, days: int, tz: tzinfo, config: AnalyticsConfig | None = None
+) -> pd.DataFrame:
+    """One row of trend metrics per day for ``days`` days ending with ``last_day`` (NaN where no steps)."""
+    rows = []
+    for offset in range(days - 1, -1, -1):
+        day = last_day - timedelta(days=offset)
+        metrics = day_metrics(load_day(store, patient_id, day, tz), config)
+        has_data = metrics.steps > 0
+        rows.append(
+            {"day": day, "has_data": has_data}
+            | {key: (getattr(metrics, key) if has_data else math.nan) for key in TREND_METRICS}
+        )
+    table = pd.DataFrame(rows).set_index("day")
+    return table.astype({key: float for key in TREND_METRICS})
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A metric's baseline: median and band over the previous days with data."""
+
+    metric: str
+    days: int
+    median: float
+    low: float
+    high: float
+
+
+def baselines(table: pd.DataFrame, day: date, config: AnalyticsConfig | None = None) -> dict[str, Baseline]:
+    """Baseline per metric from the days before ``day`` (empty when fewer than ``baseline_min_days``)."""
+    config = config or AnalyticsConfig()
+    window = table[(table.index < day) & (table.index >= day - timedelta(days=config.baseline_days))]
+    window = window[window["has_data"]]
+    out = {}
+    for metric in TREND_METRICS:
+        values = window[metric].dropna().to_numpy()
+        if values.size < config.baseline_min_days:
+            continue
+        median = float(np.median(values))
+        spread = config.band_mads * 1.4826 * float(np.median(np.abs(values - median)))
+        half = max(spread, config.band_min_fraction * abs(median))
+        out[metric] = Baseline(metric, int(values.size), median, median - half, median + half)
+    return out
+
+
+def add_trend_flags(
+    metrics: DayMetrics, table: pd.DataFrame, config: AnalyticsConfig | None = None
+) -> dict[str, Baseline]:
+    """Flag the day's metrics outside the patient's baseline band; returns the baselines used."""
+    config = config or AnalyticsConfig()
+    found = baselines(table, metrics.day, config)
+    if not found:
+        days = int(table[table.index < metrics.day]["has_data"].sum())
+        metrics.flags.append(
+            Flag("info", f"no baseline yet: {days} earlier day(s) with data, {config.baseline_min_days} needed")
+        )
+        return found
+    for metric, baseline in found.items():
+        value = getattr(metrics, metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)) or metrics.steps == 0:
+            continue
+        if not baseline.low <= value <= baseline.high:
+            direction = "above" if value > baseline.high else "below"
+            metrics.flags.append(
+                Flag(
+                    "alert",
+                    f"{TREND_METRICS[metric]} {value:g} is {direction} the usual range "
+                    f"{baseline.low:.3g}–{baseline.high:.3g} (median of {baseline.days} days {baseline.median:.3g})",
+                )
+            )
+    return found
