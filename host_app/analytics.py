@@ -136,6 +136,7 @@ def day_bounds(day: date, tz: tzinfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
+AXES = ("v", "ap", "ml")
 _STEP_COLUMNS = {
     "leg": str,
     "stance_s": float,
@@ -150,43 +151,40 @@ _STEP_COLUMNS = {
 }
 
 
-def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo) -> DayData:
-    """Read one day of one patient from the host store."""
+def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo, waveforms: bool = True) -> DayData:
+    """Read one day of one patient from the host store (``waveforms=False`` for the trend: faster)."""
     start, end = day_bounds(day, tz)
-    step_rows = store.patient_records(patient_id, "step", start, end)
-    rows = []
-    waves: dict[str, list[list[float]]] = {"v": [], "ap": [], "ml": []}
-    for device_id, t, payload in step_rows:
-        row = {"t": t, "device_id": device_id}
-        for name, kind in _STEP_COLUMNS.items():
-            value = payload.get(name)
-            row[name] = kind(value) if value is not None else (math.nan if kind is float else "")
-        row["flagged"] = bool(payload.get("flags"))
-        row["model_version"] = str(payload.get("model_version", ""))
-        rows.append(row)
-        waveform = payload.get("waveform_bw") or {}
-        for axis in waves:
-            curve = waveform.get(axis)
-            waves[axis].append(curve if isinstance(curve, list) and len(curve) == 101 else [math.nan] * 101)
-    steps = pd.DataFrame(rows, columns=["t", "device_id", *_STEP_COLUMNS, "flagged", "model_version"])
+    fields = (*_STEP_COLUMNS, "flags", "model_version")
+    raw = store.patient_briefs(patient_id, "step", start, end, waveforms)
+    steps = pd.DataFrame(
+        [(d, t, *(p.get(f) for f in fields)) for d, t, p, _ in raw], columns=["device_id", "t", *fields]
+    )
+    for name, kind in _STEP_COLUMNS.items():
+        steps[name] = pd.to_numeric(steps[name], errors="coerce") if kind is float else steps[name].astype(str)
+    steps["flagged"] = steps.pop("flags").map(bool)
+    steps["model_version"] = steps["model_version"].fillna("").astype(str)
     steps["peak_bw"] = steps[["peak1_bw", "peak2_bw"]].max(axis=1)
     steps["peak_n"] = steps[["peak1_n", "peak2_n"]].max(axis=1)
+    curves = np.full((len(raw), 3, 101), np.nan)
+    if waveforms:
+        for row, (_, _, _, blob) in enumerate(raw):
+            if blob is not None:
+                curves[row] = np.frombuffer(blob, dtype="<f4").reshape(3, 101)
     summaries = pd.DataFrame(
         [
-            {"t": t, "duration_s": float(p.get("end_s", 0.0)) - float(p.get("start_s", 0.0)), "device_id": d}
-            for d, t, p in store.patient_records(patient_id, "summary", start, end)
+            (d, t, p.get("start_s"), p.get("end_s"))
+            for d, t, p, _ in store.patient_briefs(patient_id, "summary", start, end)
         ],
-        columns=["t", "duration_s", "device_id"],
+        columns=["device_id", "t", "start_s", "end_s"],
     )
+    summaries["duration_s"] = pd.to_numeric(summaries["end_s"]) - pd.to_numeric(summaries["start_s"])
     events = pd.DataFrame(
-        [
-            {"t": t, "event": str(p.get("event", "")), "device_id": d}
-            for d, t, p in store.patient_records(patient_id, "event", start, end)
-        ],
-        columns=["t", "event", "device_id"],
+        [(d, t, str(p.get("event", ""))) for d, t, p, _ in store.patient_briefs(patient_id, "event", start, end)],
+        columns=["device_id", "t", "event"],
     )
-    waveforms = {axis: np.asarray(curves, dtype=float).reshape(-1, 101) for axis, curves in waves.items()}
-    return DayData(patient_id, day, tz, start, end, steps, summaries, events, waveforms)
+    return DayData(
+        patient_id, day, tz, start, end, steps, summaries, events, {a: curves[:, k] for k, a in enumerate(AXES)}
+    )
 
 
 def find_bouts(steps: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
@@ -207,13 +205,15 @@ def find_bouts(steps: pd.DataFrame, config: AnalyticsConfig) -> pd.DataFrame:
 
 def cadence(steps: pd.DataFrame, bouts: pd.DataFrame) -> float | None:
     """Steps per minute of both feet: 120 / median stride time (same-leg contacts within a bout)."""
-    strides: list[np.ndarray] = []
-    for _, bout in bouts.iterrows():
-        inside = steps[(steps["t"] >= bout["start"]) & (steps["t"] <= bout["end"])]
-        for _, leg in inside.groupby("leg"):
-            strides.append(np.diff(np.sort(leg["t"].to_numpy())))
-    pooled = np.concatenate(strides) if strides else np.array([])
-    return round(120.0 / float(np.median(pooled)), 1) if pooled.size else None
+    if steps.empty or bouts.empty:
+        return None
+    t = steps["t"].to_numpy()
+    index = np.searchsorted(bouts["start"].to_numpy(), t, side="right") - 1
+    inside = (index >= 0) & (t <= bouts["end"].to_numpy()[np.clip(index, 0, None)])
+    chosen = pd.DataFrame({"bout": index[inside], "leg": steps["leg"].to_numpy()[inside], "t": t[inside]})
+    chosen = chosen.sort_values(["bout", "leg", "t"])
+    strides = chosen.groupby(["bout", "leg"])["t"].diff().dropna().to_numpy()
+    return round(120.0 / float(np.median(strides)), 1) if strides.size else None
 
 
 def _mean(series: pd.Series, digits: int = 3) -> float | None:
@@ -295,7 +295,7 @@ def daily_table(
     rows = []
     for offset in range(days - 1, -1, -1):
         day = last_day - timedelta(days=offset)
-        metrics = day_metrics(load_day(store, patient_id, day, tz), config)
+        metrics = day_metrics(load_day(store, patient_id, day, tz, waveforms=False), config)
         has_data = metrics.steps > 0
         rows.append(
             {"day": day, "has_data": has_data}
@@ -333,6 +333,13 @@ def baselines(table: pd.DataFrame, day: date, config: AnalyticsConfig | None = N
     return out
 
 
+def number(value: float) -> str:
+    """A figure for people: thousands separated, else three significant digits."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def add_trend_flags(
     metrics: DayMetrics, table: pd.DataFrame, config: AnalyticsConfig | None = None
 ) -> dict[str, Baseline]:
@@ -354,8 +361,9 @@ def add_trend_flags(
             metrics.flags.append(
                 Flag(
                     "alert",
-                    f"{TREND_METRICS[metric]} {value:g} is {direction} the usual range "
-                    f"{baseline.low:.3g}–{baseline.high:.3g} (median of {baseline.days} days {baseline.median:.3g})",
+                    f"{TREND_METRICS[metric]} {number(value)} is {direction} the usual range "
+                    f"{number(baseline.low)}–{number(baseline.high)} (median of {baseline.days} days: "
+                    f"{number(baseline.median)})",
                 )
             )
     return found

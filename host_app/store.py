@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SCHEMA_VERSION = 2
 KINDS = ("step", "summary", "event")
 _SCHEMA = """
@@ -28,6 +30,8 @@ CREATE TABLE IF NOT EXISTS records (
     payload TEXT NOT NULL,
     patient_id TEXT,
     t_host REAL,
+    brief TEXT,
+    waveform BLOB,
     PRIMARY KEY (device_id, kind, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_patient_time ON records (patient_id, kind, t_host);
@@ -45,6 +49,26 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seen_utc TEXT
 );
 """
+
+
+WAVEFORM_AXES = ("v", "ap", "ml")
+
+
+def _derived(payload: dict[str, Any], clock_offset_s: float) -> tuple[Any, ...]:
+    """``(patient_id, t_host, brief, waveform)`` columns of a record: what day queries read."""
+    t_unix = payload.get("t_unix")
+    t_host = float(t_unix) + clock_offset_s if isinstance(t_unix, int | float) else None
+    brief = json.dumps({k: v for k, v in payload.items() if k != "waveform_bw"}, separators=(",", ":"))
+    waveform = None
+    curves = payload.get("waveform_bw")
+    if isinstance(curves, dict):
+        try:
+            array = np.asarray([curves[axis] for axis in WAVEFORM_AXES], dtype="<f4")
+        except (KeyError, TypeError, ValueError):
+            array = None
+        if array is not None and array.shape == (3, 101):
+            waveform = array.tobytes()
+    return payload.get("patient_id"), t_host, brief, waveform
 
 
 class HostStoreError(RuntimeError):
@@ -95,14 +119,18 @@ class HostStore:
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _migrate_from_v1(self) -> None:
-        """Version 2 keeps each record's patient and host-clock time in columns for day queries."""
+        """Version 2 keeps each record's patient, host-clock time, brief and waveform in columns for day queries."""
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("ALTER TABLE records ADD COLUMN patient_id TEXT")
-        self._db.execute("ALTER TABLE records ADD COLUMN t_host REAL")
-        self._db.execute(
-            "UPDATE records SET patient_id = json_extract(payload, '$.patient_id'), "
-            "t_host = json_extract(payload, '$.t_unix')"
-        )
+        for column in ("patient_id TEXT", "t_host REAL", "brief TEXT", "waveform BLOB"):
+            self._db.execute(f"ALTER TABLE records ADD COLUMN {column}")
+        rows = self._db.execute("SELECT device_id, kind, seq, payload FROM records").fetchall()
+        for device_id, kind, seq, text in rows:
+            payload = json.loads(text)
+            self._db.execute(
+                "UPDATE records SET patient_id = ?, t_host = ?, brief = ?, waveform = ? "
+                "WHERE device_id = ? AND kind = ? AND seq = ?",
+                (*_derived(payload, 0.0), device_id, kind, seq),
+            )
         self._db.execute("COMMIT")
 
     def add(self, device_id: str, kind: str, seq: int, payload: dict[str, Any], received_utc: str) -> bool:
@@ -133,17 +161,15 @@ class HostStore:
                 raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
             if seq < 1:
                 raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
-            t_unix = payload.get("t_unix")
-            t_host = float(t_unix) + clock_offset_s if isinstance(t_unix, int | float) else None
             text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-            rows.append((device_id, kind, seq, received_utc, text, payload.get("patient_id"), t_host))
+            rows.append((device_id, kind, seq, received_utc, text, *_derived(payload, clock_offset_s)))
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload, patient_id, t_host) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload, patient_id, t_host, "
+                    "brief, waveform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -200,6 +226,22 @@ class HostStore:
                 (patient_id, kind, start, end),
             ).fetchall()
         return [(d, t, json.loads(p)) for d, t, p in rows]
+
+    def patient_briefs(
+        self, patient_id: str, kind: str, start: float, end: float, waveforms: bool = False
+    ) -> list[tuple[str, float, dict[str, Any], bytes | None]]:
+        """Like :meth:`patient_records`, but fast: payloads without their waveform.
+
+        The waveform comes (if asked) as float32 bytes of shape (3, 101), axes v, ap, ml (None when the
+        record had none).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT device_id, t_host, brief, {'waveform' if waveforms else 'NULL'} FROM records "
+                "WHERE patient_id = ? AND kind = ? AND t_host >= ? AND t_host < ? ORDER BY t_host",
+                (patient_id, kind, start, end),
+            ).fetchall()
+        return [(d, t, json.loads(b), w) for d, t, b, w in rows]
 
     def patients(self) -> list[str]:
         """Every patient with stored records."""
