@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "RuntimeMissingError",
             "RadioError",
             "HostStoreError",
+            "BrowserError",
         ):
             raise
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)

@@ -51,6 +51,36 @@ def register(commands: Any) -> None:
     log.add_argument("--json", action="store_true", help="print the final counters as one JSON object")
     log.set_defaults(handler=_log)
 
+    report = verbs.add_parser(
+        "report",
+        help="the physiotherapist's daily report: one self-contained HTML file (optionally PDF)",
+        description="Daily analytics for one patient and day from the host store, written as one HTML file with "
+        "embedded plots (no network needed), printable; --pdf also prints it with headless Chromium.",
+    )
+    report.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    report.add_argument("--patient", required=True, help="patient id as recorded by the device")
+    report.add_argument("--day", type=iso_day, help="YYYY-MM-DD (default: yesterday)")
+    report.add_argument("--tz", help="IANA time zone of the patient, e.g. Europe/Berlin (default: this computer's)")
+    report.add_argument("--out", type=Path, help="HTML file (default report-PATIENT-DAY.html)")
+    report.add_argument("--pdf", action="store_true", help="also write a PDF next to the HTML (needs Chromium)")
+    report.add_argument("--json", action="store_true", help="print the day's figures and flags as one JSON object")
+    report.set_defaults(handler=_report)
+
+    export = verbs.add_parser(
+        "export",
+        help="write a patient's steps, daily figures and events as CSV and Parquet",
+        description="Per-step metrics (Parquet also with the 101-point waveforms), one row of figures per day, and "
+        "the quality/cue events, for the days FROM..TO inclusive.",
+    )
+    export.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    export.add_argument("--patient", required=True, help="patient id")
+    export.add_argument("--from", dest="first", type=iso_day, required=True, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="last", type=iso_day, required=True, help="last day, YYYY-MM-DD")
+    export.add_argument("--tz", help="IANA time zone (default: this computer's)")
+    export.add_argument("--out", type=Path, required=True, help="folder to write")
+    export.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    export.set_defaults(handler=_export)
+
     bench = verbs.add_parser(
         "bench",
         help="live latency and notification throughput over the in-process BLE link (JSON with --json)",
@@ -171,4 +201,86 @@ def _bench(args: argparse.Namespace) -> int:
         f"100 Hz GRF, two legs, with steps needs {need['total'] / 1024:.1f} KiB/s: "
         f"{result['throughput_over_need']:.0f}x headroom"
     )
+    return 0
+
+
+def iso_day(text: str) -> Any:
+    """A date written YYYY-MM-DD (an argparse type)."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
+
+
+def _open_existing(db: Path) -> Any:
+    from host_app.store import HostStore
+
+    if not db.exists():
+        raise FileNotFoundError(f"{db}: no host store here (log a device first: forcecast host log --db {db})")
+    return HostStore(db)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from host_app.analytics import zone
+    from host_app.report import build_report, report_day_default, write_report
+
+    tz = zone(args.tz)
+    day = args.day or report_day_default(tz)
+    db = args.db or default_db()
+    store = _open_existing(db)
+    try:
+        if args.patient not in store.patients():
+            known = ", ".join(store.patients()) or "none"
+            print(
+                f"forcecast host report: error: no records of patient {args.patient!r} in {db} (patients: {known})",
+                file=sys.stderr,
+            )
+            return 2
+        report = build_report(store, args.patient, day, tz, source=str(db))
+    finally:
+        store.close()
+    out = write_report(report, args.out or Path(f"report-{args.patient}-{day.isoformat()}.html"))
+    pdf = None
+    if args.pdf:
+        from host_app.browser import print_pdf
+
+        pdf = print_pdf(out, out.with_suffix(".pdf"))
+    if args.json:
+        print(
+            json.dumps(
+                report.metrics.as_dict()
+                | {"html": str(out), "pdf": str(pdf) if pdf else None, "seconds": round(report.seconds, 3)}
+            )
+        )
+    else:
+        m = report.metrics
+        alerts = sum(f.level == "alert" for f in m.flags)
+        print(
+            f"{out} ({out.stat().st_size / 1024:.0f} KiB, {report.seconds:.1f} s): {m.steps} steps, "
+            f"{m.walking_min:.0f} min walking, {alerts} alert(s)" + (f"; PDF {pdf}" if pdf else "")
+        )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from host_app.analytics import zone
+    from host_app.export import export_range
+
+    tz = zone(args.tz)
+    first, last = args.first, args.last
+    if last < first:
+        print(f"forcecast host export: error: --to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    store = _open_existing(args.db or default_db())
+    try:
+        written = export_range(store, args.patient, first, last, tz, args.out)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({k: str(v) for k, v in written.items()}))
+    else:
+        for name, path in written.items():
+            print(f"{name}: {path}")
     return 0

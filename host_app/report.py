@@ -303,6 +303,11 @@ window.addEventListener("load", function () {
   var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.body.setAttribute("data-plots-ok", String(ok));
   document.body.setAttribute("data-cards", String(document.querySelectorAll(".card").length));
+  var boxes = Array.prototype.slice.call(document.querySelectorAll("figure, .card")).map(function (e) {
+    var r = e.getBoundingClientRect();
+    return e.id + ":" + [r.left, r.top + window.scrollY, r.width, r.height].map(Math.round).join(",");
+  });
+  document.body.setAttribute("data-boxes", boxes.join(";"));
   if (ok < images.length) { document.getElementById("render-warning").style.display = "block"; }
 });
 """

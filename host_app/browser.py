@@ -1,0 +1,60 @@
+"""Headless Chromium for PDFs and screenshots of reports (optional; found on PATH)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+QUIET_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+
+
+class BrowserError(RuntimeError):
+    """Chromium is missing or failed; the message says which and how to fix it."""
+
+
+def find_chromium() -> str:
+    """Path of a Chromium/Chrome executable.
+
+    Raises
+    ------
+    BrowserError
+        If none is on PATH.
+    """
+    for name in CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserError(
+        "no Chromium or Chrome on PATH (needed for --pdf); install it, e.g. 'sudo apt install chromium', "
+        "or open the HTML report and print it from any browser"
+    )
+
+
+def run_chromium(page: Path, *arguments: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Load ``page`` headless with extra ``arguments`` (``--screenshot=F``, ``--print-to-pdf=F``, ``--dump-dom``)."""
+    with tempfile.TemporaryDirectory(prefix="forcecast-chromium-") as profile:
+        command = [find_chromium(), *QUIET_FLAGS, f"--user-data-dir={profile}", *arguments, page.resolve().as_uri()]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if result.returncode != 0:
+        raise BrowserError(f"chromium exited with {result.returncode}: {result.stderr.strip()[-500:]}")
+    return result
+
+
+def print_pdf(page: Path, out: Path) -> Path:
+    """Print an HTML file to PDF (A4, no browser header or footer)."""
+    run_chromium(page, f"--print-to-pdf={out.resolve()}", "--no-pdf-header-footer")
+    if not out.exists() or out.stat().st_size == 0:
+        raise BrowserError(f"chromium wrote no PDF to {out}")
+    return out
