@@ -19,7 +19,7 @@ def code_blocks(language: str) -> list[str]:
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     bash = code_blocks("bash")
-    assert bash[0].startswith("python3.11 -m venv .venv") and "forcecast data synth" in bash[0]
+    assert bash[0].startswith("python3.11 -m venv .venv") and bash[0].rstrip().endswith("forcecast demo")
     assert bash[1].startswith("python3.11 -m venv .venv") and "pytest" in bash[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python3\\.11 -m venv \\.venv .*pytest" in ci

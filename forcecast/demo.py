@@ -1,0 +1,282 @@
+"""``forcecast demo``: the whole system end to end on synthetic data, from nothing, in a few minutes.
+
+1. synthesise a small dataset (six virtual subjects, format v1) and check it;
+2. train a quick model, subject-wise;
+3. make a signing key, quantise to int8 and sign the package;
+4. run the edge runtime (verified package, golden self-test) on a synthetic walker of another cohort,
+   both legs, over simulated days: several walking bouts a day, each dated at its time of day;
+5. stream every record over the in-process BLE link (bumble GATT server ↔ bleak host client) into
+   the host store;
+6. write the physiotherapist's report for the last day.
+
+This module may import every part (it is the dispatcher's); each import happens when it is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+DAYS = 7
+BOUTS_LAST_DAY = (
+    ("comfortable", 60.0),
+    ("fast", 40.0),
+    ("slow", 50.0),
+    ("comfortable", 60.0),
+    ("fast", 30.0),
+    ("comfortable", 45.0),
+    ("slow", 40.0),
+    ("comfortable", 60.0),
+)
+BOUTS_EARLIER_DAY = (("comfortable", 40.0), ("slow", 30.0), ("comfortable", 40.0))
+FIRST_BOUT_HOUR = 8.0
+LAST_BOUT_HOUR = 20.0
+WALKER = 3
+WALKER_SEED = 5
+"""The walker: subject 3 of another cohort than the training data, so the model has never seen them."""
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo writes."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        """The synthetic dataset."""
+        return self.root / "data"
+
+    @property
+    def run(self) -> Path:
+        """The training run."""
+        return self.root / "run"
+
+    @property
+    def keys(self) -> Path:
+        """The signing key pair."""
+        return self.root / "keys"
+
+    @property
+    def package(self) -> Path:
+        """The signed int8 package."""
+        return self.root / "model-int8.fcpkg"
+
+    @property
+    def device_store(self) -> Path:
+        """The device's record store."""
+        return self.root / "device.sqlite"
+
+    @property
+    def host_store(self) -> Path:
+        """The host app's store."""
+        return self.root / "host.sqlite"
+
+
+def register(commands: Any) -> None:
+    """Add ``forcecast demo``."""
+    demo = commands.add_parser(
+        "demo",
+        help="the whole system end to end on synthetic data (a few minutes)",
+        description="Synthesise a small dataset, train a quick model, quantise and sign it, run the edge runtime "
+        "on a synthetic walker over simulated days, stream over the in-process BLE link to the host app, "
+        "and write the daily report of the last day.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("forcecast-demo"), help="folder (default ./forcecast-demo)")
+    demo.add_argument("--days", type=int, default=DAYS, help=f"simulated days (default {DAYS})")
+    demo.add_argument("--seed", type=int, default=1, help="dataset and training seed")
+    demo.add_argument("--json", action="store_true", help="also print the result as one JSON object (last line)")
+    demo.set_defaults(handler=_handle)
+
+
+def _handle(args: Any) -> int:
+    import json
+
+    if args.days < 1:
+        raise ValueError("--days must be at least 1")
+    result = run_demo(args.out, args.days, args.seed)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _step(number: int, text: str) -> None:
+    print(f"\n[{number}/6] {text}", flush=True)
+
+
+def _cli(argv: list[str]) -> None:
+    from forcecast.cli import main
+
+    status = main(argv)
+    if status != 0:
+        raise RuntimeError(f"forcecast {' '.join(argv)} failed with exit status {status}")
+
+
+def run_demo(out: Path, days: int = DAYS, seed: int = 1) -> dict[str, Any]:
+    """Run every stage; returns where everything is and the figures of the last day."""
+    started = time.perf_counter()
+    paths = DemoPaths(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _step(1, f"synthetic dataset → {paths.data}")
+    _cli(["data", "synth", "--out", str(paths.data), "--subjects", "6", "--seed", str(seed)])
+    _cli(["data", "check", str(paths.data)])
+    _step(2, f"quick training, subject-wise → {paths.run}")
+    _cli(["train", "--data", str(paths.data), "--out", str(paths.run), "--quick", "--seed", str(seed)])
+    _step(3, f"signing key and int8 package → {paths.package}")
+    if not (paths.keys / "forcecast_ed25519.key").exists():
+        _cli(["keys", "new", "--out", str(paths.keys)])
+    _cli(
+        [
+            "quantize",
+            "--run",
+            str(paths.run),
+            "--out",
+            str(paths.package),
+            "--key",
+            str(paths.keys / "forcecast_ed25519.key"),
+            "--mode",
+            "int8",
+            "--allow-degradation",
+        ]
+    )
+    last_day = date.today() - timedelta(days=1)
+    _step(4, f"edge runtime on a synthetic walker, {days} simulated days, streamed over the in-process BLE link")
+    simulated = asyncio.run(simulate(paths, last_day, days))
+    _step(
+        5,
+        f"host store {paths.host_store}: {simulated['host_steps']} of {simulated['device_steps']} step records "
+        f"(lost {simulated['lost']}; {simulated['resent_ignored']} re-sent ones ignored)",
+    )
+    _step(6, "daily report")
+    from host_app.analytics import zone
+    from host_app.report import build_report, write_report
+    from host_app.store import HostStore
+
+    store = HostStore(paths.host_store)
+    try:
+        report = build_report(store, simulated["patient_id"], last_day, zone(None), source=str(paths.host_store))
+    finally:
+        store.close()
+    html = write_report(report, out / f"report-{simulated['patient_id']}-{last_day.isoformat()}.html")
+    seconds = time.perf_counter() - started
+    m = report.metrics
+    print(
+        f"\nreport: {html.resolve()}\n  {m.steps} steps, {m.walking_min:.0f} min walking, mean peak "
+        f"{m.peak_bw_mean} BW, asymmetry {m.asymmetry}, {sum(f.level == 'alert' for f in m.flags)} alert(s)\n"
+        f"open it in a browser; the whole demo took {seconds:.0f} s",
+        flush=True,
+    )
+    return {"report": str(html.resolve()), "seconds": round(seconds, 1), **simulated, "day": last_day.isoformat()}
+
+
+def _bout_times(day: date, count: int) -> list[float]:
+    """Unix start times of ``count`` bouts spread over the day (local time)."""
+    spacing = (LAST_BOUT_HOUR - FIRST_BOUT_HOUR) / max(count - 1, 1)
+    midnight = datetime.combine(day, datetime.min.time()).astimezone()
+    return [(midnight + timedelta(hours=FIRST_BOUT_HOUR + k * spacing)).timestamp() for k in range(count)]
+
+
+async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any]:
+    """The device side and the host side over the virtual link, for ``days`` simulated days."""
+    from tqdm import tqdm
+
+    from edge.link import DeviceLink
+    from edge.runtime.config import DeviceConfig, FeedbackConfig, PatientConfig, RuntimeConfig
+    from edge.runtime.launch import load_model
+    from edge.runtime.pipeline import Pipeline, run_source
+    from edge.runtime.store import RecordStore
+    from edge.sources.synthetic import SyntheticSource
+    from host_app.client import ClientConfig
+    from host_app.store import HostStore
+    from host_app.virtual_link import virtual_link
+
+    logging.getLogger("bumble").setLevel(logging.ERROR)
+    package, contract, model = load_model(paths.package, [paths.keys / "forcecast_ed25519.pub"])
+    walker = SyntheticSource(subject=WALKER, seed=WALKER_SEED).subject
+    patient = PatientConfig(
+        patient_id="DEMO-01",
+        body_mass_kg=walker.body_mass_kg,
+        height_m=walker.height_m,
+        hka_deg=walker.hka_deg,
+        affected_side=walker.affected_side,  # type: ignore[arg-type]
+        peak_limit_bw=1.25,
+    )
+    config = DeviceConfig(
+        device_id="fc-demo",
+        patient=patient,
+        runtime=RuntimeConfig(legs=("l", "r")),
+        feedback=FeedbackConfig(output="none"),
+    )
+    for stale in (paths.device_store, paths.host_store):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(stale) + suffix).unlink(missing_ok=True)
+    store = RecordStore(paths.device_store, device_id=config.device_id)
+    info = {
+        "device_id": config.device_id,
+        "firmware": version("forcecast"),
+        "model_version": package.manifest["model_version"],
+        "quantisation": package.manifest["quantisation"].get("mode"),
+        "rate_hz": contract.rate_hz,
+        "legs": list(config.runtime.legs),
+        "patient_id": patient.patient_id,
+    }
+    plan = []
+    for back in range(days - 1, -1, -1):
+        day = last_day - timedelta(days=back)
+        bouts = BOUTS_LAST_DAY if back == 0 else BOUTS_EARLIER_DAY
+        plan += list(zip(_bout_times(day, len(bouts)), bouts, strict=True))
+    host = HostStore(paths.host_store)
+    async with virtual_link(DeviceLink(store, info), output_rate_hz=contract.rate_hz) as link:
+        logger = link.logger(host, ClientConfig(ack_period_s=0.2))
+        client = asyncio.create_task(logger.run())
+        for number, (start, (condition, seconds)) in enumerate(tqdm(plan, desc="walking bouts", unit="bout")):
+            source = SyntheticSource(
+                subject=WALKER,
+                seed=WALKER_SEED + number,
+                speed=0,
+                stand_s=3.0,
+                program=((condition, seconds),),
+                duration_s=3.0 + seconds,
+            )
+            pipeline = Pipeline(
+                model,
+                contract,
+                config,
+                source.columns,
+                source.rate_hz,
+                source.acc_range_mps2,
+                source.gyr_range_rads,
+                sink=store,
+                model_version=str(package.manifest["model_version"]),
+                patient=patient,
+                listeners=[link.server.listener],
+                time_origin_unix=start,
+            )
+            await asyncio.to_thread(run_source, pipeline, source)
+        last = store.last_seq("step")
+        for _ in range(1200):
+            if host.resume_point(config.device_id, "step") >= last and logger.state == "streaming":
+                break
+            await asyncio.sleep(0.05)
+        logger.stop()
+        await client
+    device_steps = store.last_seq("step")
+    host_steps = host.count(config.device_id, "step")
+    store.close()
+    host.close()
+    return {
+        "patient_id": patient.patient_id,
+        "device_steps": device_steps,
+        "host_steps": host_steps,
+        "lost": device_steps - host_steps,
+        "resent_ignored": logger.stats.duplicates_received,
+        "bouts": len(plan),
+        "device_store": str(paths.device_store),
+        "host_store": str(paths.host_store),
+    }
