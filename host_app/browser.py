@@ -42,10 +42,11 @@ def find_chromium() -> str:
     )
 
 
-def run_chromium(page: Path, *arguments: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_chromium(page: Path | str, *arguments: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Load ``page`` headless with extra ``arguments`` (``--screenshot=F``, ``--print-to-pdf=F``, ``--dump-dom``)."""
     with tempfile.TemporaryDirectory(prefix="forcecast-chromium-") as profile:
-        command = [find_chromium(), *QUIET_FLAGS, f"--user-data-dir={profile}", *arguments, page.resolve().as_uri()]
+        target = page if isinstance(page, str) else page.resolve().as_uri()
+        command = [find_chromium(), *QUIET_FLAGS, f"--user-data-dir={profile}", *arguments, target]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     if result.returncode != 0:
         raise BrowserError(f"chromium exited with {result.returncode}: {result.stderr.strip()[-500:]}")

@@ -51,6 +51,20 @@ def register(commands: Any) -> None:
     log.add_argument("--json", action="store_true", help="print the final counters as one JSON object")
     log.set_defaults(handler=_log)
 
+    live = verbs.add_parser(
+        "live",
+        help="the patient's live view: a local web page with the force trace, today's steps and cues",
+        description="Log a device's records like 'host log' and serve a live page on 127.0.0.1: connection state, "
+        "the live vertical GRF of each leg, today's steps and load, and biofeedback cues. Stop with Ctrl-C.",
+    )
+    live.add_argument("--device", metavar="ADDR", help="device address (default: the first forcecast device found)")
+    live.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    live.add_argument("--port", type=int, default=8765, help="local port (default 8765; 0 = any free port)")
+    live.add_argument("--tz", help="IANA time zone of the patient (default: this computer's)")
+    live.add_argument("--open", action="store_true", help="open the page in the default browser")
+    live.add_argument("--duration-s", type=float, help="stop after this many seconds")
+    live.set_defaults(handler=_live)
+
     report = verbs.add_parser(
         "report",
         help="the physiotherapist's daily report: one self-contained HTML file (optionally PDF)",
@@ -283,4 +297,53 @@ def _export(args: argparse.Namespace) -> int:
     else:
         for name, path in written.items():
             print(f"{name}: {path}")
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from bleak.exc import BleakError
+
+    from host_app.analytics import zone
+    from host_app.client import ClientConfig, HostLogger
+    from host_app.live import LiveView
+    from host_app.store import HostStore
+
+    db = args.db or default_db()
+    store = HostStore(db)
+    logger = HostLogger(store, args.device, ClientConfig(live=True))
+    view = LiveView(logger, store, zone(args.tz))
+
+    async def run() -> None:
+        await view.start(args.port)
+        print(f"live view: {view.url} (records go to {db}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(view.url)
+        task = asyncio.create_task(logger.run())
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.duration_s):
+                    await asyncio.shield(task)
+        finally:
+            logger.stop()
+            await task
+            await view.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            return _no_adapter(exc)
+        print(f"forcecast host live: error: cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    except BleakError as exc:
+        return _no_adapter(exc)
+    finally:
+        store.close()
     return 0

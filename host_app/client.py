@@ -212,6 +212,8 @@ class HostLogger:
         Called for every live GRF block (if ``config.live``).
     on_state
         Called with ``"scanning"``, ``"connecting"``, ``"syncing"``, ``"streaming"``, ``"disconnected"``.
+    on_record
+        Called with ``(kind, payload)`` for every record once it is stored.
     scanner_backend, client_backend, backend_kwargs
         bleak backends (None = the platform's) and extra keywords for them.
     """
@@ -223,6 +225,7 @@ class HostLogger:
         config: ClientConfig | None = None,
         on_live: LiveCallback | None = None,
         on_state: Callable[[str], None] | None = None,
+        on_record: Callable[[str, dict[str, Any]], None] | None = None,
         scanner_backend: type | None = None,
         client_backend: type | None = None,
         backend_kwargs: dict[str, Any] | None = None,
@@ -232,6 +235,7 @@ class HostLogger:
         self.config = config or ClientConfig()
         self.on_live = on_live
         self.on_state = on_state
+        self.on_record = on_record
         self.scanner_backend = scanner_backend
         self.client_backend = client_backend
         self.backend_kwargs = backend_kwargs or {}
@@ -375,6 +379,9 @@ class HostLogger:
         self.stats.records_received += len(batch)
         self.stats.records_stored += new
         self.stats.duplicates_received += len(batch) - new
+        if self.on_record is not None:
+            for kind, _, payload in batch:
+                self.on_record(kind, payload)
 
     async def _acknowledge(self, control: ControlChannel, device_id: str, acked: dict[str, int]) -> None:
         for kind, name in KIND_NAMES.items():

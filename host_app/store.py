@@ -243,6 +243,21 @@ class HostStore:
             ).fetchall()
         return [(d, t, json.loads(b), w) for d, t, b, w in rows]
 
+    def day_totals(self, patient_id: str, start: float, end: float) -> tuple[int, float, int]:
+        """``(steps, cumulative vertical impulse in BW·s, cues)`` of a patient between two host-clock times."""
+        with self._lock:
+            steps, load = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(json_extract(brief, '$.impulse_v_bws')), 0) FROM records "
+                "WHERE patient_id = ? AND kind = 'step' AND t_host >= ? AND t_host < ?",
+                (patient_id, start, end),
+            ).fetchone()
+            (cues,) = self._db.execute(
+                "SELECT COUNT(*) FROM records WHERE patient_id = ? AND kind = 'event' AND t_host >= ? "
+                "AND t_host < ? AND json_extract(brief, '$.event') = 'cue'",
+                (patient_id, start, end),
+            ).fetchone()
+        return int(steps), float(load), int(cues)
+
     def patients(self) -> list[str]:
         """Every patient with stored records."""
         with self._lock:
