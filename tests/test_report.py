@@ -85,7 +85,7 @@ def test_a_day_of_15000_steps_renders_within_ten_seconds(tmp_path):
     write_day(store, DAY, 15_000, seed=1)
     report = build_report(store, "P1", DAY, UTC)
     assert report.metrics.steps == 15_000
-    assert report.seconds <= 10.0, report.seconds  # the budget; typically ~2 s here
+    assert report.seconds <= 10.0, report.seconds  # the budget; 3.6 s measured here
     assert np.isfinite(report.metrics.peak_bw_mean)
 
 
