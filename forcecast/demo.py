@@ -19,7 +19,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +187,7 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
 
     from edge.link import DeviceLink
     from edge.runtime.config import DeviceConfig, FeedbackConfig, PatientConfig, RuntimeConfig
-    from edge.runtime.launch import load_model
+    from edge.runtime.launch import device_info, load_model
     from edge.runtime.pipeline import Pipeline, run_source
     from edge.runtime.store import RecordStore
     from edge.sources.synthetic import SyntheticSource
@@ -217,15 +216,7 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
         for suffix in ("", "-wal", "-shm"):
             Path(str(stale) + suffix).unlink(missing_ok=True)
     store = RecordStore(paths.device_store, device_id=config.device_id)
-    info = {
-        "device_id": config.device_id,
-        "firmware": version("forcecast"),
-        "model_version": package.manifest["model_version"],
-        "quantisation": package.manifest["quantisation"].get("mode"),
-        "rate_hz": contract.rate_hz,
-        "legs": list(config.runtime.legs),
-        "patient_id": patient.patient_id,
-    }
+    info = device_info(config, package, contract, patient)
     plan = []
     for back in range(days - 1, -1, -1):
         day = last_day - timedelta(days=back)

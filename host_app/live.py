@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from edge.protocol import LiveBlock
@@ -174,11 +174,6 @@ async def _respond(writer: asyncio.StreamWriter, status: int, content_type: str,
         + body
     )
     await writer.drain()
-
-
-def today_in(tz: tzinfo) -> date:
-    """Today's date in ``tz``."""
-    return datetime.now(tz).date()
 
 
 PAGE = """<!DOCTYPE html>

@@ -105,7 +105,7 @@ async def cut_and_restart(tmp: Path, seed: int) -> dict:
                         cuts["host"] += 1
         report = running.result()
         last = {kind: runtime.store.last_seq(kind) for kind in ("step", "summary", "event")}
-        for _ in range(600):  # let the host catch up with what was written after the last cut
+        for _ in range(2400):  # let the host catch up with what was written after the last cut (≤ 120 s)
             if all(host.resume_point("fc-e2e", kind) >= seq for kind, seq in last.items()):
                 break
             await asyncio.sleep(0.05)

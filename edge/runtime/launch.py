@@ -100,6 +100,26 @@ def make_cue(config: DeviceConfig) -> Cue | None:
     return None
 
 
+def device_info(
+    config: DeviceConfig, package: ModelPackage, contract: ModelContract, patient: PatientConfig
+) -> dict[str, Any]:
+    """The device-info characteristic's JSON: who the device is, which model it runs, for whom."""
+    manifest = package.manifest
+    return {
+        "device_id": config.device_id,
+        "firmware": version("forcecast"),
+        "protocol": PROTOCOL_VERSION,
+        "model_version": manifest["model_version"],
+        "model_sha256": manifest.get("model_sha256", ""),
+        "quantisation": manifest["quantisation"].get("mode"),
+        "rate_hz": contract.rate_hz,
+        "legs": list(config.runtime.legs),
+        "patient_id": patient.patient_id,
+        "body_mass_kg": patient.body_mass_kg,
+        "peak_limit_bw": patient.peak_limit_bw,
+    }
+
+
 @dataclass
 class Runtime:
     """A runtime put together and ready to run (see :func:`build_runtime`)."""
@@ -126,20 +146,7 @@ class Runtime:
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic)."""
-        manifest = self.package.manifest
-        return {
-            "device_id": self.config.device_id,
-            "firmware": version("forcecast"),
-            "protocol": PROTOCOL_VERSION,
-            "model_version": manifest["model_version"],
-            "model_sha256": manifest.get("model_sha256", ""),
-            "quantisation": manifest["quantisation"].get("mode"),
-            "rate_hz": self.contract.rate_hz,
-            "legs": list(self.config.runtime.legs),
-            "patient_id": self.patient.patient_id,
-            "body_mass_kg": self.patient.body_mass_kg,
-            "peak_limit_bw": self.patient.peak_limit_bw,
-        }
+        return device_info(self.config, self.package, self.contract, self.patient)
 
     def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Run until the source ends or ``duration_s`` of sensor time has passed (any thread)."""
