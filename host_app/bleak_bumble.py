@@ -38,6 +38,8 @@ from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.keys import PairingKeys
 from bumble.pairing import PairingConfig, PairingDelegate
 
+from edge.ble.uncancelled import finish_within
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -178,6 +180,7 @@ class BumbleClient(BaseBleakClient):
         self._connection: Connection | None = None
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
         self._gone: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
 
     @property
     def name(self) -> str:
@@ -227,10 +230,9 @@ class BumbleClient(BaseBleakClient):
         gone = asyncio.get_running_loop().create_future()
         connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.done() or gone.set_result(None))
         try:
-            await asyncio.wait_for(connection.disconnect(), self._timeout)
-            if self.is_connected:
-                await asyncio.wait_for(gone, self._timeout)
-        except (core.BaseBumbleError, TimeoutError):
+            if await finish_within(connection.disconnect(), self._timeout, self._background) and self.is_connected:
+                await asyncio.wait({gone}, timeout=self._timeout)
+        except core.BaseBumbleError:
             pass  # gone already, or the controller will drop it
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:

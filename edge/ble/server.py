@@ -29,6 +29,7 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.pairing import PairingConfig, PairingDelegate
 
+from edge.ble.uncancelled import finish_within
 from edge.link import DeviceLink
 from edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID
 
@@ -121,6 +122,7 @@ class GattServer:
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
         self._replies: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
         self._blocks: dict[str, int] = {}
         properties, permissions = Characteristic.Properties, Characteristic.Permissions
         self.live = Characteristic(LIVE_UUID, properties.NOTIFY, permissions.READABLE, b"")
@@ -172,11 +174,14 @@ class GattServer:
         if connection is None or not self._alive(connection):
             return False
         try:
-            await asyncio.wait_for(connection.disconnect(), DISCONNECT_TIMEOUT_S)
-        except (BaseBumbleError, TimeoutError) as exc:
+            if await finish_within(connection.disconnect(), DISCONNECT_TIMEOUT_S, self._background):
+                return True
+            log.warning(
+                "disconnecting the host takes longer than %g s; it goes on in the background", DISCONNECT_TIMEOUT_S
+            )
+        except BaseBumbleError as exc:
             log.warning("disconnecting the host failed (%s); the link supervision timeout will end it", exc)
-            return False
-        return True
+        return False
 
     def listener(self, kind: str, payload: dict[str, Any]) -> None:
         """Runtime listener (any thread): live GRF goes to the link's live queue, records wake the pump."""
