@@ -14,18 +14,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge.protocol import (
     MIN_MTU,
     STATUS_REPLY,
+    UPLOAD_BEGIN_REPLY,
+    UPLOAD_MIN_MTU,
     Opcode,
     ProtocolError,
     RecordKind,
     Request,
     Status,
+    decode_chunk,
     decode_request,
     encode_live,
     encode_record,
@@ -33,10 +36,42 @@ from edge.protocol import (
     request_arguments,
 )
 from edge.runtime.store import RecordStore
+from edge.slots import SlotError
 
 KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
 LIVE_QUEUE = 400
 """Live packets kept while the radio is slower than the stream (older ones are dropped and counted)."""
+
+
+class Updates(Protocol):
+    """What the link needs for model updates (:class:`edge.runtime.updates.ModelUpdates`)."""
+
+    def begin(self, size: int, sha256: str) -> tuple[int, int]:
+        """Start or resume an upload: ``(offset, crc32)``."""
+        ...
+
+    def chunk(self, offset: int, data: bytes) -> bytes | None:
+        """One chunk; an acknowledgement to notify, if due."""
+        ...
+
+    def commit(self) -> str:
+        """Verify, check, self-test and switch; what to tell the host (raises ``SlotError``)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the upload in progress."""
+        ...
+
+    def rollback(self) -> str:
+        """Go back to the previous model; what to tell the host (raises ``SlotError``)."""
+        ...
+
+    def disconnected(self) -> None:
+        """The link dropped."""
+        ...
+
+
+UPDATE_OPCODES = (Opcode.UPLOAD_BEGIN, Opcode.UPLOAD_COMMIT, Opcode.UPLOAD_ABORT, Opcode.ROLLBACK)
 
 
 class DeviceLink:
@@ -47,15 +82,24 @@ class DeviceLink:
     store
         The device's record store.
     info
-        What the device-info characteristic says (JSON object).
+        What the device-info characteristic says (a JSON object, or a function returning the current one).
     clock
         Device time in seconds (the clock step records are stamped with).
+    updates
+        Model updates (None: this device runs a fixed package and refuses uploads).
     """
 
-    def __init__(self, store: RecordStore, info: dict[str, Any], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        info: dict[str, Any] | Callable[[], dict[str, Any]],
+        clock: Callable[[], float] = time.time,
+        updates: Updates | None = None,
+    ) -> None:
         self.store = store
         self.info = info
         self.clock = clock
+        self.updates = updates
         self.mtu = MIN_MTU
         self.encrypted = False
         self.live = False
@@ -82,10 +126,28 @@ class DeviceLink:
             self._live.clear()
             self.live = False
             self.encrypted = False
+        if self.updates is not None:
+            self.updates.disconnected()
 
     def device_info(self) -> bytes:
         """The device-info characteristic's value."""
-        return json.dumps(self.info, separators=(",", ":")).encode()
+        info = self.info() if callable(self.info) else self.info
+        return json.dumps(info, separators=(",", ":")).encode()
+
+    def handle_upload(self, data: bytes) -> bytes | None:
+        """Take one upload write; return an acknowledgement to notify, if one is due. Never raises."""
+        try:
+            if not self.encrypted:
+                raise ProtocolError(Status.NOT_ENCRYPTED, "uploads need an encrypted, bonded link")
+            if self.updates is None:
+                raise ProtocolError(Status.REFUSED, "updates_off")
+            offset, chunk = decode_chunk(data)
+            return self.updates.chunk(offset, chunk)
+        except ProtocolError as exc:
+            self._count(f"upload_{exc.status.name}")
+        except Exception:  # a bug must not take the link down
+            self._count("upload_INTERNAL")
+        return None
 
     def handle_control(self, data: bytes) -> bytes:
         """Answer one control-point write; never raises (a bad write gets an error status)."""
@@ -100,14 +162,19 @@ class DeviceLink:
             payload = self._serve(request)
             return encode_reply(request.opcode, request.request_id, Status.OK, payload)
         except ProtocolError as exc:
-            self.rejected[exc.status.name] = self.rejected.get(exc.status.name, 0) + 1
-            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: max(0, self.mtu - 3 - 6)])
+            self._count(exc.status.name)
+            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: max(0, self.mtu - 3 - 5)])
         except Exception as exc:  # a bug must not take the link down; it is reported and counted
-            self.rejected["INTERNAL"] = self.rejected.get("INTERNAL", 0) + 1
+            self._count("INTERNAL")
             return encode_reply(opcode, request_id, Status.INTERNAL, type(exc).__name__.encode())
+
+    def _count(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def _serve(self, request: Request) -> bytes:
         arguments = request_arguments(request)
+        if request.opcode in UPDATE_OPCODES:
+            return self._update(request.opcode, arguments)
         if request.opcode is Opcode.TIME_SYNC:
             device_ms = round(self.clock() * 1000.0)
             self.host_offset_ms = int(arguments[0]) - device_ms
@@ -129,6 +196,27 @@ class DeviceLink:
             return b""
         last, acked_upto, stored = self.store.progress(KIND_NAMES[RecordKind(arguments[0])])
         return STATUS_REPLY.pack(last, acked_upto, stored, int(self.live))
+
+    def _update(self, opcode: Opcode, arguments: tuple[Any, ...]) -> bytes:
+        updates = self.updates
+        if updates is None:
+            raise ProtocolError(
+                Status.REFUSED, "updates_off: this runtime runs a fixed package (--model); updates need the model slots"
+            )
+        try:
+            if opcode is Opcode.UPLOAD_BEGIN:
+                if self.mtu < UPLOAD_MIN_MTU:
+                    message = f"uploads need an ATT MTU ≥ {UPLOAD_MIN_MTU}, not {self.mtu}"
+                    raise ProtocolError(Status.BAD_ARGUMENT, message)
+                offset, crc = updates.begin(int(arguments[0]), bytes(arguments[1]).hex())
+                return UPLOAD_BEGIN_REPLY.pack(offset, crc & 0xFFFFFFFF)
+            if opcode is Opcode.UPLOAD_ABORT:
+                updates.abort()
+                return b""
+            text = updates.commit() if opcode is Opcode.UPLOAD_COMMIT else updates.rollback()
+        except SlotError as exc:
+            raise ProtocolError(Status.REFUSED, f"{exc.reason}: {exc}") from None
+        return text.encode()[: max(0, self.mtu - 3 - 5)]
 
     def next_record_packets(self, limit: int = 64) -> list[bytes]:
         """Up to ``limit`` record fragments to notify next (whole records, oldest first, per resumed kind)."""

@@ -21,6 +21,15 @@ Everything is little-endian and starts with a one-byte protocol version. Three k
       request: u8 version | u8 opcode | u16 request_id | payload
       reply:   u8 version | u8 opcode|0x80 | u16 request_id | u8 status | payload
 
+- **Model upload** chunks (written without response on the upload characteristic) and the device's
+  acknowledgements (notified on it)::
+
+      chunk: u8 version | u32 offset | data
+      ack:   u8 version | u8 type=0x20 | u32 offset | u32 crc32(bytes 0..offset) | u8 rewind
+
+  ``offset`` in an ack is how far the device's durable copy goes; ``rewind`` = 1 says a chunk came
+  at the wrong offset and the host must continue from the acked offset.
+
 Decoders never raise anything but :class:`ProtocolError`, which carries the status code a reply
 would send back, so a malformed packet is counted and answered, never fatal. See docs/protocol.md.
 """
@@ -48,6 +57,9 @@ LIVE_UUID: Final = "6f7c0002-3a1e-4c43-9f1b-6b2f0c9e5a10"
 RECORDS_UUID: Final = "6f7c0003-3a1e-4c43-9f1b-6b2f0c9e5a10"
 CONTROL_UUID: Final = "6f7c0004-3a1e-4c43-9f1b-6b2f0c9e5a10"
 INFO_UUID: Final = "6f7c0005-3a1e-4c43-9f1b-6b2f0c9e5a10"
+UPLOAD_UUID: Final = "6f7c0006-3a1e-4c43-9f1b-6b2f0c9e5a10"
+UPLOAD_MIN_MTU: Final = 64
+"""Uploads need at least this MTU: UPLOAD_BEGIN carries a SHA-256, and smaller chunks would take hours."""
 
 
 class RecordKind(IntEnum):
@@ -71,6 +83,16 @@ class Opcode(IntEnum):
     """payload: u8 on (0/1) → start or stop the live GRF stream."""
     STATUS = 0x05
     """payload: u8 kind → reply: u32 last_seq, u32 acked_upto, u32 stored, u8 live (fits a 23-byte MTU)."""
+    UPLOAD_BEGIN = 0x10
+    """payload: u32 size, 32-byte SHA-256 of the package → reply: u32 offset, u32 crc32 of the bytes before it.
+
+    Resumes the upload of the same package where the device's durable copy ends; anything else starts over."""
+    UPLOAD_COMMIT = 0x11
+    """no payload → verify, self-test and switch; reply: the new model's version (UTF-8), or REFUSED + reason."""
+    UPLOAD_ABORT = 0x12
+    """no payload → drop the upload in progress."""
+    ROLLBACK = 0x13
+    """no payload → make the previous model active again; reply: its version (UTF-8), or REFUSED + reason."""
 
 
 class Status(IntEnum):
@@ -85,6 +107,8 @@ class Status(IntEnum):
     BUSY = 6
     INTERNAL = 7
     BAD_CHECKSUM = 8
+    REFUSED = 9
+    """A model update or rollback was refused; the reply's text starts with a stable reason (``reason: ...``)."""
 
 
 class ProtocolError(ValueError):
@@ -327,12 +351,18 @@ _ARGUMENTS: Final = {
     Opcode.ACK: struct.Struct("<BI"),
     Opcode.LIVE: struct.Struct("<B"),
     Opcode.STATUS: struct.Struct("<B"),
+    Opcode.UPLOAD_BEGIN: struct.Struct("<I32s"),
+    Opcode.UPLOAD_COMMIT: struct.Struct("<"),
+    Opcode.UPLOAD_ABORT: struct.Struct("<"),
+    Opcode.ROLLBACK: struct.Struct("<"),
 }
 STATUS_REPLY: Final = struct.Struct("<IIIB")
 """STATUS reply payload: last_seq, acked_upto and stored count of the kind asked about, live on/off."""
+UPLOAD_BEGIN_REPLY: Final = struct.Struct("<II")
+"""UPLOAD_BEGIN reply payload: the offset to continue from and the CRC-32 of the bytes before it."""
 
 
-def encode_request(opcode: Opcode, request_id: int, *arguments: int) -> bytes:
+def encode_request(opcode: Opcode, request_id: int, *arguments: int | bytes) -> bytes:
     """A control-point write, e.g. ``encode_request(Opcode.ACK, 7, RecordKind.STEP, 120)``."""
     return _REQUEST.pack(VERSION, int(opcode), request_id % 2**16) + _ARGUMENTS[opcode].pack(*arguments)
 
@@ -355,8 +385,8 @@ def decode_request(data: bytes) -> Request:
     return Request(Opcode(opcode), request_id, payload)
 
 
-def request_arguments(request: Request) -> tuple[int, ...]:
-    """The integers a request carries (validated: kinds must be known, LIVE is 0 or 1)."""
+def request_arguments(request: Request) -> tuple[Any, ...]:
+    """The values a request carries (validated: kinds must be known, LIVE is 0 or 1)."""
     values = _ARGUMENTS[request.opcode].unpack(request.payload)
     if request.opcode in (Opcode.RESUME, Opcode.ACK, Opcode.STATUS) and values[0] not in RecordKind._value2member_map_:
         raise ProtocolError(Status.BAD_ARGUMENT, f"request {request.request_id}: unknown record kind {values[0]}")
@@ -381,3 +411,54 @@ def decode_reply(data: bytes) -> Reply:
     if status not in Status._value2member_map_:
         raise ProtocolError(Status.BAD_ARGUMENT, f"reply {request_id}: unknown status {status}")
     return Reply(opcode & ~REPLY_FLAG, request_id, Status(status), bytes(data[_REPLY.size :]))
+
+
+# ---------------------------------------------------------------- model upload
+
+_CHUNK = struct.Struct("<BI")
+_UPLOAD_ACK = struct.Struct("<BBIIB")
+UPLOAD_ACK_TYPE: Final = 0x20
+
+
+def upload_chunk_size(mtu: int) -> int:
+    """Package bytes one upload write carries at ``mtu``."""
+    return payload_size(mtu) - _CHUNK.size
+
+
+def encode_chunk(offset: int, data: bytes) -> bytes:
+    """An upload write: ``data`` belongs at ``offset`` of the package."""
+    return _CHUNK.pack(VERSION, offset) + data
+
+
+def decode_chunk(data: bytes) -> tuple[int, bytes]:
+    """Parse an upload write (the device side): ``(offset, data)``."""
+    _check_version(data, "upload chunk")
+    if len(data) <= _CHUNK.size:
+        raise ProtocolError(Status.BAD_LENGTH, f"upload chunk: {len(data)} bytes, no data after the 5-byte header")
+    _, offset = _CHUNK.unpack_from(data)
+    return offset, bytes(data[_CHUNK.size :])
+
+
+@dataclass(frozen=True)
+class UploadAck:
+    """The device's word on an upload: durable up to ``offset``, with that prefix's CRC-32."""
+
+    offset: int
+    crc32: int
+    rewind: bool
+
+
+def encode_upload_ack(offset: int, crc32: int, rewind: bool = False) -> bytes:
+    """An upload acknowledgement (notified on the upload characteristic)."""
+    return _UPLOAD_ACK.pack(VERSION, UPLOAD_ACK_TYPE, offset, crc32, int(rewind))
+
+
+def decode_upload_ack(data: bytes) -> UploadAck:
+    """Parse an upload acknowledgement (the host side)."""
+    _check_version(data, "upload ack")
+    if len(data) != _UPLOAD_ACK.size:
+        raise ProtocolError(Status.BAD_LENGTH, f"upload ack: {len(data)} bytes, expected {_UPLOAD_ACK.size}")
+    _, kind, offset, crc, rewind = _UPLOAD_ACK.unpack(data)
+    if kind != UPLOAD_ACK_TYPE or rewind > 1:
+        raise ProtocolError(Status.BAD_ARGUMENT, f"upload ack: type 0x{kind:02x} rewind {rewind} is not an ack")
+    return UploadAck(offset, crc, bool(rewind))

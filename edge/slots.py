@@ -109,11 +109,16 @@ class ModelSlots:
         meta = self.folder / UPLOAD
         if not meta.exists():
             return None
-        state = json.loads(meta.read_text())
+        try:
+            state = json.loads(meta.read_text())
+            recorded = Upload(int(state["size"]), str(state["sha256"]), int(state["offset"]), int(state["crc32"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # unreadable bookkeeping: the upload starts over
         part = self.folder / PART
-        offset = part.stat().st_size if part.exists() else 0
-        offset = min(offset, int(state["offset"]))
-        return Upload(int(state["size"]), str(state["sha256"]), offset, int(state["crc32"]))
+        on_disk = part.stat().st_size if part.exists() else 0
+        if on_disk >= recorded.offset:
+            return recorded
+        return self._recrc(Upload(recorded.size, recorded.sha256, on_disk, 0))  # the part lost bytes: go back
 
     def begin_upload(self, size: int, sha256: str) -> Upload:
         """Start an upload, or resume the one for the same ``size`` and ``sha256``; returns where to continue."""
@@ -124,7 +129,7 @@ class ModelSlots:
         current = self.upload()
         if current is not None and current.size == size and current.sha256 == sha256:
             part = self.folder / PART
-            with part.open("r+b") as handle:  # drop bytes beyond the acknowledged offset
+            with part.open("r+b" if part.exists() else "wb") as handle:  # drop bytes beyond the acknowledged offset
                 handle.truncate(current.offset)
             return self._recrc(current)
         (self.folder / PART).write_bytes(b"")
@@ -147,8 +152,11 @@ class ModelSlots:
             raise SlotError("bad_offset", f"chunk at offset {offset}, the upload stands at {current.offset}")
         if current.offset + len(data) > current.size:
             raise SlotError("too_long", f"chunk ends at {current.offset + len(data)}, beyond the size {current.size}")
-        with (self.folder / PART).open("ab") as handle:
+        part = self.folder / PART
+        with part.open("r+b" if part.exists() else "wb") as handle:
+            handle.seek(offset)  # bytes beyond the recorded offset (a crash before bookkeeping) are overwritten
             handle.write(data)
+            handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
         state = Upload(current.size, current.sha256, current.offset + len(data), zlib.crc32(data, current.crc32))
@@ -200,11 +208,18 @@ class ModelSlots:
             except Exception as exc:
                 self.abort_upload()
                 raise SlotError("refused", f"the device refused the model: {exc}") from None
+        # At every instant a crash leaves a loadable active.fcpkg: the old one is first *linked* to
+        # previous.fcpkg, then the candidate replaces active.fcpkg in one rename. The trial is written
+        # before the switch and names the candidate, so it only applies once the switch happened.
         active = self.active
         if active.exists():
-            active.replace(self.folder / PREVIOUS)
-        part.replace(active)
+            linked = self.folder / (PREVIOUS + ".tmp")
+            linked.unlink(missing_ok=True)
+            os.link(active, linked)
+            linked.replace(self.folder / PREVIOUS)
         _write_atomic(self.folder / TRIAL, json.dumps({"starts": 0, "sha256": current.sha256}).encode())
+        part.replace(active)
+        _fsync_dir(self.folder)
         (self.folder / UPLOAD).unlink(missing_ok=True)
         _fsync_dir(self.folder)
         return contract
@@ -217,12 +232,21 @@ class ModelSlots:
         trial = self.folder / TRIAL
         if not trial.exists():
             return self.active, False
-        state = json.loads(trial.read_text())
+        state = self._trial(trial)
+        if state is None:  # a commit that crashed before its switch: the old model was never replaced
+            trial.unlink()
+            _fsync_dir(self.folder)
+            return self.active, False
         if int(state.get("starts", 0)) >= 1 and (self.folder / PREVIOUS).exists():
             self.rollback()
             return self.active, True
         _write_atomic(trial, json.dumps(state | {"starts": int(state.get("starts", 0)) + 1}).encode())
         return self.active, False
+
+    @property
+    def on_trial(self) -> bool:
+        """Whether the active model was switched to and has not yet confirmed a start."""
+        return (self.folder / TRIAL).exists()
 
     def confirm(self) -> None:
         """The active model started, passed its self-test and runs: end its trial."""
@@ -246,14 +270,25 @@ class ModelSlots:
 
     # ---------------------------------------------------------------- internals
 
+    def _trial(self, trial: Path) -> dict[str, Any] | None:
+        """The trial's state if it is about the active package (else None)."""
+        try:
+            state = json.loads(trial.read_text())
+            digest = hashlib.sha256(self.active.read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) and state.get("sha256") == digest else None
+
     def _save(self, state: Upload) -> None:
         _write_atomic(self.folder / UPLOAD, json.dumps(state.__dict__).encode())
 
     def _recrc(self, state: Upload) -> Upload:
         crc = 0
-        with (self.folder / PART).open("rb") as handle:
-            while block := handle.read(1 << 16):
-                crc = zlib.crc32(block, crc)
+        part = self.folder / PART
+        if part.exists():
+            with part.open("rb") as handle:
+                while block := handle.read(1 << 16):
+                    crc = zlib.crc32(block, crc)
         fixed = Upload(state.size, state.sha256, state.offset, crc)
         self._save(fixed)
         return fixed

@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +138,41 @@ async def scan(
     return [(device, adv) for device, adv in found.values() if is_forcecast(None)(device, adv)]
 
 
+async def find_device(
+    address: str | None, config: ClientConfig, scanner_backend: type | None, backend_kwargs: dict[str, Any]
+) -> BLEDevice | None:
+    """Scan for a forcecast device (``address``, when given) for up to ``config.scan_timeout_s``."""
+    return await BleakScanner.find_device_by_filter(
+        is_forcecast(address),
+        timeout=config.scan_timeout_s,
+        service_uuids=[SERVICE_UUID],
+        backend=scanner_backend,
+        **backend_kwargs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    device: BLEDevice, config: ClientConfig, client_backend: type | None, backend_kwargs: dict[str, Any]
+) -> AsyncIterator[tuple[BleakClient, asyncio.Event]]:
+    """Connect and pair (or re-encrypt the bond); yields the client and an event set when the link drops."""
+    lost = asyncio.Event()
+    client = BleakClient(
+        device,
+        disconnected_callback=lambda _client: lost.set(),
+        timeout=config.connect_timeout_s,
+        backend=client_backend,
+        **backend_kwargs,
+    )
+    await client.connect()
+    try:
+        await client.pair()
+        yield client, lost
+    finally:
+        with contextlib.suppress(BleakError, TimeoutError):
+            await client.disconnect()
+
+
 class ControlChannel:
     """Control-point requests with ids, matched to their notified replies."""
 
@@ -162,7 +197,7 @@ class ControlChannel:
             return
         future.set_result(reply)
 
-    async def request(self, opcode: Opcode, *arguments: int) -> Reply:
+    async def request(self, opcode: Opcode, *arguments: int | bytes, timeout_s: float | None = None) -> Reply:
         """Send a request and wait for its reply.
 
         Raises
@@ -181,14 +216,15 @@ class ControlChannel:
         try:
             await self.client.write_gatt_char(CONTROL_UUID, encode_request(opcode, request_id, *arguments), True)
             lost = asyncio.ensure_future(self.lost.wait())
+            timeout = timeout_s or self.timeout_s
             try:
-                await asyncio.wait({future, lost}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({future, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 lost.cancel()
             if not future.done():
                 if self.lost.is_set():
                     raise BleakError(f"{opcode.name} request {request_id}: the link dropped before the reply")
-                raise TimeoutError(f"{opcode.name} request {request_id}: no reply within {self.timeout_s:g} s")
+                raise TimeoutError(f"{opcode.name} request {request_id}: no reply within {timeout:g} s")
             reply = future.result()
         finally:
             self._pending.pop(request_id, None)
@@ -272,34 +308,17 @@ class HostLogger:
     async def session(self) -> bool:
         """One scan-connect-stream cycle; returns whether it reached streaming (False: nothing found)."""
         self._set_state("scanning")
-        device = await BleakScanner.find_device_by_filter(
-            is_forcecast(self.address),
-            timeout=self.config.scan_timeout_s,
-            service_uuids=[SERVICE_UUID],
-            backend=self.scanner_backend,
-            **self.backend_kwargs,
-        )
+        device = await find_device(self.address, self.config, self.scanner_backend, self.backend_kwargs)
         if device is None or self._stop.is_set():
             return False
         self._set_state("connecting")
-        lost = asyncio.Event()
-        client = BleakClient(
-            device,
-            disconnected_callback=lambda _client: lost.set(),
-            timeout=self.config.connect_timeout_s,
-            backend=self.client_backend,
-            **self.backend_kwargs,
-        )
-        await client.connect()
-        self.stats.sessions += 1
-        try:
-            await client.pair()
-            return await self._stream(client, device, lost)
-        finally:
-            if lost.is_set():
-                self.stats.disconnects += 1
-            with contextlib.suppress(BleakError, TimeoutError):
-                await client.disconnect()
+        async with connect(device, self.config, self.client_backend, self.backend_kwargs) as (client, lost):
+            self.stats.sessions += 1
+            try:
+                return await self._stream(client, device, lost)
+            finally:
+                if lost.is_set():
+                    self.stats.disconnects += 1
 
     async def _stream(self, client: BleakClient, device: BLEDevice, lost: asyncio.Event) -> bool:
         self._set_state("syncing")

@@ -6,7 +6,9 @@ One custom 128-bit service (``edge.protocol.SERVICE_UUID``) with four characteri
 - records (notify): step/summary/event record fragments from where the host resumed;
 - control (write + notify): requests and their replies. The attribute needs an encrypted link
   (ATT error 0x0F otherwise) and :class:`GattServer` additionally requires the peer to be bonded;
-- info (read, encrypted): a JSON object describing the device and its model.
+- info (read, encrypted): a JSON object describing the device and its model;
+- upload (write without response + notify, encrypted and bonded): model package chunks in,
+  durable acknowledgements out (see :mod:`edge.upload`).
 
 The same class runs on the Pi (a bumble ``Device`` on the HCI socket) and in tests and the demo (a
 ``Device`` on bumble's in-process ``LocalLink``, see :mod:`edge.ble.virtual`). The runtime runs in
@@ -31,7 +33,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 
 from edge.ble.uncancelled import finish_within
 from edge.link import DeviceLink
-from edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID
+from edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID, UPLOAD_UUID
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,14 @@ class GattServer:
             permissions.READABLE | permissions.READ_REQUIRES_ENCRYPTION,
             CharacteristicValue(read=lambda _connection: self.link.device_info()),
         )
+        self.upload = Characteristic(
+            UPLOAD_UUID,
+            properties.WRITE_WITHOUT_RESPONSE | properties.NOTIFY,
+            permissions.WRITEABLE | permissions.WRITE_REQUIRES_ENCRYPTION,
+            CharacteristicValue(write=self._on_upload_write),
+        )
+        self._uploads: asyncio.Queue[tuple[Connection, bytes]] | None = None
+        self._upload_worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Power the device on, publish the service and advertise."""
@@ -147,7 +157,7 @@ class GattServer:
         self.window = PairingWindow(self.pairing_window_s)
         window = self.window
         self.device.pairing_config_factory = lambda _connection: pairing_config(window)
-        self.device.add_service(Service(SERVICE_UUID, [self.live, self.records, self.control, self.info]))
+        self.device.add_service(Service(SERVICE_UUID, [self.live, self.records, self.control, self.info, self.upload]))
         self.device.on(self.device.EVENT_CONNECTION, self._on_connection)
         await self.device.power_on()
         await self.device.start_advertising(
@@ -157,13 +167,16 @@ class GattServer:
             auto_restart=True,
         )
         self._pump = asyncio.create_task(self._pump_forever(), name="forcecast-ble-pump")
+        self._uploads = asyncio.Queue()
+        self._upload_worker = asyncio.create_task(self._take_uploads(), name="forcecast-ble-upload")
 
     async def stop(self) -> None:
         """Stop advertising, drop the host and stop pumping."""
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-            self._pump = None
+        for task in (self._pump, self._upload_worker):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._pump = self._upload_worker = None
         await asyncio.gather(*self._replies, return_exceptions=True)
         await self.disconnect()
         await self.device.stop_advertising()
@@ -258,12 +271,30 @@ class GattServer:
             log.debug("control write arrived after its connection ended; ignored")
             return
         await self._refresh(connection)
-        reply = self.link.handle_control(bytes(value))
+        # In a thread: a model commit verifies and self-tests for seconds; the radio keeps going meanwhile.
+        reply = await asyncio.to_thread(self.link.handle_control, bytes(value))
         # Answer after the ATT write response has gone out, in the order requests came.
         task = asyncio.get_running_loop().create_task(self._send(connection, self.control, reply))
         self._replies = [t for t in self._replies if not t.done()] + [task]
         if self._wake is not None:
             self._wake.set()
+
+    async def _on_upload_write(self, connection: Connection, value: bytes) -> None:
+        # Writes without response each run in a task of their own; the queue keeps them in order.
+        if self._uploads is not None and self.connection is connection:
+            self._uploads.put_nowait((connection, bytes(value)))
+
+    async def _take_uploads(self) -> None:
+        assert self._uploads is not None
+        while True:
+            connection, value = await self._uploads.get()
+            if not self._alive(connection) or self.connection is not connection:
+                continue
+            if not self.link.encrypted:
+                await self._refresh(connection)
+            ack = await asyncio.to_thread(self.link.handle_upload, value)  # a durable ack means an fsync
+            if ack is not None:
+                await self._send(connection, self.upload, ack)
 
     async def _send(self, connection: Connection, characteristic: Characteristic, value: bytes) -> bool:
         if not self._alive(connection):

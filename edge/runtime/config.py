@@ -144,6 +144,23 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """Where the device keeps its models and whether it takes updates.
+
+    Attributes
+    ----------
+    folder
+        The model slots (``active.fcpkg``, ``previous.fcpkg``, an upload in progress); ``forcecast edge run``
+        without ``--model`` runs the active one.
+    updates
+        Accept model uploads over BLE (from bonded hosts; every package is still verified and self-tested).
+    """
+
+    folder: Path = Path("/var/lib/forcecast/models")
+    updates: bool = True
+
+
+@dataclass(frozen=True)
 class FeedbackConfig:
     """How a cue reaches the patient.
 
@@ -224,6 +241,7 @@ class DeviceConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     ble: BleConfig = field(default_factory=BleConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
     def __post_init__(self) -> None:
         places = [s.place for s in self.sensors]

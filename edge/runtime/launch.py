@@ -9,18 +9,19 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.config import ConfigError
 from edge.contract import ModelContract
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
-from edge.package import ModelPackage, PackageError, open_package
+from edge.package import ModelPackage, PackageError, open_package, read_package
 from edge.protocol import VERSION as PROTOCOL_VERSION
 from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from edge.runtime.feedback import Cue, GpioCue, StdoutCue
 from edge.runtime.pipeline import Listener, Pipeline, run_source
 from edge.runtime.store import RecordStore
 from edge.runtime.systemd import Notifier
+from edge.runtime.updates import ModelUpdates, runtime_switch, start_model, trusted_keys
 from edge.selftest import run_golden
+from edge.slots import ModelSlots
 from edge.sources.base import Source, SourceError
 
 
@@ -58,12 +59,7 @@ def load_model(
     PackageError
         If the package is refused, has no Edge TPU build when one is asked for, or fails its self-test.
     """
-    if not trusted:
-        raise ConfigError(
-            "no trusted public keys: list them in device.toml (trusted_keys = [...]) or pass --pubkey; "
-            "the device runs only signed models"
-        )
-    package, contract = open_package(path, [load_public_key(k) for k in trusted])
+    package, contract = open_package(path, [load_public_key(k) for k in trusted_keys(trusted)])
     if edgetpu and package.edgetpu_model is None:
         raise PackageError(
             "unsupported", f"{path.name}: [runtime] edgetpu = true but the package has no Edge TPU build"
@@ -105,7 +101,7 @@ def device_info(
 ) -> dict[str, Any]:
     """The device-info characteristic's JSON: who the device is, which model it runs, for whom."""
     manifest = package.manifest
-    return {
+    info = {
         "device_id": config.device_id,
         "firmware": version("forcecast"),
         "protocol": PROTOCOL_VERSION,
@@ -117,6 +113,30 @@ def device_info(
         "patient_id": patient.patient_id,
         "body_mass_kg": patient.body_mass_kg,
         "peak_limit_bw": patient.peak_limit_bw,
+        "contract": {
+            "places": list(contract.leg_places),
+            "window": contract.window,
+            "hop": contract.out_len,
+            "static": list(contract.static_features),
+        },
+    }
+    return info
+
+
+def slots_info(slots: ModelSlots) -> dict[str, Any]:
+    """What the device-info JSON says about the model slots: previous model, trial, upload in progress."""
+    previous = slots.folder / "previous.fcpkg"
+    version = None
+    if previous.exists():
+        try:
+            version = read_package(previous).manifest.get("model_version")
+        except PackageError:
+            version = "unreadable"
+    upload = slots.upload()
+    return {
+        "previous_model": version,
+        "on_trial": slots.on_trial,
+        "upload": None if upload is None else {"offset": upload.offset, "size": upload.size},
     }
 
 
@@ -134,6 +154,8 @@ class Runtime:
     store: RecordStore
     pipeline: Pipeline
     notifier: Notifier = field(default_factory=Notifier)
+    slots: ModelSlots | None = None
+    updates: ModelUpdates | None = None
 
     def describe(self) -> str:
         """One line for the log: model, legs, patient, source, store."""
@@ -146,18 +168,27 @@ class Runtime:
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic)."""
-        return device_info(self.config, self.package, self.contract, self.patient)
+        info = device_info(self.config, self.package, self.contract, self.patient)
+        info["updates"] = self.updates is not None
+        if self.slots is not None:
+            info |= slots_info(self.slots)
+        return info
 
     def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Run until the source ends or ``duration_s`` of sensor time has passed (any thread)."""
         notified = False
+        on_trial = self.slots is not None and self.slots.on_trial
 
         def tick() -> None:
-            nonlocal notified
+            nonlocal notified, on_trial
             if not notified and self.pipeline.calibration is not None:
                 calibrated = self.pipeline.report.calibration.get("calibrated")
                 self.notifier.ready(f"running; calibration {'ok' if calibrated else 'skipped'}")
                 notified = True
+            if on_trial and any(p.inferences for p in self.pipeline.predictors.values()):
+                assert self.slots is not None
+                self.slots.confirm()  # the model on trial passed its self-test and predicts: it stays
+                on_trial = False
             self.notifier.ping()
 
         try:
@@ -173,7 +204,7 @@ class Runtime:
 
 
 def build_runtime(
-    model_path: Path,
+    model_path: Path | None,
     source_spec: str,
     config_path: Path | None,
     pubkeys: list[Path],
@@ -181,14 +212,26 @@ def build_runtime(
     speed: float = 1.0,
     listeners: list[Listener] | None = None,
 ) -> Runtime:
-    """Verify and load the model, open the source and the store, and build the pipeline."""
+    """Verify and load the model, open the source and the store, and build the pipeline.
+
+    With ``model_path`` the runtime runs that package and takes no updates; without it, the model comes
+    from the slots in ``[models] folder`` (rolling back one that fails on trial) and updates are taken.
+    """
     config = load_device_config(config_path)
-    package, contract, model = load_model(
-        model_path, list(pubkeys) or list(config.trusted_keys), config.runtime.edgetpu, config.runtime.threads
-    )
+    trusted = trusted_keys(list(pubkeys) or list(config.trusted_keys))
     source = open_source(source_spec, config, speed)
+    slots: ModelSlots | None = None
+    notes: list[str] = []
+    if model_path is not None:
+        package, contract, model = load_model(model_path, trusted, config.runtime.edgetpu, config.runtime.threads)
+    else:
+        slots = ModelSlots(config.models.folder, [load_public_key(k) for k in trusted])
+        loaded, notes = start_model(slots, config, source.columns)
+        package, contract, model = loaded.package, loaded.contract, loaded.model
     patient = patient_for(source, config, explicit=config_path is not None)
     store = RecordStore(store_path or config.store.path, config.store.max_bytes, config.device_id)
+    if notes:
+        store.append("event", [(0.0, {"event": "model_rolled_back", "detail": note}) for note in notes])
     pipeline = Pipeline(
         model,
         contract,
@@ -203,11 +246,14 @@ def build_runtime(
         patient=patient,
         listeners=list(listeners or []),
     )
-    return Runtime(config, package, contract, model, source, source_spec, patient, store, pipeline)
+    runtime = Runtime(config, package, contract, model, source, source_spec, patient, store, pipeline, slots=slots)
+    if slots is not None and config.models.updates:
+        runtime.updates = ModelUpdates(slots, config, source.columns, runtime_switch(runtime, slots))
+    return runtime
 
 
 def launch(
-    model_path: Path,
+    model_path: Path | None,
     source_spec: str,
     config_path: Path | None,
     pubkeys: list[Path],

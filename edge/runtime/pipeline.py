@@ -9,6 +9,7 @@ the source itself (a live sensor or a paced replay) and the store's commit.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,8 +33,35 @@ from edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
 from edge.sources.base import Source
 
 FloatArray = NDArray[np.float64]
+HISTORY_S = 8.0
+"""Resampled input kept to prime a model that takes over while running (longer than any model window)."""
 Listener = Callable[[str, dict[str, Any]], None]
 """Called with a record kind (``step``, ``summary``, ``event``, ``grf``) and its payload."""
+
+
+def needed_columns(contract: ModelContract, legs: tuple[str, ...], available: tuple[str, ...]) -> tuple[str, ...]:
+    """The IMU columns the model needs for ``legs``, in pipeline order.
+
+    Raises
+    ------
+    ContractError
+        Naming what the model needs that ``available`` (the source's or the sensors' columns) lacks.
+    """
+    places: list[str] = []
+    for leg in legs:
+        for column, _ in channel_sources(contract.leg_places, leg):
+            place = column.rsplit("_", 2)[0]
+            if place not in places:
+                places.append(place)
+    columns = tuple(imu_column(p, k, a) for p in places for k in SENSOR_KINDS for a in SENSOR_AXES)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ContractError(
+            f"the model ({', '.join(contract.leg_places)}) for leg(s) {', '.join(legs)} needs "
+            f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}, which the sensors do not provide "
+            f"(they give places {', '.join(dict.fromkeys(c.rsplit('_', 2)[0] for c in available)) or 'none'})"
+        )
+    return columns
 
 
 class Sink:
@@ -139,42 +167,23 @@ class Pipeline:
         self.listeners = listeners or []
         self.model_version = model_version
         runtime = config.runtime
-        needed_places: list[str] = []
-        for leg in runtime.legs:
-            for column, _ in channel_sources(contract.leg_places, leg):
-                place = column.rsplit("_", 2)[0]
-                if place not in needed_places:
-                    needed_places.append(place)
-        self.columns = tuple(imu_column(p, k, a) for p in needed_places for k in SENSOR_KINDS for a in SENSOR_AXES)
-        missing = [c for c in self.columns if c not in columns]
-        if missing:
-            raise ContractError(
-                f"the model ({', '.join(contract.leg_places)}) for leg(s) {', '.join(runtime.legs)} needs "
-                f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}, which the source does not provide "
-                f"(it has places {', '.join(dict.fromkeys(c.rsplit('_', 2)[0] for c in columns))})"
-            )
+        self.columns = needed_columns(contract, runtime.legs, columns)
         source_index = {c: i for i, c in enumerate(columns)}
         self._pick = np.array([source_index[c] for c in self.columns])
         self.guard = StreamGuard(
             self.columns, rate_hz, acc_range_mps2, gyr_range_rads, runtime.max_gap_s, runtime.clock_jump_s
         )
         self.resampler = CausalResampler(rate_hz, contract.rate_hz, len(self.columns), max_gap_s=runtime.max_gap_s)
-        p = self.patient
-        self.body_weight_n = p.body_mass_kg * GRAVITY_MPS2
-        self.predictors = {
-            leg: LegPredictor(
-                model,
-                contract,
-                self.columns,
-                leg,
-                static_features(p.hka_deg, p.affected_side, p.body_mass_kg, p.height_m, leg)
-                if contract.static_features
-                else None,
-            )
-            for leg in runtime.legs
-        }
+        self.body_weight_n = self.patient.body_mass_kg * GRAVITY_MPS2
+        self.predictors = self._predictors(model, contract)
+        self._history: deque[tuple[FloatArray, FloatArray]] = deque()
+        self._last_out: dict[str, float] = {}
+        self._switch: tuple[Model, ModelContract, str, Callable[[], None] | None] | None = None
+        self._switch_lock = threading.Lock()
+        self._on_switched: Callable[[], None] | None = None
+        self._retired: list[LegPredictor] = []
         self.detectors = {leg: StepDetector() for leg in runtime.legs}
-        self.feedback = FeedbackGate(p.peak_limit_bw, cue)
+        self.feedback = FeedbackGate(self.patient.peak_limit_bw, cue)
         self.calibration: Calibration | None = None if runtime.calibration_s > 0 else identity(self.columns)
         self._calibration_rows: list[tuple[FloatArray, FloatArray]] = []
         self._calibration_start: float | None = None
@@ -186,8 +195,58 @@ class Pipeline:
         self.newest_input_s = float("nan")
         self._last_t: float | None = None
 
+    def _predictors(self, model: Model, contract: ModelContract) -> dict[str, LegPredictor]:
+        p = self.patient
+        return {
+            leg: LegPredictor(
+                model,
+                contract,
+                self.columns,
+                leg,
+                static_features(p.hka_deg, p.affected_side, p.body_mass_kg, p.height_m, leg)
+                if contract.static_features
+                else None,
+            )
+            for leg in self.config.runtime.legs
+        }
+
+    def can_switch_to(self, contract: ModelContract) -> bool:
+        """Whether a model with ``contract`` can take over while running (same rate, sensors already in use)."""
+        try:
+            needed = needed_columns(contract, self.config.runtime.legs, self.columns)
+        except ContractError:
+            return False
+        return contract.rate_hz == self.contract.rate_hz and set(needed) <= set(self.columns)
+
+    def switch_model(
+        self,
+        model: Model,
+        contract: ModelContract,
+        model_version: str,
+        on_running: Callable[[], None] | None = None,
+    ) -> None:
+        """Hand over to another model at the next chunk (any thread); ``on_running`` after its first inference.
+
+        The new model is primed with the last seconds of resampled input, so its output continues where
+        the old one's ended and no stance is cut by the switch.
+
+        Raises
+        ------
+        ContractError
+            If the model cannot take over while running (see :meth:`can_switch_to`).
+        """
+        if not self.can_switch_to(contract):
+            raise ContractError(
+                f"model {model_version} needs another rate or other sensors than the running model; "
+                "it can only start with the runtime"
+            )
+        with self._switch_lock:
+            self._switch = (model, contract, model_version, on_running)
+
     def push(self, time_s: FloatArray, values: FloatArray) -> None:
         """Process one chunk from the source."""
+        if self._switch is not None:
+            self._apply_switch()
         self.report.samples += time_s.size
         if self.time_origin_unix is None and time_s.size:
             self.time_origin_unix = time.time() - float(time_s[0])
@@ -210,7 +269,7 @@ class Pipeline:
             self._emit_events(closing)
         self._write_summary(force=True)
         self.report.quality = dict(self.guard.counters.events)
-        for predictor in self.predictors.values():
+        for predictor in [*self._retired, *self.predictors.values()]:
             self.report.inferences += predictor.inferences
             self.report.compute_ms.extend(1000 * s for s in predictor.compute_s)
         return self.report
@@ -245,10 +304,15 @@ class Pipeline:
         grid_t, grid_x = self.resampler.push(t, self.calibration.apply(x))
         if grid_t.size == 0:
             return
+        self._remember(grid_t, grid_x)
         for leg, predictor in self.predictors.items():
             out_t, grf = predictor.push(grid_t, grid_x)
+            if out_t.size and out_t[0] <= self._last_out.get(leg, -np.inf):  # overlap after a model switch
+                keep = out_t > self._last_out[leg]
+                out_t, grf = out_t[keep], grf[keep]
             if out_t.size == 0:
                 continue
+            self._last_out[leg] = float(out_t[-1])
             compute = predictor.last_push_compute_s
             self._notify("grf", {"leg": leg, "time_s": out_t, "grf_bw": grf})
             self.feedback.check(leg, out_t, grf[:, 0], self.newest_input_s, compute)
@@ -261,6 +325,34 @@ class Pipeline:
             self.report.cue_latency_ms.extend(e.latency_ms for e in new)
             self._store("event", [(e.time_s, {"event": "cue", **e.__dict__}) for e in new])
         self._write_summary()
+        if self._on_switched is not None and any(p.inferences for p in self.predictors.values()):
+            on_switched, self._on_switched = self._on_switched, None
+            on_switched()
+
+    def _remember(self, grid_t: FloatArray, grid_x: FloatArray) -> None:
+        """Keep the last :data:`HISTORY_S` of resampled input, to prime a model that takes over."""
+        self._history.append((grid_t, grid_x))
+        while len(self._history) > 1 and grid_t[-1] - self._history[1][0][0] > HISTORY_S:
+            self._history.popleft()
+
+    def _apply_switch(self) -> None:
+        with self._switch_lock:
+            switch, self._switch = self._switch, None
+        if switch is None:
+            return
+        model, contract, model_version, on_running = switch
+        predictors = self._predictors(model, contract)
+        if self._history:
+            t = np.concatenate([h[0] for h in self._history])
+            x = np.vstack([h[1] for h in self._history])
+            for predictor in predictors.values():
+                predictor.push(t, x)  # its outputs for this stretch were already given by the old model
+        self._retired.extend(self.predictors.values())
+        previous = self.model_version
+        self.predictors, self.contract, self.model_version = predictors, contract, model_version
+        self._on_switched = on_running
+        at = self.newest_input_s if np.isfinite(self.newest_input_s) else 0.0
+        self._store("event", [(at, {"event": "model_switched", "from": previous, "to": model_version})])
 
     def _record_step(self, leg: str, stance: Any) -> None:
         metrics = step_metrics(stance, self.body_weight_n)

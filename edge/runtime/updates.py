@@ -1,0 +1,242 @@
+"""Model updates on the device: which model a start loads, and taking a new one while running.
+
+The device's models live in :class:`edge.slots.ModelSlots` (``[models] folder`` in ``device.toml``).
+A candidate is accepted only if, on top of the slots' own checks (size, SHA-256, signature by a
+trusted key), its contract fits the device (its sensors, the legs it predicts, the Edge TPU if one is
+configured) and its golden input/output pairs reproduce on this device's interpreter. The same check
+runs for an upload over BLE and for ``forcecast flash --path`` on a mounted model folder.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge.contract import ContractError, ModelContract
+from edge.interpreter import TFLiteModel
+from edge.package import ModelPackage, PackageError, open_package
+from edge.runtime.config import DeviceConfig
+from edge.runtime.pipeline import needed_columns
+from edge.schema import SENSOR_AXES, SENSOR_KINDS, imu_column
+from edge.selftest import run_golden
+from edge.slots import ModelSlots, SlotError
+from edge.upload import UploadReceiver
+
+if TYPE_CHECKING:
+    from edge.runtime.launch import Runtime
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified package with its interpreter, self-tested."""
+
+    package: ModelPackage
+    contract: ModelContract
+    model: TFLiteModel
+
+    @property
+    def version(self) -> str:
+        """The manifest's model version."""
+        return str(self.package.manifest["model_version"])
+
+
+def sensor_columns(config: DeviceConfig) -> tuple[str, ...]:
+    """The IMU columns the configured sensors provide."""
+    return tuple(imu_column(s.place, k, a) for s in config.sensors for k in SENSOR_KINDS for a in SENSOR_AXES)
+
+
+def trusted_keys(keys: list[Path]) -> list[Path]:
+    """The key files a package may be signed with (``--pubkey`` or ``trusted_keys`` in ``device.toml``).
+
+    Raises
+    ------
+    edge.config.ConfigError
+        If there are none: the device runs only signed models.
+    """
+    from edge.config import ConfigError
+
+    if not keys:
+        raise ConfigError(
+            "no trusted public keys: list them in device.toml (trusted_keys = [...]) or pass --pubkey; "
+            "the device runs only signed models"
+        )
+    return keys
+
+
+def load_checked(
+    path: Path, package: ModelPackage, contract: ModelContract, config: DeviceConfig, columns: tuple[str, ...]
+) -> LoadedModel:
+    """Check a verified package against the device and self-test it.
+
+    Raises
+    ------
+    PackageError
+        ``contract_mismatch`` (sensors, legs, Edge TPU) or ``selftest_failed``.
+    """
+    try:
+        needed_columns(contract, config.runtime.legs, columns)
+    except ContractError as exc:
+        raise PackageError("contract_mismatch", f"{path.name}: {exc}") from None
+    edgetpu = config.runtime.edgetpu
+    if edgetpu and package.edgetpu_model is None:
+        raise PackageError("contract_mismatch", f"{path.name}: [runtime] edgetpu = true but it has no Edge TPU build")
+    model = TFLiteModel(
+        package.edgetpu_model if edgetpu else package.model,  # type: ignore[arg-type]
+        num_threads=config.runtime.threads,
+        edgetpu=edgetpu,
+    )
+    result = run_golden(model, package.manifest["golden"])
+    if not result.ok:
+        raise PackageError("selftest_failed", f"{path.name}: golden self-test failed: {'; '.join(result.messages)}")
+    return LoadedModel(package, contract, model)
+
+
+def start_model(slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...]) -> tuple[LoadedModel, list[str]]:
+    """The model a start runs, from the slots; rolls back a model on trial that fails, with notes on what happened.
+
+    Raises
+    ------
+    edge.config.ConfigError
+        If no model is installed.
+    PackageError
+        If the active model fails and there is nothing to roll back to.
+    """
+    from edge.config import ConfigError
+
+    path, rolled_back = slots.model_for_start()
+    notes = ["the model switched to last time never confirmed a start: rolled back to the previous one"] * rolled_back
+    if not path.exists():
+        raise ConfigError(
+            f"no model installed in {slots.folder}: install one with 'forcecast flash PKG --path {slots.folder}' "
+            "or run a package directly with --model PKG"
+        )
+    try:
+        return _open(path, slots, config, columns), notes
+    except PackageError as exc:
+        if not slots.on_trial:
+            raise
+        slots.rollback()
+        notes.append(f"the new model failed at start ({exc.reason}: {exc}); rolled back to the previous one")
+        return _open(path, slots, config, columns), notes
+
+
+def _open(path: Path, slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...]) -> LoadedModel:
+    package, contract = open_package(path, slots.trusted)
+    return load_checked(path, package, contract, config, columns)
+
+
+class ModelUpdates:
+    """Uploads, commits and rollbacks for a runtime that runs from its model slots (what the BLE link calls).
+
+    Parameters
+    ----------
+    slots
+        The device's model slots.
+    config
+        Device configuration (legs, Edge TPU, threads).
+    columns
+        IMU columns the running source provides.
+    switch
+        Called with a newly accepted model to take it over while running; raises ``ContractError``
+        when the model can only start with the runtime. Returns nothing.
+    """
+
+    def __init__(
+        self,
+        slots: ModelSlots,
+        config: DeviceConfig,
+        columns: tuple[str, ...],
+        switch: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
+        self.slots = slots
+        self.config = config
+        self.columns = columns
+        self.switch = switch
+        self.receiver = UploadReceiver(slots)
+        self._lock = threading.Lock()
+        self.last_result: dict[str, Any] = {}
+
+    def begin(self, size: int, sha256: str) -> tuple[int, int]:
+        """Start or resume an upload: ``(offset, crc32)``."""
+        return self.receiver.begin(size, sha256)
+
+    def chunk(self, offset: int, data: bytes) -> bytes | None:
+        """One upload chunk; an acknowledgement to notify when one is due."""
+        return self.receiver.chunk(offset, data)
+
+    def abort(self) -> None:
+        """Drop the upload in progress."""
+        self.receiver.disconnected()
+        self.slots.abort_upload()
+
+    def disconnected(self) -> None:
+        """The link dropped."""
+        self.receiver.disconnected()
+
+    def commit(self) -> str:
+        """Verify, check and self-test the upload, switch to it; returns what the host is told.
+
+        Raises
+        ------
+        SlotError
+            With the reason; the running model is untouched.
+        """
+        with self._lock:
+            accepted: list[LoadedModel] = []
+
+            def accept(path: Path, contract: ModelContract, _manifest: dict[str, Any]) -> None:
+                package, _ = open_package(path, self.slots.trusted)
+                accepted.append(load_checked(path, package, contract, self.config, self.columns))
+
+            try:
+                self.slots.commit(accept)
+            except SlotError as exc:
+                self.last_result = {"result": "refused", "reason": exc.reason, "detail": str(exc)}
+                raise
+            loaded = accepted[0]
+            return self._take_over(loaded, "switched")
+
+    def rollback(self) -> str:
+        """Make the previous model active again and run it; returns what the host is told.
+
+        Raises
+        ------
+        SlotError
+            ``no_previous``, or the previous model's reason if it no longer loads (nothing changes then).
+        """
+        with self._lock:
+            previous = self.slots.folder / "previous.fcpkg"
+            if not previous.exists():
+                raise SlotError("no_previous", "no previous model to roll back to")
+            try:
+                loaded = _open(previous, self.slots, self.config, self.columns)
+            except PackageError as exc:
+                raise SlotError(exc.reason, f"the previous model does not load: {exc}") from None
+            self.slots.rollback()
+            return self._take_over(loaded, "rolled_back")
+
+    def _take_over(self, loaded: LoadedModel, result: str) -> str:
+        note = loaded.version
+        if self.switch is not None:
+            try:
+                self.switch(loaded)
+            except ContractError:
+                note += " (active from the next start: it needs another rate or other sensors)"
+        self.last_result = {"result": result, "model_version": loaded.version}
+        return note
+
+
+def runtime_switch(runtime: Runtime, slots: ModelSlots) -> Callable[[LoadedModel], None]:
+    """The ``switch`` callback for :class:`ModelUpdates`: hand the pipeline over, confirm the trial once it runs."""
+
+    def switch(loaded: LoadedModel) -> None:
+        if not runtime.pipeline.can_switch_to(loaded.contract):
+            raise ContractError(f"model {loaded.version} can only start with the runtime")
+        slots.model_for_start()  # the switch is this model's start: a crash before it confirms rolls back
+        runtime.pipeline.switch_model(loaded.model, loaded.contract, loaded.version, on_running=slots.confirm)
+        runtime.package, runtime.contract, runtime.model = loaded.package, loaded.contract, loaded.model
+
+    return switch
