@@ -33,6 +33,7 @@ from edge.protocol import (
     encode_live,
     encode_record,
     encode_reply,
+    payload_size,
     request_arguments,
 )
 from edge.runtime.store import RecordStore
@@ -163,7 +164,7 @@ class DeviceLink:
             return encode_reply(request.opcode, request.request_id, Status.OK, payload)
         except ProtocolError as exc:
             self._count(exc.status.name)
-            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: max(0, self.mtu - 3 - 5)])
+            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: payload_size(self.mtu) - 5])
         except Exception as exc:  # a bug must not take the link down; it is reported and counted
             self._count("INTERNAL")
             return encode_reply(opcode, request_id, Status.INTERNAL, type(exc).__name__.encode())
@@ -216,7 +217,7 @@ class DeviceLink:
             text = updates.commit() if opcode is Opcode.UPLOAD_COMMIT else updates.rollback()
         except SlotError as exc:
             raise ProtocolError(Status.REFUSED, f"{exc.reason}: {exc}") from None
-        return text.encode()[: max(0, self.mtu - 3 - 5)]
+        return text.encode()[: payload_size(self.mtu) - 5]
 
     def next_record_packets(self, limit: int = 64) -> list[bytes]:
         """Up to ``limit`` record fragments to notify next (whole records, oldest first, per resumed kind)."""

@@ -50,6 +50,8 @@ VERSION: Final = 1
 ATT_OVERHEAD: Final = 3
 """An ATT notification carries ``MTU - 3`` bytes of value."""
 MIN_MTU: Final = 23
+MAX_ATTRIBUTE_BYTES: Final = 512
+"""The longest attribute value ATT allows (Core spec Vol 3 Part F 3.2.9), whatever the MTU."""
 MAX_RECORD_BYTES: Final = 64 * 1024
 
 SERVICE_UUID: Final = "6f7c0001-3a1e-4c43-9f1b-6b2f0c9e5a10"
@@ -128,10 +130,10 @@ REPLY_FLAG: Final = 0x80
 
 
 def payload_size(mtu: int) -> int:
-    """Bytes of value one notification can carry at ``mtu``."""
+    """Bytes of value one notification or write can carry at ``mtu`` (an attribute value is at most 512)."""
     if mtu < MIN_MTU:
         raise ValueError(f"ATT MTU must be at least {MIN_MTU}, got {mtu}")
-    return mtu - ATT_OVERHEAD
+    return min(mtu - ATT_OVERHEAD, MAX_ATTRIBUTE_BYTES)
 
 
 def _check_version(data: bytes, what: str) -> None:

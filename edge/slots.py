@@ -183,7 +183,8 @@ class ModelSlots:
         ------
         SlotError
             ``incomplete``, ``size_mismatch``, ``hash_mismatch``, a package reason (``bad_signature``,
-            ``untrusted_key``, ...), or ``refused`` (from ``accept``). The active model is untouched.
+            ``untrusted_key``, ...; from ``accept`` too: ``contract_mismatch``, ``selftest_failed``), or
+            ``refused`` (``accept`` failed otherwise). The active model is untouched.
         """
         current = self.upload()
         if current is None:
@@ -205,6 +206,9 @@ class ModelSlots:
         if accept is not None:
             try:
                 accept(part, contract, package.manifest)
+            except PackageError as exc:
+                self.abort_upload()
+                raise SlotError(exc.reason, str(exc)) from None
             except Exception as exc:
                 self.abort_upload()
                 raise SlotError("refused", f"the device refused the model: {exc}") from None

@@ -39,6 +39,7 @@ from bumble.keys import PairingKeys
 from bumble.pairing import PairingConfig, PairingDelegate
 
 from edge.ble.uncancelled import finish_within
+from edge.protocol import payload_size
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -303,7 +304,7 @@ class BumbleClient(BaseBleakClient):
                     characteristic.handle,
                     uuid_str(characteristic.uuid),
                     list(gatt_char_props_to_strs(int(characteristic.properties))),
-                    lambda: connection.att_mtu - 3,
+                    lambda: payload_size(connection.att_mtu),
                     bleak_service,
                 )
                 collection.add_characteristic(bleak_characteristic)

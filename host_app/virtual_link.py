@@ -8,6 +8,7 @@ host's bleak calls going through :mod:`host_app.bleak_bumble`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ async def virtual_link(
     """
     link = LocalLink()
     if isinstance(device_link, DeviceLink):
-        device = virtual_device(link, name, static_address(str(device_link.info.get("device_id", name))))
+        info = json.loads(device_link.device_info())
+        device = virtual_device(link, name, static_address(str(info.get("device_id", name))))
         server = GattServer(device, device_link, name, pairing_window_s=pairing_window_s, output_rate_hz=output_rate_hz)
     else:
         device = virtual_device(link, name, static_address(name))
