@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Modules that add subcommands. Each has ``register(subparsers)`` and imports only the standard
 # library at module level; heavy imports happen inside the command handlers.
-COMMAND_MODULES = ("edge.cli", "training.cli", "host_app.cli", "forcecast.demo")
+COMMAND_MODULES = ("edge.cli", "training.cli", "host_app.cli", "host_app.flash_cli", "forcecast.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,7 +108,8 @@ def register(commands: Any) -> None:
     bench.set_defaults(handler=_bench)
 
 
-def _no_adapter(exc: BaseException) -> int:
+def no_adapter(exc: BaseException) -> int:
+    """Say that there is no usable Bluetooth adapter, and how to get one going; returns the exit status 2."""
     print(
         f"forcecast host: error: no usable Bluetooth adapter ({type(exc).__name__}: {exc or 'not found'}). "
         "On Linux, BlueZ must be running (systemctl status bluetooth) and the adapter powered on "
@@ -128,7 +129,7 @@ def _scan(args: argparse.Namespace) -> int:
     try:
         found = asyncio.run(scan(args.timeout))
     except (BleakError, OSError) as exc:
-        return _no_adapter(exc)
+        return no_adapter(exc)
     devices = [{"address": d.address, "name": a.local_name, "rssi": a.rssi} for d, a in found]
     if args.json:
         print(json.dumps({"devices": devices}))
@@ -179,7 +180,7 @@ def _log(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except (BleakError, OSError) as exc:
-        return _no_adapter(exc)
+        return no_adapter(exc)
     finally:
         store.close()
     stats = logger.stats.as_dict() | {"db": str(db), "device_id": logger.device_id}
@@ -339,11 +340,11 @@ def _live(args: argparse.Namespace) -> int:
         pass
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
-            return _no_adapter(exc)
+            return no_adapter(exc)
         print(f"forcecast host live: error: cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2
     except BleakError as exc:
-        return _no_adapter(exc)
+        return no_adapter(exc)
     finally:
         store.close()
     return 0

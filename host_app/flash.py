@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bleak import BleakClient
-from bleak.exc import BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
 from edge.package import PackageError, read_package
 from edge.protocol import (
@@ -191,6 +191,8 @@ class Flasher:
                 result.state, result.reason, result.detail = "failed", exc.status.name.lower(), str(exc)
                 return result
             except (BleakError, TimeoutError, OSError) as exc:
+                if isinstance(exc, BleakBluetoothNotAvailableError | FileNotFoundError) and not result.sessions:
+                    raise  # no adapter (or no BlueZ) at all: retrying would only hide it
                 result.detail = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 8.0)

@@ -54,7 +54,7 @@ def device_config(tmp: Path, trusted: list[Path]) -> Path:
     keys = ", ".join(f'"{k}"' for k in trusted)
     path.write_text(
         f'device_id = "fc-flash"\ntrusted_keys = [{keys}]\n'
-        '[patient]\npatient_id = "S02"\nbody_mass_kg = 72.0\nheight_m = 1.74\n'
+        '[patient]\npatient_id = "S02"\nbody_mass_kg = 72.0\nheight_m = 1.74\nhka_deg = 4.0\naffected_side = "right"\n'
         '[runtime]\nlegs = ["l", "r"]\n'
         '[[sensors]]\nplace = "r_shank"\nbus = 1\naddress = 0x6A\n'
         '[[sensors]]\nplace = "r_thigh"\nbus = 1\naddress = 0x6B\n'
