@@ -122,18 +122,16 @@ class PackageFile:
     data: bytes
     sha256: str
     model_version: str
-    model_sha256: str
 
     @classmethod
     def read(cls, path: Path) -> PackageFile:
-        """Read ``path`` (a readable manifest is used only to name the model and spot it already active)."""
+        """Read ``path`` (a readable manifest is only used to name the model)."""
         data = path.read_bytes()
         try:
             manifest = read_package(path).manifest
         except PackageError:
             manifest = {}
-        version, model_sha256 = str(manifest.get("model_version", "?")), str(manifest.get("model_sha256", ""))
-        return cls(data, hashlib.sha256(data).hexdigest(), version, model_sha256)
+        return cls(data, hashlib.sha256(data).hexdigest(), str(manifest.get("model_version", "?")))
 
 
 class Flasher:
@@ -211,7 +209,7 @@ class Flasher:
             self.result.device_id = str(info.get("device_id", ""))
             if self.result.sessions == 1:
                 self.result.model_before = str(info.get("model_version", ""))
-            if self.package.model_sha256 and info.get("model_sha256") == self.package.model_sha256:
+            if info.get("package_sha256") == self.package.sha256:
                 self.result.model_after = str(info.get("model_version", ""))
                 self.result.state = "switched" if self._upload_started is not None else "already_active"
                 return True

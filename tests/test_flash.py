@@ -202,6 +202,7 @@ def test_bad_packages_are_refused_with_their_reason_and_the_old_model_keeps_runn
             await until(lambda: runtime.store.last_seq("step") > after_refusals + 10)
             runtime.source.close()
             await running
+
             return results, after_refusals, info
 
     results, after_refusals, info = asyncio.run(scenario())

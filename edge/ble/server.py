@@ -172,11 +172,11 @@ class GattServer:
 
     async def stop(self) -> None:
         """Stop advertising, drop the host and stop pumping."""
-        for task in (self._pump, self._upload_worker):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (self._pump, self._upload_worker) if t is not None]
         self._pump = self._upload_worker = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._replies, return_exceptions=True)
         await self.disconnect()
         await self.device.stop_advertising()
@@ -307,9 +307,12 @@ class GattServer:
     async def _pump_forever(self) -> None:
         assert self._wake is not None
         timeout = IDLE_POLL_S
-        while True:
+        while self._pump is not None:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as the wait ends, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             connection = self.connection
             timeout = IDLE_POLL_S

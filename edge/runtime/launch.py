@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import sys
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from edge.runtime.feedback import Cue, GpioCue, StdoutCue
 from edge.runtime.pipeline import Listener, Pipeline, run_source
 from edge.runtime.store import RecordStore
 from edge.runtime.systemd import Notifier
-from edge.runtime.updates import ModelUpdates, runtime_switch, start_model, trusted_keys
+from edge.runtime.updates import ModelUpdates, runtime_switch, sensor_columns, start_model, trusted_keys
 from edge.selftest import run_golden
 from edge.slots import ModelSlots
 from edge.sources.base import Source, SourceError
@@ -107,6 +108,7 @@ def device_info(
         "protocol": PROTOCOL_VERSION,
         "model_version": manifest["model_version"],
         "model_sha256": manifest.get("model_sha256", ""),
+        "package_sha256": hashlib.sha256(package.path.read_bytes()).hexdigest() if package.path.exists() else "",
         "quantisation": manifest["quantisation"].get("mode"),
         "rate_hz": contract.rate_hz,
         "legs": list(config.runtime.legs),
@@ -248,7 +250,9 @@ def build_runtime(
     )
     runtime = Runtime(config, package, contract, model, source, source_spec, patient, store, pipeline, slots=slots)
     if slots is not None and config.models.updates:
-        runtime.updates = ModelUpdates(slots, config, source.columns, runtime_switch(runtime, slots))
+        # A new model must run on the sensors the device has, whatever a replayed trial provides.
+        fitted = tuple(c for c in source.columns if c in sensor_columns(config))
+        runtime.updates = ModelUpdates(slots, config, fitted, runtime_switch(runtime, slots))
     return runtime
 
 
