@@ -10,6 +10,8 @@ the live trace, and how far is its throughput above what 100 Hz GRF and the step
   measures receive time minus the newest sample's device time (same clock, same process).
 - **Throughput**: a store holding realistic step records (101-point waveforms on three axes) is
   synced from scratch; records and bytes per second from RESUME to the last record stored.
+- **Model upload**: ``forcecast flash``'s uploader sends 256 KiB to the real upload path (durable
+  acknowledgements into model slots); median of three uploads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from edge.link import DeviceLink
 from edge.protocol import ATT_OVERHEAD, LiveBlock, RecordKind, encode_live, encode_record
 from edge.runtime.store import RecordStore
+from host_app.bleak_bumble import BumbleClient, BumbleScanner
 from host_app.client import ClientConfig
 from host_app.store import HostStore
 from host_app.virtual_link import virtual_link
@@ -168,7 +171,49 @@ def need_bytes_per_s(mtu: int, record_bytes: float) -> dict[str, float]:
     return {"live_bytes_per_s": round(live, 1), "step_bytes_per_s": round(steps, 1), "total": round(live + steps, 1)}
 
 
-def run_link_bench(seconds: float = 10.0, records: int = 2000) -> dict[str, Any]:
+async def measure_upload(folder: Path, size: int, runs: int = 3) -> dict[str, Any]:
+    """Model upload: ``size`` random bytes uploaded ``runs`` times (the commit is refused: not a package).
+
+    The device side is the real upload path (durable, fsynced acknowledgements every 4 KiB into model
+    slots in ``folder``); what is timed is UPLOAD_BEGIN to the last acknowledgement.
+    """
+    from edge.runtime.config import DeviceConfig
+    from edge.runtime.updates import ModelUpdates, sensor_columns
+    from edge.slots import ModelSlots
+    from host_app.flash import Flasher
+
+    package = folder / "upload-bench.bin"
+    package.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    config = DeviceConfig()
+    results = []
+    for run in range(runs):
+        slots = ModelSlots(folder / f"slots-{run}", [])
+        updates = ModelUpdates(slots, config, sensor_columns(config))
+        store = RecordStore(folder / f"upload-{run}.sqlite", device_id="fc-bench")
+        async with virtual_link(DeviceLink(store, {"device_id": "fc-bench", "updates": True}, updates=updates)) as link:
+            flasher = Flasher(
+                package,
+                client_config=BENCH_CONFIG,
+                scanner_backend=BumbleScanner,
+                client_backend=BumbleClient,
+                backend_kwargs=link.backend_kwargs,
+            )
+            result = await flasher.run()
+            mtu = link.server.link.mtu
+        store.close()
+        results.append(result)
+    seconds = [r.upload_s for r in results]
+    return {
+        "bytes": size,
+        "runs": runs,
+        "mtu": mtu,
+        "seconds_median": round(float(np.median(seconds)), 3),
+        "kib_per_s_median": round(size / 1024 / float(np.median(seconds)), 1),
+        "commit": sorted({r.reason for r in results}),
+    }
+
+
+def run_link_bench(seconds: float = 10.0, records: int = 2000, upload_kib: int = 256) -> dict[str, Any]:
     """Every figure, one JSON-ready dict."""
     logging.getLogger("bumble").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="forcecast-link-bench-") as tmp:
@@ -176,6 +221,7 @@ def run_link_bench(seconds: float = 10.0, records: int = 2000) -> dict[str, Any]
         live = asyncio.run(measure_live(folder, seconds, 517))
         live_min = asyncio.run(measure_live(folder, seconds / 2, 23))
         bulk = asyncio.run(measure_records(folder, records))
+        upload = asyncio.run(measure_upload(folder, upload_kib * 1024)) if upload_kib > 0 else None
     need = need_bytes_per_s(bulk["mtu"], bulk["bytes_per_record"])
     return {
         "link": "bumble LocalLink (two virtual controllers, one process); host via bleak + the bumble backend",
@@ -184,4 +230,5 @@ def run_link_bench(seconds: float = 10.0, records: int = 2000) -> dict[str, Any]
         "records": bulk,
         "need_100hz_two_legs": need,
         "throughput_over_need": round(bulk["kib_per_s"] * 1024 / need["total"], 1),
+        "upload": upload,
     }

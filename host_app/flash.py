@@ -173,12 +173,14 @@ class Flasher:
         self.result = FlashResult(package_bytes=len(self.package.data))
         self.stats = ClientStats()
         self._upload_started: float | None = None
+        self._durable = 0
 
     async def run(self) -> FlashResult:
         """Sessions until the device switched, refused, or the attempts are used up."""
         result = self.result
         delay = self.config.backoff_s
         for _ in range(self.config.attempts):
+            durable_before = self._durable
             try:
                 if await self._session():
                     return result
@@ -193,7 +195,7 @@ class Flasher:
                     raise  # no adapter (or no BlueZ) at all: retrying would only hide it
                 result.detail = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 8.0)
+            delay = self.config.backoff_s if self._durable > durable_before else min(delay * 2, 8.0)
         result.state, result.reason = "failed", "gave_up"
         result.detail = f"no complete upload after {self.config.attempts} attempts; last: {result.detail}"
         return result
@@ -299,6 +301,7 @@ class Flasher:
             self.stats.reject(f"upload_ack_{exc.status.name}")
 
     def _report(self, durable: int) -> None:
+        self._durable = durable
         if self.progress is not None:
             self.progress(durable, len(self.package.data))
 

@@ -43,7 +43,7 @@ def test_ble_settings_are_checked_when_the_config_loads(tmp_path, capsys):
 def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
     import json
 
-    assert main(["host", "bench", "--seconds", "1", "--records", "40", "--json"]) == 0
+    assert main(["host", "bench", "--seconds", "1", "--records", "40", "--upload-kib", "32", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("live", "live_min_mtu"):
         live = result[key]
@@ -52,3 +52,6 @@ def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
     assert result["live"]["mtu"] == 517 and result["live_min_mtu"]["mtu"] == 23
     assert result["records"]["records"] == 40 and result["records"]["kib_per_s"] > 0
     assert result["throughput_over_need"] > 1
+    upload = result["upload"]
+    assert upload["bytes"] == 32 * 1024 and upload["kib_per_s_median"] > 0
+    assert upload["commit"] == ["unreadable"]  # random bytes: uploaded in full, then refused as a package
