@@ -142,9 +142,11 @@ def test_unit_runs_the_edge_runtime_on_the_installed_paths(unit):
     options = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert options["--config"] == "/etc/forcecast/device.toml"
     assert options["--source"] == "i2c"
-    assert options["--model"] == "/var/lib/forcecast/models/active.fcpkg"
+    assert "--model" not in options  # the model comes from the slots, so updates and rollbacks apply
+    models = load_device_config(DEVICE_TOML).models.folder
+    assert str(models) == "/var/lib/forcecast/models"
     readme = (HARDWARE / "README.md").read_text()
-    assert "/opt/forcecast/.venv" in readme and "/var/lib/forcecast/models/active.fcpkg" in readme
+    assert "/opt/forcecast/.venv" in readme and f"flash model.fcpkg \\\n       --path {models}" in readme
 
 
 def test_unit_sandbox_leaves_the_runtime_what_it_needs(unit):

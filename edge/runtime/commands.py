@@ -28,7 +28,11 @@ def register(commands: Any) -> None:
         "GRF, detect steps and store step records. SRC is 'i2c' (the sensors in device.toml), "
         "'synthetic[:SUBJECT]' (the live synthetic walker) or 'replay:FILE' (a format-v1 trial).",
     )
-    run.add_argument("--model", type=Path, required=True, help="signed model package (.fcpkg)")
+    run.add_argument(
+        "--model",
+        type=Path,
+        help="run this signed package (no updates); default: the active model in [models] folder, taking updates",
+    )
     run.add_argument("--source", required=True, metavar="SRC", help="i2c | synthetic[:SUBJECT] | replay:FILE")
     run.add_argument("--config", type=Path, help="device.toml (default: built-in defaults)")
     run.add_argument("--pubkey", type=Path, action="append", default=[], help="trusted public key (repeatable)")
