@@ -8,6 +8,7 @@ of an unbroken segment is in the buffer, the model runs on the newest ``window``
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -18,10 +19,38 @@ from numpy.typing import NDArray
 from edge.contract import ModelContract
 from edge.features import channel_sources
 
+log = logging.getLogger(__name__)
+
 FloatArray = NDArray[np.float64]
 Model = Any
 """A :class:`edge.interpreter.TFLiteModel` (``inputs``, ``encode``, ``run_encoded``)."""
 _SPARE = 1024
+
+
+STATIC_LIMIT_SD = 5.0
+"""Normalised static features are kept within this many training SDs (see :func:`bounded_static`)."""
+
+
+def bounded_static(contract: ModelContract, raw: FloatArray) -> FloatArray:
+    """Normalise static features, keeping each within ±:data:`STATIC_LIMIT_SD` of the training data.
+
+    A feature that never varied in training has a floored SD (e.g. ``hka_known`` when every training
+    subject had a measured HKA): an unknown value then lies a thousand SDs away, which an int8 model's
+    input quantisation happens to clip but a float model takes literally. Such a value is clipped and
+    logged; the fix is to give the patient's value in ``device.toml``.
+    """
+    assert contract.static is not None
+    z = contract.static.apply(raw)
+    far = np.abs(z) > STATIC_LIMIT_SD
+    if far.any():
+        names = [n for n, f in zip(contract.static_features, far, strict=True) if f]
+        log.warning(
+            "static feature(s) %s lie more than %g SD outside the model's training data; clipped "
+            "(give the patient's values in device.toml [patient])",
+            ", ".join(names),
+            STATIC_LIMIT_SD,
+        )
+    return np.clip(z, -STATIC_LIMIT_SD, STATIC_LIMIT_SD)
 
 
 class LegPredictor:
@@ -63,7 +92,7 @@ class LegPredictor:
         self._static = (
             None
             if static is None or contract.static is None or "static" not in model.inputs
-            else model.encode("static", contract.static.apply(np.asarray(static, dtype=np.float64))[None, :])
+            else model.encode("static", bounded_static(contract, np.asarray(static, dtype=np.float64))[None, :])
         )
         self._window, self._hop, self._delay = contract.window, contract.out_len, contract.delay
         self._buf = np.empty((self._window + _SPARE, len(sources)), dtype=model.inputs["imu"].dtype)
