@@ -213,7 +213,26 @@ async def measure_upload(folder: Path, size: int, runs: int = 3) -> dict[str, An
     }
 
 
-def run_link_bench(seconds: float = 10.0, records: int = 2000, upload_kib: int = 256) -> dict[str, Any]:
+def measure_report(folder: Path, steps: int) -> dict[str, Any]:
+    """The daily report for a synthetic day of ``steps`` steps with waveforms: seconds and HTML size."""
+    from datetime import UTC, date
+
+    from host_app.report import build_report
+    from host_app.synthetic_days import write_day
+
+    store = HostStore(folder / "report-bench.sqlite")
+    day = date(2026, 11, 20)
+    write_day(store, day, steps, seed=1)
+    started = time.perf_counter()
+    report = build_report(store, "P1", day, UTC)
+    seconds = time.perf_counter() - started
+    store.close()
+    return {"steps": report.metrics.steps, "seconds": round(seconds, 2), "html_kib": round(len(report.html) / 1024)}
+
+
+def run_link_bench(
+    seconds: float = 10.0, records: int = 2000, upload_kib: int = 256, report_steps: int = 0
+) -> dict[str, Any]:
     """Every figure, one JSON-ready dict."""
     logging.getLogger("bumble").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="forcecast-link-bench-") as tmp:
@@ -222,6 +241,7 @@ def run_link_bench(seconds: float = 10.0, records: int = 2000, upload_kib: int =
         live_min = asyncio.run(measure_live(folder, seconds / 2, 23))
         bulk = asyncio.run(measure_records(folder, records))
         upload = asyncio.run(measure_upload(folder, upload_kib * 1024)) if upload_kib > 0 else None
+        report = measure_report(folder, report_steps) if report_steps > 0 else None
     need = need_bytes_per_s(bulk["mtu"], bulk["bytes_per_record"])
     return {
         "link": "bumble LocalLink (two virtual controllers, one process); host via bleak + the bumble backend",
@@ -231,4 +251,5 @@ def run_link_bench(seconds: float = 10.0, records: int = 2000, upload_kib: int =
         "need_100hz_two_legs": need,
         "throughput_over_need": round(bulk["kib_per_s"] * 1024 / need["total"], 1),
         "upload": upload,
+        "report": report,
     }

@@ -105,6 +105,9 @@ def register(commands: Any) -> None:
     bench.add_argument("--seconds", type=float, default=10.0, help="live streaming time (default 10)")
     bench.add_argument("--records", type=int, default=2000, help="step records to sync (default 2000)")
     bench.add_argument("--upload-kib", type=int, default=256, help="model upload size measured (0: skip)")
+    bench.add_argument(
+        "--report-steps", type=int, default=0, help="also time the daily report of a synthetic day of N steps"
+    )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.set_defaults(handler=_bench)
 
@@ -198,7 +201,7 @@ def _log(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from host_app.bench import run_link_bench
 
-    result = run_link_bench(args.seconds, args.records, args.upload_kib)
+    result = run_link_bench(args.seconds, args.records, args.upload_kib, args.report_steps)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -217,6 +220,9 @@ def _bench(args: argparse.Namespace) -> int:
         f"100 Hz GRF, two legs, with steps needs {need['total'] / 1024:.1f} KiB/s: "
         f"{result['throughput_over_need']:.0f}x headroom"
     )
+    if result["report"]:
+        report = result["report"]
+        print(f"daily report: {report['steps']} steps in {report['seconds']:.1f} s ({report['html_kib']} KiB HTML)")
     if result["upload"]:
         upload = result["upload"]
         print(

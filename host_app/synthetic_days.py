@@ -1,4 +1,4 @@
-"""Synthetic host-store days for analytics and report tests (records shaped like the runtime's)."""
+"""Synthetic host-store days, records shaped like the runtime's: for the report benchmark and the tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ PHASE = np.linspace(0.0, 1.0, 101)
 
 
 def waveform(peak1: float, peak2: float, rng: np.random.Generator) -> dict[str, list[float]]:
+    """A double-humped stance waveform (v, ap, ml in BW, 101 points) with the given peaks and a little noise."""
     hump = np.exp(-(((PHASE - 0.25) / 0.12) ** 2)) * peak1 + np.exp(-(((PHASE - 0.75) / 0.12) ** 2)) * peak2
     vertical = np.minimum(hump + 0.75 * np.sin(np.pi * PHASE) ** 2, np.maximum(peak1, peak2))
     ap = -0.2 * np.sin(2 * np.pi * PHASE)
