@@ -102,6 +102,11 @@ class ModelSlots:
         """The active package's path (it may not exist on a new device)."""
         return self.folder / ACTIVE
 
+    @property
+    def previous(self) -> Path:
+        """The previous package's path, the rollback target (it may not exist)."""
+        return self.folder / PREVIOUS
+
     # ---------------------------------------------------------------- upload
 
     def upload(self) -> Upload | None:
@@ -220,7 +225,7 @@ class ModelSlots:
             linked = self.folder / (PREVIOUS + ".tmp")
             linked.unlink(missing_ok=True)
             os.link(active, linked)
-            linked.replace(self.folder / PREVIOUS)
+            linked.replace(self.previous)
         _write_atomic(self.folder / TRIAL, json.dumps({"starts": 0, "sha256": current.sha256}).encode())
         part.replace(active)
         _fsync_dir(self.folder)
@@ -241,7 +246,7 @@ class ModelSlots:
             trial.unlink()
             _fsync_dir(self.folder)
             return self.active, False
-        if int(state.get("starts", 0)) >= 1 and (self.folder / PREVIOUS).exists():
+        if int(state.get("starts", 0)) >= 1 and self.previous.exists():
             self.rollback()
             return self.active, True
         _write_atomic(trial, json.dumps(state | {"starts": int(state.get("starts", 0)) + 1}).encode())
@@ -265,7 +270,7 @@ class ModelSlots:
         SlotError
             ``no_previous`` when there is nothing to go back to.
         """
-        previous = self.folder / PREVIOUS
+        previous = self.previous
         if not previous.exists():
             raise SlotError("no_previous", "no previous model to roll back to")
         previous.replace(self.active)

@@ -57,7 +57,7 @@ def flash_folder(package: Path, updates: ModelUpdates) -> dict[str, Any]:
 def folder_info(slots: ModelSlots) -> dict[str, Any]:
     """The folder's model state: the active and previous models, trial, upload in progress."""
     info: dict[str, Any] = {"folder": str(slots.folder)}
-    for name, path in (("model", slots.active), ("previous", slots.folder / "previous.fcpkg")):
+    for name, path in (("model", slots.active), ("previous", slots.previous)):
         manifest: dict[str, Any] = {}
         if path.exists():
             try:

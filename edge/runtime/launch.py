@@ -98,9 +98,18 @@ def make_cue(config: DeviceConfig) -> Cue | None:
 
 
 def device_info(
-    config: DeviceConfig, package: ModelPackage, contract: ModelContract, patient: PatientConfig
+    config: DeviceConfig,
+    package: ModelPackage,
+    contract: ModelContract,
+    patient: PatientConfig,
+    package_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The device-info characteristic's JSON: who the device is, which model it runs, for whom."""
+    """The device-info characteristic's JSON: who the device is, which model it runs, for whom.
+
+    ``package_sha256`` is the package file's hash (read from ``package.path`` when not given).
+    """
+    if package_sha256 is None:
+        package_sha256 = file_sha256(package.path)
     manifest = package.manifest
     info = {
         "device_id": config.device_id,
@@ -108,7 +117,7 @@ def device_info(
         "protocol": PROTOCOL_VERSION,
         "model_version": manifest["model_version"],
         "model_sha256": manifest.get("model_sha256", ""),
-        "package_sha256": hashlib.sha256(package.path.read_bytes()).hexdigest() if package.path.exists() else "",
+        "package_sha256": package_sha256,
         "quantisation": manifest["quantisation"].get("mode"),
         "rate_hz": contract.rate_hz,
         "legs": list(config.runtime.legs),
@@ -125,9 +134,14 @@ def device_info(
     return info
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes ("" if it does not exist)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
 def slots_info(slots: ModelSlots) -> dict[str, Any]:
     """What the device-info JSON says about the model slots: previous model, trial, upload in progress."""
-    previous = slots.folder / "previous.fcpkg"
+    previous = slots.previous
     version = None
     if previous.exists():
         try:
@@ -158,6 +172,7 @@ class Runtime:
     notifier: Notifier = field(default_factory=Notifier)
     slots: ModelSlots | None = None
     updates: ModelUpdates | None = None
+    package_sha256: str = ""
 
     def describe(self) -> str:
         """One line for the log: model, legs, patient, source, store."""
@@ -170,7 +185,7 @@ class Runtime:
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic)."""
-        info = device_info(self.config, self.package, self.contract, self.patient)
+        info = device_info(self.config, self.package, self.contract, self.patient, self.package_sha256)
         info["updates"] = self.updates is not None
         if self.slots is not None:
             info |= slots_info(self.slots)
@@ -248,7 +263,19 @@ def build_runtime(
         patient=patient,
         listeners=list(listeners or []),
     )
-    runtime = Runtime(config, package, contract, model, source, source_spec, patient, store, pipeline, slots=slots)
+    runtime = Runtime(
+        config,
+        package,
+        contract,
+        model,
+        source,
+        source_spec,
+        patient,
+        store,
+        pipeline,
+        slots=slots,
+        package_sha256=file_sha256(package.path),
+    )
     if slots is not None and config.models.updates:
         # A new model must run on the sensors the device has, whatever a replayed trial provides.
         fitted = tuple(c for c in source.columns if c in sensor_columns(config))

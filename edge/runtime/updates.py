@@ -9,6 +9,7 @@ runs for an upload over BLE and for ``forcecast flash --path`` on a mounted mode
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,7 +209,7 @@ class ModelUpdates:
             ``no_previous``, or the previous model's reason if it no longer loads (nothing changes then).
         """
         with self._lock:
-            previous = self.slots.folder / "previous.fcpkg"
+            previous = self.slots.previous
             if not previous.exists():
                 raise SlotError("no_previous", "no previous model to roll back to")
             try:
@@ -238,5 +239,7 @@ def runtime_switch(runtime: Runtime, slots: ModelSlots) -> Callable[[LoadedModel
         slots.model_for_start()  # the switch is this model's start: a crash before it confirms rolls back
         runtime.pipeline.switch_model(loaded.model, loaded.contract, loaded.version, on_running=slots.confirm)
         runtime.package, runtime.contract, runtime.model = loaded.package, loaded.contract, loaded.model
+        # the package was verified as the upload file, which is now active.fcpkg (or previous.fcpkg was)
+        runtime.package_sha256 = hashlib.sha256(slots.active.read_bytes()).hexdigest()
 
     return switch
