@@ -30,6 +30,17 @@ def register(commands: Any) -> None:
     train.add_argument("--quick", action="store_true", help="a fast smoke run that still writes every output")
     train.add_argument("--seed", type=int, help="random seed (split, initialisation, window draws)")
     train.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="RUN",
+        help="fine-tune: start from RUN's model.keras weights and normalisation (same inputs and architecture)",
+    )
+    train.add_argument(
+        "--freeze",
+        metavar="PATTERN,...",
+        help="with --init-from: comma-separated layer-name patterns to keep fixed, e.g. 'conv*,lstm' ([fit] freeze)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -100,6 +111,11 @@ def _config(args: argparse.Namespace) -> Any:
             config = replace(config, fit=replace(config.fit, epochs=args.epochs))
         if args.seed is not None:
             config = replace(config, fit=replace(config.fit, seed=args.seed))
+        if getattr(args, "init_from", None) is not None:
+            config = replace(config, fit=replace(config.fit, init_from=str(args.init_from)))
+        if getattr(args, "freeze", None) is not None:
+            patterns = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
+            config = replace(config, fit=replace(config.fit, freeze=patterns))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return config

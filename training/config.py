@@ -96,7 +96,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Optimisation."""
+    """Optimisation.
+
+    ``init_from`` names a run folder whose ``model.keras`` weights (and normalisation) start this
+    run (fine-tuning, see :mod:`training.finetune`); ``freeze`` holds layer-name patterns
+    (``fnmatch``, e.g. ``"conv*"``) whose weights then stay fixed.
+    """
 
     epochs: int = 30
     batch_size: int = 128
@@ -104,10 +109,16 @@ class FitConfig:
     patience: int = 10
     seed: int = 0
     strategy: Strategy = "none"
+    init_from: str = ""
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0:
             raise ValueError("epochs, batch_size, patience and learning_rate must be positive")
+        if self.freeze and not self.init_from:
+            raise ValueError("freeze needs init_from: only layers loaded from a trained run can be frozen")
+        if any(not p.strip() for p in self.freeze):
+            raise ValueError("freeze patterns must not be empty")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from edge.features import STATIC_FEATURES
 from training.config import TrainConfig, dump_toml
 from training.data import LegSequence, LoadedData, Progress, load_sequences
 from training.evaluate import CONTRACT_FILE, evaluate_sequences, keras_predictor
+from training.finetune import start_from
 from training.models import build_model
 from training.splits import Split, make_split, partition
 from training.windows import WindowSource, make_batches
@@ -38,6 +39,8 @@ class RunResult:
     contract: ModelContract
     seconds: float
     epochs_run: int
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    """The evaluation results per set, with predictions (see :func:`training.evaluate.evaluate_sequences`)."""
 
 
 def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract:
@@ -113,6 +116,9 @@ def train(
     split = make_split([s.subject_id for s in loaded.sequences], config.split, config.fit.seed)
     sets = partition(loaded.sequences, split, config.split.exposed_train_share, gap=config.data.window)
     contract = fit_contract(sets["train"], config)
+    finetune = start_from(config.fit, contract)  # --init-from: the source run's normalisation and weights
+    if finetune is not None:
+        contract = finetune.contract
     use_static = config.model.use_static
     train_src = WindowSource(sets["train"], contract, use_static)
     val_src = WindowSource(sets["val"], contract, use_static)
@@ -133,6 +139,9 @@ def train(
         model = build_model(
             config.model, config.data.window, len(contract.channels), len(contract.static_features), config.data.out_len
         )
+        if finetune is not None:
+            finetune.apply(model, config.model)
+            contract = finetune.contract
         # XLA (jit_compile) makes these small CPU models about 2x slower per step; measured, see README.
         model.compile(optimizer=keras.optimizers.Adam(config.fit.learning_rate), loss="mse", jit_compile=False)
     fit = config.fit
@@ -173,13 +182,14 @@ def train(
         "parameters": int(model.count_params()),
         "seconds": round(seconds, 1),
         "versions": versions(),
+        **({"init_from": finetune.provenance()} if finetune is not None else {}),
         **{name: {k: r[k] for k in ("pooled", "per_subject", "n_windows", "subjects")} for name, r in results.items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     from training.card import write_model_card
 
     write_model_card(out, config, contract, metrics, results, loaded)
-    return RunResult(out, split, metrics, contract, seconds, metrics["epochs_run"])
+    return RunResult(out, split, metrics, contract, seconds, metrics["epochs_run"], results)
 
 
 def versions() -> dict[str, str]:
