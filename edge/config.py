@@ -4,11 +4,16 @@ Every tunable of forcecast lives in a dataclass with defaults. ``load_config`` r
 (optionally one table of it) into such a class, checking each value's type, so a typo or a wrong
 type is reported as ``synth.toml: [synth] duration_s: expected a number, got 'sixty'`` instead of
 failing later somewhere else.
+
+Numbers must be finite (NaN and ±inf are refused everywhere), and a field declared with
+:func:`bounded` must also lie in its range; an unknown key is named with the closest known one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import tomllib
 import types
 import typing
@@ -17,9 +22,98 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+BOUNDS_KEY = "forcecast.bounds"
+"""Field metadata key holding a :class:`Bounds`."""
+
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names the file and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range a numeric configuration value must lie in.
+
+    Attributes
+    ----------
+    low, high
+        Smallest and largest value allowed (``None``: unbounded on that side).
+    low_open
+        The range excludes ``low`` itself (e.g. "> 0").
+    unit
+        Unit named in the error message (``"s"``, ``"kg"``...).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    unit: str = ""
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``> 0 and ≤ 1 s``."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.low is not None and self.high is not None and not self.low_open:
+            return f"{_number(self.low)}..{_number(self.high)}{unit}"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '≥'} {_number(self.low)}")
+        if self.high is not None:
+            parts.append(f"≤ {_number(self.high)}")
+        return " and ".join(parts) + unit
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is out of range, or None if it is fine (None itself is always fine: "not set")."""
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number (allowed: {self.describe()})"
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and value > self.high
+        if below or above:
+            return f"{_number(value)} is out of range (allowed: {self.describe()})"
+        return None
+
+
+def _number(value: float) -> str:
+    """A number as people write it in a config: integers in full, others with up to six significant digits."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def bounded(
+    default: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False, unit: str = ""
+) -> Any:
+    """A dataclass field with a default and a range checked by :func:`from_dict` and :func:`check_bounds`.
+
+    Parameters
+    ----------
+    default
+        The field's default.
+    low, high
+        Smallest and largest allowed value (``None``: no limit).
+    low_open
+        Exclude ``low`` itself.
+    unit
+        Unit for error messages.
+    """
+    return dataclasses.field(default=default, metadata={BOUNDS_KEY: Bounds(low, high, low_open, unit)})
+
+
+def check_bounds(obj: object) -> None:
+    """Check every :func:`bounded` field of dataclass instance ``obj`` (call it from ``__post_init__``).
+
+    Raises
+    ------
+    ValueError
+        Naming the field and its allowed range.
+    """
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        bounds = f.metadata.get(BOUNDS_KEY)
+        if bounds is not None:
+            problem = bounds.problem(getattr(obj, f.name))
+            if problem is not None:
+                raise ValueError(f"{f.name}: {problem}")
 
 
 def load_config(cls: type[T], path: Path | str, table: str | None = None) -> T:
@@ -35,12 +129,7 @@ def load_config(cls: type[T], path: Path | str, table: str | None = None) -> T:
         Name of the table to read (e.g. ``"synth"``); ``None`` reads the top level.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     prefix = f"{path}: "
     if table is not None:
         if table not in data:
@@ -50,22 +139,72 @@ def load_config(cls: type[T], path: Path | str, table: str | None = None) -> T:
     return from_dict(cls, data, prefix)
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every way reading it can fail into one :class:`ConfigError` naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02X})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from plain data, checking names and types."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}expected a table, got {type(data).__name__}")
+        raise ConfigError(_at_table(where, f"expected a table, got {type(data).__name__}"))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    values = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+        named = "; ".join(_unknown_key(key, list(fields)) for key in unknown)
+        raise ConfigError(_at_table(where, f"{named}; known: {', '.join(fields)}"))
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(_at_table(where, f"missing key(s) {', '.join(missing)}"))
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, f"{where}{name}")
+        bounds = fields[name].metadata.get(BOUNDS_KEY)
+        problem = bounds.problem(values[name]) if bounds is not None else None
+        if problem is not None:
+            raise ConfigError(f"{where}{name}: {problem}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where.rstrip()}: {exc}") from None
+        raise ConfigError(_at_table(where, str(exc))) from None
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _at_table(where: str, message: str) -> str:
+    """``message`` about the table ``where`` (a key prefix such as ``"f.toml: runtime."``) as a whole."""
+    head = where.rstrip()
+    if head.endswith("."):
+        return f"{head[:-1]}: {message}"
+    if head.endswith(":"):
+        return f"{head} {message}"
+    return f"{head}: {message}" if head else message
 
 
 def to_dict(obj: object) -> dict[str, Any]:
@@ -108,7 +247,13 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {value} is too large for a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -120,9 +265,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
+        if "\x00" in value:
+            raise ConfigError(f"{where}: text must not contain a NUL character, got {value!r}")
         return value
     if hint is Path:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value or "\x00" in value:
             raise ConfigError(f"{where}: expected a path, got {value!r}")
         return Path(value)
     return value

@@ -24,6 +24,7 @@ import pytest
 
 from edge.features import sensor_place
 from edge.runtime.config import (
+    BleConfig,
     DeviceConfig,
     FeedbackConfig,
     PatientConfig,
@@ -79,6 +80,7 @@ def test_example_documents_every_configuration_key():
         "runtime": (RuntimeConfig, raw["runtime"]),
         "store": (StoreConfig, raw["store"]),
         "feedback": (FeedbackConfig, raw["feedback"]),
+        "ble": (BleConfig, raw["ble"]),
     }
     missing = []
     for name, (cls, table) in tables.items():

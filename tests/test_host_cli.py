@@ -25,7 +25,10 @@ def test_host_log_refuses_a_file_that_is_not_a_host_store(tmp_path, capsys):
 
 def test_edge_run_with_ble_names_the_transport_it_cannot_open(tmp_path, capsys):
     config = tmp_path / "device.toml"
-    config.write_text('[ble]\ntransport = "hci-socket:7"\n[feedback]\noutput = "none"\n')
+    config.write_text(
+        'device_id = "fc-t"\n[patient]\npatient_id = "P1"\nbody_mass_kg = 70\nheight_m = 1.7\n'
+        '[[sensors]]\nplace = "r_shank"\n[ble]\ntransport = "hci-socket:7"\n[feedback]\noutput = "none"\n'
+    )
     args = ["edge", "run", "--model", str(DATA / "grf_int8.fcpkg"), "--pubkey", str(DATA / "forcecast-test.pub")]
     args += ["--source", "synthetic:1", "--config", str(config), "--store", str(tmp_path / "s.sqlite"), "--ble"]
     assert main(args) == 2

@@ -1,17 +1,33 @@
 """The device's configuration (``device.toml``): who wears it, which sensors, how the runtime behaves.
 
-See ``hardware/device.toml`` for a commented example. Every table and key is optional; the defaults
-describe one right-shank + pelvis device on I²C bus 1 for a 70 kg, 1.70 m person.
+See ``hardware/device.toml`` for a commented example. ``device_id``, the ``[patient]`` table (with
+``patient_id``, ``body_mass_kg`` and ``height_m``) and at least one ``[[sensors]]`` table are required in a
+file: defaults there would silently give the model another person's body or another device's sensors.
+Every other table and key is optional. Every number must be finite and in its range (see each field's
+``bounded``); an error names the file and the key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError, bounded, check_bounds, from_dict, read_toml
 from edge.schema import PLACES
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+"""Device and patient ids: 1..32 characters of letters, digits, ``.``, ``_`` and ``-`` (fits the device info)."""
+REQUIRED_PATIENT_KEYS = ("patient_id", "body_mass_kg", "height_m")
+
+
+def check_id(name: str, value: str) -> None:
+    """Refuse an id that is empty, too long or has characters outside :data:`ID_PATTERN`."""
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{name}: {value!r} must be 1..32 letters, digits, '.', '_' or '-' (starting with a letter or digit)"
+        )
 
 
 @dataclass(frozen=True)
@@ -34,19 +50,15 @@ class PatientConfig:
     """
 
     patient_id: str = "P001"
-    body_mass_kg: float = 70.0
-    height_m: float = 1.70
-    hka_deg: float | None = None
+    body_mass_kg: float = bounded(70.0, 20.0, 300.0, unit="kg")
+    height_m: float = bounded(1.70, 0.9, 2.5, unit="m")
+    hka_deg: float | None = bounded(None, -30.0, 30.0, unit="°")
     affected_side: Literal["left", "right", "none"] = "none"
-    peak_limit_bw: float = 0.0
+    peak_limit_bw: float = bounded(0.0, 0.0, 5.0, unit="BW (0 = no cue)")
 
     def __post_init__(self) -> None:
-        if not 20.0 <= self.body_mass_kg <= 300.0:
-            raise ValueError(f"body_mass_kg must be 20..300 kg, got {self.body_mass_kg}")
-        if not 0.9 <= self.height_m <= 2.5:
-            raise ValueError(f"height_m must be 0.9..2.5 m, got {self.height_m}")
-        if not 0.0 <= self.peak_limit_bw <= 5.0:
-            raise ValueError(f"peak_limit_bw must be 0 (off) or up to 5 BW, got {self.peak_limit_bw}")
+        check_id("patient_id", self.patient_id)
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -70,15 +82,22 @@ class SensorConfig:
 
     place: str
     driver: Literal["lsm6dsox"] = "lsm6dsox"
-    bus: int = 1
-    address: int = 0x6A
+    bus: int = bounded(1, 0, 255)
+    address: int = bounded(0x6A, 0x03, 0x77)
     axes: tuple[str, ...] = ("x", "y", "z")
 
     def __post_init__(self) -> None:
+        from edge.sources.lsm6dsox import AxisMap
+
         if self.place not in PLACES:
-            raise ValueError(f"sensor place {self.place!r} is not one of {', '.join(PLACES)}")
+            raise ValueError(f"place: {self.place!r} is not one of {', '.join(PLACES)}")
         if not 0x03 <= self.address <= 0x77:
-            raise ValueError(f"I2C address 0x{self.address:02X} is outside 0x03..0x77")
+            raise ValueError(f"address: I2C address {self.address} (0x{self.address:X}) is outside 0x03..0x77")
+        check_bounds(self)
+        try:
+            AxisMap.parse(self.axes)
+        except ValueError as exc:
+            raise ValueError(f"axes: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -106,21 +125,22 @@ class RuntimeConfig:
     """
 
     legs: tuple[str, ...] = ("r",)
-    calibration_s: float = 2.0
+    calibration_s: float = bounded(2.0, 0.0, 60.0, unit="s (0 = no calibration)")
     align_gravity: bool = True
-    threads: int = 1
+    threads: int = bounded(1, 1, 16)
     edgetpu: bool = False
-    max_gap_s: float = 0.05
-    clock_jump_s: float = 5.0
-    summary_period_s: float = 10.0
+    max_gap_s: float = bounded(0.05, 0.0, 1.0, low_open=True, unit="s")
+    clock_jump_s: float = bounded(5.0, 0.0, 3600.0, low_open=True, unit="s")
+    summary_period_s: float = bounded(10.0, 1.0, 3600.0, unit="s")
 
     def __post_init__(self) -> None:
         if not self.legs or any(leg not in ("l", "r") for leg in self.legs) or len(set(self.legs)) != len(self.legs):
-            raise ValueError(f"legs must be one or both of 'l', 'r', got {list(self.legs)}")
-        if self.calibration_s < 0 or self.threads < 1 or self.max_gap_s <= 0 or self.summary_period_s <= 0:
-            raise ValueError("calibration_s ≥ 0, threads ≥ 1, max_gap_s > 0 and summary_period_s > 0 are required")
+            raise ValueError(f"legs: must be one or both of 'l', 'r', got {list(self.legs)}")
+        check_bounds(self)
         if self.clock_jump_s <= self.max_gap_s:
-            raise ValueError("clock_jump_s must be longer than max_gap_s")
+            raise ValueError(
+                f"clock_jump_s: {self.clock_jump_s:g} s must be longer than max_gap_s ({self.max_gap_s:g} s)"
+            )
 
 
 @dataclass(frozen=True)
@@ -136,11 +156,10 @@ class StoreConfig:
     """
 
     path: Path = Path("/var/lib/forcecast/store.sqlite")
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = bounded(256 * 1024 * 1024, 64 * 1024, 2**40, unit="bytes")
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 64 * 1024:
-            raise ValueError(f"max_bytes must be at least 64 KiB, got {self.max_bytes}")
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -154,10 +173,24 @@ class ModelsConfig:
         without ``--model`` runs the active one.
     updates
         Accept model uploads over BLE (from bonded hosts; every package is still verified and self-tested).
+    health_s
+        A new model stays on trial until it has run this long (seconds of sensor data) with finite, plausible
+        outputs; a crash, kill or restart before that rolls it back at the next start. 0 = its first inference.
+    health_steps
+        ...and detected at least this many steps (0 = no steps needed).
+    allow_downgrade
+        Accept a package created before the active model (or the newest confirmed one). Off: versions never
+        go backwards.
     """
 
     folder: Path = Path("/var/lib/forcecast/models")
     updates: bool = True
+    health_s: float = bounded(300.0, 0.0, 86400.0, unit="s")
+    health_steps: int = bounded(0, 0, 100000, unit="steps")
+    allow_downgrade: bool = False
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -176,8 +209,13 @@ class FeedbackConfig:
 
     output: Literal["stdout", "gpio", "none"] = "stdout"
     gpio_chip: str = "/dev/gpiochip0"
-    gpio_pin: int = 18
-    pulse_s: float = 0.15
+    gpio_pin: int = bounded(18, 0, 255)
+    pulse_s: float = bounded(0.15, 0.01, 2.0, unit="s")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if not self.gpio_chip.startswith("/dev/"):
+            raise ValueError(f"gpio_chip: {self.gpio_chip!r} is not a device under /dev (e.g. /dev/gpiochip0)")
 
 
 @dataclass(frozen=True)
@@ -198,8 +236,11 @@ class BleConfig:
     keystore
         JSON file holding the bonds (long-term keys) of paired hosts.
     pairing_window_s
-        New hosts may pair only this long after the runtime starts (bonded hosts always reconnect);
-        ``0`` = never, ``inf`` = always.
+        How long new hosts may pair after the local pairing action (``forcecast edge pair`` on the device);
+        the window is closed at every start. Bonded hosts always reconnect.
+    pairing_socket
+        The Unix socket on which the running service takes the local pairing action (mode 0600, peers
+        checked: root or the service's own user only).
     """
 
     enabled: bool = False
@@ -207,17 +248,17 @@ class BleConfig:
     name: str = "fcast"
     address: str = ""
     keystore: Path = Path("/var/lib/forcecast/bonds.json")
-    pairing_window_s: float = 300.0
+    pairing_window_s: float = bounded(120.0, 10.0, 3600.0, unit="s")
+    pairing_socket: Path = Path("/run/forcecast/pairing.sock")
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name.encode()) <= 8:
             raise ValueError(f"name must be 1..8 bytes (it is advertised with the service UUID), got {self.name!r}")
         if self.address and not _is_static_random(self.address):
             raise ValueError(
-                f"address {self.address!r} is not a static random address (six hex bytes, first byte C0..FF)"
+                f"address: {self.address!r} is not a static random address (six hex bytes, first byte C0..FF)"
             )
-        if not self.pairing_window_s >= 0:
-            raise ValueError(f"pairing_window_s must be ≥ 0 (inf = always), got {self.pairing_window_s}")
+        check_bounds(self)
 
 
 def _is_static_random(address: str) -> bool:
@@ -244,6 +285,7 @@ class DeviceConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
 
     def __post_init__(self) -> None:
+        check_id("device_id", self.device_id)
         places = [s.place for s in self.sensors]
         duplicated = sorted({p for p in places if places.count(p) > 1})
         if duplicated:
@@ -264,7 +306,19 @@ def load_device_config(path: Path | str | None) -> DeviceConfig:
     """
     if path is None:
         return DeviceConfig()
-    try:
-        return load_config(DeviceConfig, path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: device configuration not found") from None
+    data = read_toml(Path(path))
+    config = from_dict(DeviceConfig, data, f"{path}: ")
+    missing = [] if "device_id" in data else ["device_id (one per physical unit; it keys the host's records)"]
+    patient = data.get("patient")
+    if patient is None:
+        missing.append("[patient] table (patient_id, body_mass_kg, height_m: the model's static features)")
+    else:
+        missing += [f"patient.{key}" for key in REQUIRED_PATIENT_KEYS if key not in patient]
+    if not data.get("sensors"):
+        missing.append("[[sensors]] tables (one per IMU: place, bus, address, axes)")
+    if missing:
+        raise ConfigError(
+            f"{path}: missing {'; '.join(missing)}. Defaults are not used for these: they would describe another "
+            "person or another device (see hardware/device.toml)"
+        )
+    return config
