@@ -201,10 +201,40 @@ def _keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _package_info(args: argparse.Namespace) -> int:
-    from edge.package import read_package
+# Reasons for which a file cannot even be read as a package (exit 2, like any bad input file); a package
+# that is read but refused (signer, signature, model hash, contract, golden pairs) is a verdict: exit 1.
+_READ_FAILURES = frozenset(
+    {
+        "unreadable",
+        "too_large",
+        "too_many_members",
+        "member_duplicate",
+        "member_unknown",
+        "member_missing",
+        "manifest_invalid",
+        "field_missing",
+        "unsupported",
+    }
+)
 
-    package = read_package(args.package)
+
+def _refused(args: argparse.Namespace, reason: str, message: str, status: int) -> int:
+    """Print one line (or one JSON object with --json) naming the reason; return the exit status."""
+    if args.json:
+        print(json.dumps({"ok": False, "reason": reason, "message": message}))
+    else:
+        print(f"REFUSED ({reason}): {message}", file=sys.stderr if status == 2 else sys.stdout)
+    return status
+
+
+def _package_info(args: argparse.Namespace) -> int:
+    from edge.package import PackageError, read_package
+
+    try:
+        package = read_package(args.package)
+        contract = package.contract
+    except PackageError as exc:
+        return _refused(args, exc.reason, str(exc), 2)
     if args.json:
         print(
             json.dumps(
@@ -214,7 +244,6 @@ def _package_info(args: argparse.Namespace) -> int:
         )
         return 0
     m = package.manifest
-    contract = package.contract
     print(f"package   {args.package}  ({args.package.stat().st_size:,} bytes)")
     print(f"model     {m['model_version']}  {m['model_bytes']:,} bytes  sha256 {m['model_sha256'][:16]}…")
     print(f"created   {m['created_utc']}  signed by key {m['signed_by']}")
@@ -250,17 +279,25 @@ def _package_info(args: argparse.Namespace) -> int:
 
 
 def _package_verify(args: argparse.Namespace) -> int:
+    from edge.contract import ContractError
     from edge.interpreter import TFLiteModel
     from edge.keys import load_public_key
     from edge.package import PackageError, open_package
     from edge.selftest import run_golden
 
     try:
-        package, _ = open_package(args.package, [load_public_key(p) for p in args.pubkey])
+        package, contract = open_package(args.package, [load_public_key(p) for p in args.pubkey])
     except PackageError as exc:
-        print(json.dumps({"ok": False, "reason": exc.reason, "message": str(exc)}) if args.json else f"REFUSED: {exc}")
-        return 1
-    result = run_golden(TFLiteModel(package.model), package.manifest["golden"])
+        return _refused(args, exc.reason, str(exc), 2 if exc.reason in _READ_FAILURES else 1)
+    try:
+        model = TFLiteModel(package.model)
+    except ValueError as exc:  # signed, hash OK, but not a model this runtime can load
+        return _refused(args, "model_invalid", f"{args.package.name}: model.tflite does not load: {exc}", 1)
+    try:
+        model.check_contract(contract)
+    except ContractError as exc:
+        return _refused(args, "contract_invalid", f"{args.package.name}: {exc}", 1)
+    result = run_golden(model, package.manifest["golden"])
     if args.json:
         print(
             json.dumps(

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.config import ConfigError, from_dict
+from edge.contract_limits import layout_problems, normalisation_problems, notes_problems, timing_problems
 from edge.dsp.resample import ANTIALIAS_FRACTION, FILTER_ORDER
 from edge.features import OUTPUT_AXES, STATIC_FEATURES, STATIC_UNITS, input_channels
 
@@ -34,10 +35,9 @@ class Normalisation:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if len(self.mean) != len(self.std):
-            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
-        if any(not s > 0 for s in self.std):
-            raise ValueError("std values must be positive")
+        problems = normalisation_problems(self.mean, self.std)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def apply(self, values: NDArray[np.floating]) -> NDArray[np.float32]:
         """Normalise (last axis = features)."""
@@ -97,14 +97,7 @@ class ModelContract:
     notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.rate_hz > 0:
-            problems.append(f"rate_hz must be positive, got {self.rate_hz}")
-        if self.out_len < 1 or self.delay < 0 or self.window < self.out_len + self.delay:
-            problems.append(
-                f"window ({self.window}) must hold out_len ({self.out_len}) + delay ({self.delay}); "
-                "out_len >= 1, delay >= 0"
-            )
+        problems = timing_problems(self.rate_hz, self.window, self.out_len, self.delay)
         try:
             channels = input_channels(self.leg_places)
         except ValueError as exc:
@@ -119,6 +112,8 @@ class ModelContract:
             problems.append("static normalisation must have one value per static feature")
         if len(self.targets.mean) != len(self.output_axes):
             problems.append("targets normalisation must have one value per output axis")
+        problems += layout_problems(self.leg_places, self.static_features, self.output_axes, self.output_unit)
+        problems += notes_problems(self.notes)
         if problems:
             raise ContractError("; ".join(problems))
 
@@ -145,19 +140,33 @@ class ModelContract:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "contract") -> ModelContract:
-        """Read from plain data, naming the field of anything missing or wrong."""
+        """Read from plain data, naming the field of anything missing, wrong or out of bounds.
+
+        Bounds: see :mod:`edge.contract_limits`. ``channels``, when present, must be the channels
+        ``leg_places`` gives.
+        """
+        if not isinstance(data, dict):
+            raise ContractError(f"{where}: expected an object, got {type(data).__name__}")
+        listed = data.get("channels")
         data = {k: v for k, v in data.items() if k not in ("channels", "static_units")}
         missing = [
             f for f in ("rate_hz", "leg_places", "window", "out_len", "delay", "inputs", "targets") if f not in data
         ]
         if missing:
             raise ContractError(f"{where}: missing field(s) {', '.join(missing)}")
+        problems = [p for name in ("inputs", "static", "targets") for p in _raw_normalisation_problems(data, name)]
+        if problems:
+            raise ContractError(f"{where}: {'; '.join(problems)}")
         try:
             contract = from_dict(cls, data, f"{where}: ")
         except ConfigError as exc:
             raise ContractError(str(exc)) from None
         except ContractError as exc:
             raise ContractError(f"{where}: {exc}") from None
+        except OverflowError as exc:
+            raise ContractError(f"{where}: a number is out of range ({exc})") from None
+        if listed is not None and listed != list(contract.channels):
+            raise ContractError(f"{where}: channels {listed!r} are not the channels of leg_places {contract.channels}")
         if contract.version != CONTRACT_VERSION:
             raise ContractError(
                 f"{where}: version {contract.version} is not supported (this software reads {CONTRACT_VERSION})"
@@ -174,3 +183,14 @@ class ModelContract:
         except json.JSONDecodeError as exc:
             raise ContractError(f"{path}: not valid JSON: {exc}") from None
         return cls.from_dict(data, str(path))
+
+
+def _raw_normalisation_problems(data: dict[str, Any], name: str) -> list[str]:
+    """Out-of-bounds constants of normalisation ``name`` as read, named by field (``targets.std[2]``)."""
+    value = data.get(name)
+    if not isinstance(value, dict):
+        return []
+    mean, std = value.get("mean"), value.get("std")
+    if not isinstance(mean, list | tuple) or not isinstance(std, list | tuple):
+        return []
+    return normalisation_problems(mean, std, f"{name}.")

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from edge.contract import ContractError, ModelContract
+
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -84,6 +86,44 @@ class TFLiteModel:
         self._runner = self._interpreter.get_signature_runner(next(iter(signatures)))
         self.inputs = {n: _info(n, d) for n, d in self._runner.get_input_details().items()}
         self.outputs = {n: _info(n, d) for n, d in self._runner.get_output_details().items()}
+
+    def check_contract(self, contract: ModelContract) -> None:
+        """Check that the model's tensors are the ones ``contract`` describes.
+
+        ``imu`` must be ``(1, window, channels)``, ``static`` present exactly when the contract has static
+        features and ``(1, features)``, and the one output ``(1, out_len, output axes)``: a contract whose
+        ``out_len`` or ``window`` is not the model's would otherwise run wrong or crash at the first step.
+
+        Raises
+        ------
+        ContractError
+            Naming each tensor whose name or shape does not match, and the shape the contract implies.
+        """
+        expected = {"imu": (1, contract.window, len(contract.channels))}
+        if contract.static_features:
+            expected["static"] = (1, len(contract.static_features))
+        problems = []
+        for name in sorted(set(expected) | set(self.inputs)):
+            if name not in self.inputs:
+                problems.append(f"the model has no input {name!r} (contract: shape {expected[name]})")
+            elif name not in expected:
+                problems.append(f"the model's input {name!r} is not in the contract")
+            elif self.inputs[name].shape != expected[name]:
+                problems.append(
+                    f"input {name!r} has shape {self.inputs[name].shape}, the contract implies {expected[name]}"
+                )
+        output = (1, contract.out_len, len(contract.output_axes))
+        if len(self.outputs) != 1:
+            problems.append(f"the model has {len(self.outputs)} outputs, the contract one of shape {output}")
+        else:
+            name, info = next(iter(self.outputs.items()))
+            if info.shape != output:
+                problems.append(
+                    f"output {name!r} has shape {info.shape}, the contract (out_len {contract.out_len}, "
+                    f"{len(contract.output_axes)} axes) implies {output}"
+                )
+        if problems:
+            raise ContractError("model tensors do not match the contract: " + "; ".join(problems))
 
     def ops(self) -> list[str]:
         """Names of the operators in the model's graph (after delegation)."""

@@ -205,12 +205,15 @@ def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, 
         damage, expected = DAMAGES[reason]
         path = make(tmp_path, private)
         damage(path)
-    assert main(["package", "verify", str(path), "--pubkey", str(public_path), "--json"]) == 1
+    status = 2 if reason == "unreadable" else 1  # not a package at all is bad input; the rest are verdicts
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path), "--json"]) == status
     verdict = json.loads(capsys.readouterr().out)
     assert verdict == {"ok": False, "reason": reason, "message": verdict["message"]}
     assert expected in verdict["message"]
-    assert main(["package", "verify", str(path), "--pubkey", str(public_path)]) == 1
-    assert capsys.readouterr().out.startswith("REFUSED: ")
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path)]) == status
+    captured = capsys.readouterr()
+    line = captured.err if status == 2 else captured.out
+    assert line.startswith(f"REFUSED ({reason}): ") and line.count("\n") == 1 and "Traceback" not in captured.err
 
 
 def test_an_edgetpu_build_is_signed_and_checked_like_the_model(tmp_path, keys):
