@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.contract import ModelContract
+from edge.contract import ContractError, ModelContract
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
 from edge.package import ModelPackage, PackageError, open_package, read_package
@@ -66,6 +66,10 @@ def load_model(
             "unsupported", f"{path.name}: [runtime] edgetpu = true but the package has no Edge TPU build"
         )
     model = TFLiteModel(package.edgetpu_model if edgetpu else package.model, num_threads=threads, edgetpu=edgetpu)  # type: ignore[arg-type]
+    try:
+        model.check_contract(contract)
+    except ContractError as exc:
+        raise PackageError("contract_invalid", f"{path.name}: {exc}") from None
     result = run_golden(model, package.manifest["golden"])
     if not result.ok:
         raise PackageError("selftest_failed", f"{path.name}: golden self-test failed: {'; '.join(result.messages)}")

@@ -89,6 +89,10 @@ def load_checked(
         num_threads=config.runtime.threads,
         edgetpu=edgetpu,
     )
+    try:
+        model.check_contract(contract)
+    except ContractError as exc:
+        raise PackageError("contract_invalid", f"{path.name}: {exc}") from None
     result = run_golden(model, package.manifest["golden"])
     if not result.ok:
         raise PackageError("selftest_failed", f"{path.name}: golden self-test failed: {'; '.join(result.messages)}")
