@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,25 +26,85 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def new_key_pair(folder: Path) -> tuple[Path, Path]:
-    """Create a key pair in ``folder``; the private key file is readable by its owner only.
+    """Create a key pair in ``folder``: private key 0600, public key 0644, whatever the umask.
 
-    Refuses to overwrite an existing private key (losing it would orphan every device that trusts it).
+    A new folder is created with mode 0700; an existing one is used only if no other user may write to it.
+
+    Neither file may exist beforehand, not even as a (dangling) symbolic link: both are created with
+    ``O_CREAT | O_EXCL | O_NOFOLLOW`` relative to the folder opened with ``O_NOFOLLOW``, so a link placed
+    there in advance can never redirect a key into another file. An existing private key is never
+    overwritten (losing it would orphan every device that trusts it).
+
+    Raises
+    ------
+    FileExistsError
+        If either key file (or link) exists, or ``folder`` is a symbolic link, not a folder, or writable by others.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    private_path, public_path = folder / PRIVATE_NAME, folder / PUBLIC_NAME
-    if private_path.exists():
-        raise FileExistsError(f"{private_path} exists; move it away first (devices may trust it)")
-    private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise FileExistsError(f"{folder} is a symbolic link; give the real folder for the key pair")
+    created = not folder.exists()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except NotADirectoryError:
+        raise FileExistsError(f"{folder} exists and is not a folder") from None
+    except OSError as exc:  # ELOOP: replaced by a link since the check above
+        raise FileExistsError(f"{folder}: cannot open the folder without following links ({exc.strerror})") from None
+    try:
+        if created:
+            os.fchmod(dir_fd, 0o700)  # mkdir's mode was masked by the umask (and never widened by it)
+        elif os.fstat(dir_fd).st_mode & 0o022:
+            raise FileExistsError(
+                f"{folder} is writable by other users (mode {stat.S_IMODE(os.fstat(dir_fd).st_mode):04o}), who "
+                "could swap the keys; use a new folder (created 0700) or chmod 700 it"
+            )
+        for name in (PRIVATE_NAME, PUBLIC_NAME):
+            _refuse_existing(folder / name, dir_fd)
+        private = Ed25519PrivateKey.generate()
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _write_new(dir_fd, folder / PRIVATE_NAME, pem, 0o600)
+        try:
+            _write_new(dir_fd, folder / PUBLIC_NAME, public, 0o644)
+        except BaseException:
+            os.unlink(PRIVATE_NAME, dir_fd=dir_fd)  # never leave half a pair behind
+            raise
+    finally:
+        os.close(dir_fd)
+    return folder / PRIVATE_NAME, folder / PUBLIC_NAME
+
+
+def _refuse_existing(path: Path, dir_fd: int) -> None:
+    try:
+        status = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(status.st_mode):
+        raise FileExistsError(
+            f"{path} is a symbolic link (to {os.readlink(path.name, dir_fd=dir_fd)}); remove it first"
+        )
+    raise FileExistsError(f"{path} exists; move it away first (devices may trust it)")
+
+
+def _write_new(dir_fd: int, path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (a name in ``dir_fd``) exclusively, never through a link, with exactly ``mode``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path.name, flags, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} appeared while the key pair was being written; nothing was overwritten"
+        ) from None
     with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    public_path.write_bytes(
-        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private_path, public_path
+        os.fchmod(handle.fileno(), mode)  # the umask may have taken bits away (0644 under umask 077 is 0600)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
