@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_writer import payload_for, time_for
 
-from edge.runtime.store import RecordStore, StoredRecord, StoreError
+from edge.runtime.store import RecordStore, StorageFullError, StoredRecord, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -349,3 +349,104 @@ def test_sigkill_at_random_moments_loses_no_committed_record(tmp_path):
             last_seq = store.last_seq("step")
     assert mid_write == rounds - rounds // 4  # every mid-append kill hit a running writer
     assert last_seq > rounds
+
+
+# -- identity, damaged records, full disk -----------------------------------------------------------
+
+
+def test_each_store_has_its_own_persistent_id_and_an_old_store_gets_one(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with RecordStore(path) as store:
+        first = store.store_id
+        assert len(first) == 16 and int(first, 16) != 0 and store.store_id_origin == "created"
+    with RecordStore(path) as store:
+        assert store.store_id == first and store.stats()["store_id"] == first
+    with RecordStore(tmp_path / "other.sqlite") as other:
+        assert other.store_id != first  # a replaced store is never mistaken for the old one
+    sql(path, "DELETE FROM meta WHERE key IN ('store_id', 'store_id_origin', 'quarantined', 'reclaimed_acked')")
+    sql(path, "DROP TABLE quarantine")  # what older software wrote
+    with RecordStore(path) as store:
+        upgraded = store.store_id
+        assert upgraded != first and store.store_id_origin == "upgrade"
+        assert [r.seq for r in store.records("step")] == []
+    with RecordStore(path) as store:
+        assert store.store_id == upgraded
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ('\'{"i": 5, "x": NaN}\'', "non-finite number NaN"),
+        ("'{\"i\": 5'", "damaged payload"),
+        ("'[5]'", "not an object"),
+    ],
+)
+def test_a_damaged_record_is_quarantined_with_an_event_and_readers_go_past_it(tmp_path, damage, reason):
+    with RecordStore(tmp_path / "s.sqlite") as store:
+        store.append("step", [step(i) for i in range(1, 11)])
+        sql(store.path, f"UPDATE records SET payload = {damage} WHERE kind = 'step' AND seq = 5")
+        assert [r.seq for r in store.records("step", after_seq=2, limit=4)] == [3, 4, 6, 7]
+        assert [r.seq for r in store.records("step")] == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+        (event,) = store.records("event")
+        assert event.payload["event"] == "record_quarantined"
+        assert event.payload["kind"] == "step" and event.payload["seq"] == 5 and reason in event.payload["reason"]
+        (kept,) = store.quarantined()
+        assert kept["seq"] == 5 and reason in kept["reason"]
+        assert store.stats()["quarantined"] == 1 and store.last_seq("step") == 10
+        assert store.quarantine("step", 5, "again") is None  # already out of the queue: nothing happens
+        assert store.stats()["event"]["count"] == 1
+
+
+def test_records_of_a_batch_of_damaged_rows_are_all_skipped(tmp_path):
+    with RecordStore(tmp_path / "s.sqlite") as store:
+        store.append("step", [step(i) for i in range(1, 21)])
+        sql(store.path, "UPDATE records SET payload = 'garbage' WHERE kind = 'step' AND seq BETWEEN 2 AND 12")
+        assert [r.seq for r in store.records("step", limit=3)] == [1, 13, 14]
+        assert store.stats()["quarantined"] == 11
+
+
+def fill_until_full(store: RecordStore, pad: int = 1000) -> int:
+    """Append steps until the store refuses one for lack of space; the last seq stored."""
+    for i in range(1, 100_000):
+        try:
+            store.append("step", [step(i, pad=pad)])
+        except StorageFullError:
+            return store.last_seq("step")
+    raise AssertionError("the store never filled up")
+
+
+def test_a_full_store_frees_acknowledged_records_and_loses_nothing_else(tmp_path):
+    """No mount needed: SQLite's max_page_count makes the database full (SQLITE_FULL), as ENOSPC would."""
+    with RecordStore(tmp_path / "s.sqlite", reserve_bytes=0) as store:
+        store._connection().execute("PRAGMA max_page_count = 48")
+        last = fill_until_full(store)
+        assert last > 20 and store.stats()["full_events"] >= 1
+        assert [r.seq for r in store.records("step", limit=10_000)] == list(range(1, last + 1))  # none lost
+        assert store.last_seq("step") == last  # the refused batch consumed no seq
+        with pytest.raises(StorageFullError, match=r"s\.sqlite: appending 1 step record\(s\) failed: the disk is full"):
+            store.append("step", [step(0, pad=1000)])
+        assert store.ack("step", 20) == 20  # acknowledgements still go through
+        appended = fill_until_full(store) - last
+        stats = store.stats()
+        assert appended >= 10 and stats["reclaimed_acked"] == 20  # only acknowledged records were freed
+        kept = [r.seq for r in store.records("step", limit=10_000)]
+        assert kept == list(range(21, store.last_seq("step") + 1))
+        assert stats["dropped_unacked"] == 0
+
+
+def test_other_write_errors_are_not_taken_for_a_full_disk(tmp_path):
+    with RecordStore(tmp_path / "s.sqlite", reserve_bytes=0) as store:
+        store._connection().execute("PRAGMA query_only = 1")
+        with pytest.raises(StoreError, match="appending 1 step record") as err:
+            store.append("step", [step(1)])
+        assert not isinstance(err.value, StorageFullError) and store.stats()["full_events"] == 0
+
+
+def test_the_reserve_file_is_made_and_given_back_on_a_full_disk(tmp_path):
+    with RecordStore(tmp_path / "s.sqlite", reserve_bytes=64 * 1024) as store:
+        assert store.reserve_path.stat().st_size == 64 * 1024
+        assert store.reclaim() == 0 and not store.reserve_path.exists()  # reclaiming gives the reserve back first
+        store.append("step", [step(1)])  # plenty of room here: the reserve is made again
+        assert store.reserve_path.stat().st_size == 64 * 1024
+    with pytest.raises(ValueError, match="reserve_bytes"):
+        RecordStore(tmp_path / "t.sqlite", reserve_bytes=-1)

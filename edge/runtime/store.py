@@ -16,6 +16,20 @@ Acknowledging is by "everything up to ``seq``", so the acknowledged records of a
 prefix of its sequence; the store keeps that prefix as one number per kind (``acked_upto``) instead
 of a flag per row, which makes ``ack`` a single small write.
 
+Identity: every store gets a random 64-bit ``store_id`` when it is created (a store made by older
+software gets one the first time it is opened, marked ``store_id_origin = upgrade``), so a host can
+tell a replaced store, whose seqs restart at 1, from the one it was syncing.
+
+Damaged records: a stored payload that no longer parses as a JSON object of finite numbers is moved to
+the ``quarantine`` table by :meth:`RecordStore.records` (or by :meth:`RecordStore.quarantine`, for one
+the link cannot send) and a ``record_quarantined`` event names its kind, seq and reason; readers go on
+past it instead of stopping there.
+
+Full disk: a write that fails with SQLITE_FULL (which is how SQLite reports ENOSPC) gives back the
+space kept in a reserve file, deletes acknowledged records in small transactions, checkpoints and
+truncates the WAL, and tries once more; if it still fails, :class:`StorageFullError` says so and the
+store stays consistent (the runtime keeps running and retries later).
+
 Threading: one connection opened with ``check_same_thread=False`` and guarded by a lock, so the
 runtime may append from one thread while the BLE server reads and acknowledges from another. Each
 public method is one critical section.
@@ -23,23 +37,42 @@ public method is one critical section.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
+_T = TypeVar("_T")
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x46434153  # "FCAS" in the SQLite header marks a forcecast store
 _CAP_BATCH_ROWS = 32
 _CAP_ORDER = (("dropped_acked", "r.seq <= k.acked_upto"), ("dropped_unacked", "r.seq > k.acked_upto"))
 _TABLES = {"meta", "kinds", "records"}
+SQLITE_FULL = 13
+QUARANTINE_KEEP = 64
+"""Quarantined records kept for inspection (the oldest go first)."""
+RESERVE_BYTES = 128 * 1024
+_QUARANTINE = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    device_time_s REAL,
+    payload TEXT,
+    reason TEXT NOT NULL,
+    at_utc TEXT NOT NULL,
+    PRIMARY KEY (kind, seq)
+)
+"""
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE kinds (
@@ -60,6 +93,36 @@ CREATE TABLE records (
 
 class StoreError(RuntimeError):
     """The store file is unreadable, corrupt, not a forcecast store or failed a write; the message names the file."""
+
+
+class StorageFullError(StoreError):
+    """A write failed for lack of space (ENOSPC / SQLITE_FULL) even after acknowledged records were freed."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL
+
+
+def _new_store_id() -> str:
+    while (store_id := secrets.token_hex(8)) == "0" * 16:
+        pass
+    return store_id
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _strict_payload(text: str) -> dict[str, Any]:
+    """A stored payload back as a dict; ValueError for bad JSON, NaN/Infinity or anything but an object."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"non-finite number {constant}")
+
+    payload = json.loads(text, parse_constant=refuse)
+    if not isinstance(payload, dict):
+        raise ValueError(f"payload is a JSON {type(payload).__name__}, not an object")
+    return payload
 
 
 @dataclass(frozen=True)
@@ -100,6 +163,9 @@ class RecordStore:
         Device this store belongs to. A store created with an id refuses to open under another
         non-empty id; an empty id accepts any store, and a store created without an id adopts the
         first non-empty one it is opened with.
+    reserve_bytes
+        Disk space held in ``<path>.reserve`` and given back when the disk is full, so that acknowledged
+        records can still be deleted (a deletion needs WAL space too); 0 keeps no reserve.
 
     Raises
     ------
@@ -110,11 +176,23 @@ class RecordStore:
 
     KINDS = ("step", "summary", "event")
 
-    def __init__(self, path: Path | str, max_bytes: int = 256 * 1024 * 1024, device_id: str = "") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        max_bytes: int = 256 * 1024 * 1024,
+        device_id: str = "",
+        reserve_bytes: int = RESERVE_BYTES,
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        if reserve_bytes < 0:
+            raise ValueError(f"reserve_bytes must be ≥ 0, got {reserve_bytes}")
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.reserve_bytes = reserve_bytes
+        self.reserve_path = self.path.with_name(self.path.name + ".reserve")
+        self.full_events = 0
+        """Writes that met a full disk (each one triggered a reclaim)."""
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +211,7 @@ class RecordStore:
             self._conn.close()
             self._conn = None
             raise
+        self._fill_reserve()
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -141,6 +220,18 @@ class RecordStore:
         """The device id recorded in the store (empty if none)."""
         with self._guard("reading meta"):
             return self._meta("device_id")
+
+    @property
+    def store_id(self) -> str:
+        """The store's random identity: 16 hex digits (64 bits, never all zero), fixed for its lifetime."""
+        with self._guard("reading meta"):
+            return self._meta("store_id")
+
+    @property
+    def store_id_origin(self) -> str:
+        """``created`` (the id was made with the store) or ``upgrade`` (given to a store older software made)."""
+        with self._guard("reading meta"):
+            return self._meta("store_id_origin")
 
     def append(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> list[int]:
         """Store a batch of records of one kind in one transaction.
@@ -177,8 +268,9 @@ class RecordStore:
             rows.append((float(device_time_s), text))
         if not rows:
             return []
-        # The cap runs in the same transaction: a returned append has both, a failed one changed nothing.
-        with self._guard(f"appending {len(rows)} {kind} record(s)"), self._transaction() as conn:
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            # The cap runs in the same transaction: a returned append has both, a failed one changed nothing.
             (last,) = conn.execute("SELECT last_seq FROM kinds WHERE kind = ?", (kind,)).fetchone()
             seqs = list(range(last + 1, last + 1 + len(rows)))
             conn.executemany(
@@ -188,28 +280,120 @@ class RecordStore:
             conn.execute("UPDATE kinds SET last_seq = ? WHERE kind = ?", (seqs[-1], kind))
             (first_id,) = conn.execute("SELECT id FROM records WHERE kind = ? AND seq = ?", (kind, seqs[0])).fetchone()
             self._enforce_cap(protect_from_id=first_id)
-        return seqs
+            return seqs
+
+        if self.reserve_bytes and not self.reserve_path.exists():  # spent on a full disk (or never made)
+            if self._short_of_space():
+                with self._guard("reclaiming space"):
+                    self.full_events += 1
+                    self._reclaim()
+                if self._short_of_space():
+                    raise StorageFullError(
+                        f"{self.path}: appending {len(rows)} {kind} record(s) refused: fewer than "
+                        f"{self.reserve_bytes} bytes free on the disk, kept for acknowledgements and the deletions "
+                        "they allow"
+                    )
+            with self._guard("refilling the reserve"):
+                self._fill_reserve()
+        return self._write(f"appending {len(rows)} {kind} record(s)", write)
 
     def records(self, kind: str, after_seq: int = 0, limit: int = 1000) -> list[StoredRecord]:
-        """Records of ``kind`` with ``seq > after_seq``, oldest first, at most ``limit``."""
+        """Records of ``kind`` with ``seq > after_seq``, oldest first, at most ``limit``.
+
+        A record whose payload is damaged (not JSON, NaN or Infinity, not an object) is quarantined on
+        the way (see :meth:`quarantine`) and skipped, so one bad row never stops a reader. If the
+        quarantine cannot be written (full disk), the record is still skipped and tried again next time.
+        """
         self._check_kind(kind)
         if limit < 0:
             raise ValueError(f"limit must be ≥ 0, got {limit}")
-        with self._guard(f"reading {kind} records"):
-            conn = self._connection()
-            (acked_upto,) = conn.execute("SELECT acked_upto FROM kinds WHERE kind = ?", (kind,)).fetchone()
-            rows = conn.execute(
-                "SELECT seq, device_time_s, payload FROM records WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (kind, after_seq, limit),
-            ).fetchall()
-        out = []
-        for seq, t, text in rows:
-            try:
-                payload = json.loads(text)
-            except ValueError as exc:
-                raise StoreError(f"{self.path}: {kind} record {seq} has a damaged payload: {exc}") from None
-            out.append(StoredRecord(kind, seq, t, payload, seq <= acked_upto))
+        out: list[StoredRecord] = []
+        while len(out) < limit:
+            with self._guard(f"reading {kind} records"):
+                conn = self._connection()
+                (acked_upto,) = conn.execute("SELECT acked_upto FROM kinds WHERE kind = ?", (kind,)).fetchone()
+                rows = conn.execute(
+                    "SELECT seq, device_time_s, payload FROM records WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (kind, after_seq, limit - len(out)),
+                ).fetchall()
+            want = limit - len(out)
+            for seq, t, text in rows:
+                try:
+                    payload = _strict_payload(text if isinstance(text, str) else bytes(text).decode())
+                except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+                    with contextlib.suppress(StoreError):
+                        self.quarantine(kind, seq, f"damaged payload: {exc}")
+                    continue
+                out.append(StoredRecord(kind, seq, t, payload, seq <= acked_upto))
+            if len(rows) < want:
+                break  # nothing more stored
+            after_seq = rows[-1][0]
         return out
+
+    def quarantine(self, kind: str, seq: int, reason: str) -> int | None:
+        """Move record ``seq`` of ``kind`` out of the queue and log a ``record_quarantined`` event.
+
+        For a record nobody can send: a damaged payload, or one the wire refuses (too large). The row
+        goes to the ``quarantine`` table (the newest :data:`QUARANTINE_KEEP` are kept) and an event
+        ``{"event": "record_quarantined", "kind", "seq", "reason"}`` is appended in the same
+        transaction, so the host learns of the gap, with its reason, through the event stream.
+
+        Returns
+        -------
+        int or None
+            The event's seq, or None if the record was not (or no longer) in the queue.
+
+        Raises
+        ------
+        StoreError
+            The write failed (e.g. :class:`StorageFullError`); nothing changed.
+        """
+        self._check_kind(kind)
+        reason = reason[:300]
+
+        def write(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT id, device_time_s, payload FROM records WHERE kind = ? AND seq = ?", (kind, seq)
+            ).fetchone()
+            if row is None:
+                return None
+            record_id, device_time_s, text = row
+            conn.execute(
+                "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, seq, device_time_s, str(text)[:4096], reason, _utc_now()),
+            )
+            conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
+            conn.execute(
+                "DELETE FROM quarantine WHERE rowid NOT IN (SELECT rowid FROM quarantine ORDER BY rowid DESC LIMIT ?)",
+                (QUARANTINE_KEEP,),
+            )
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'quarantined'")
+            finite = isinstance(device_time_s, int | float) and math.isfinite(device_time_s)
+            at = float(device_time_s) if finite else 0.0
+            event = {
+                "event": "record_quarantined",
+                "kind": kind,
+                "seq": seq,
+                "reason": reason,
+                "t_unix": round(time.time(), 3),
+            }
+            (last,) = conn.execute("SELECT last_seq FROM kinds WHERE kind = 'event'").fetchone()
+            conn.execute(
+                "INSERT INTO records (kind, seq, device_time_s, payload) VALUES ('event', ?, ?, ?)",
+                (last + 1, at, json.dumps(event, separators=(",", ":"))),
+            )
+            conn.execute("UPDATE kinds SET last_seq = ? WHERE kind = 'event'", (last + 1,))
+            return int(last + 1)
+
+        return self._write(f"quarantining {kind} record {seq}", write, essential=True)
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantined records kept (``kind``, ``seq``, ``reason``, ``at_utc``), oldest first."""
+        with self._guard("reading the quarantine"):
+            rows = (
+                self._connection().execute("SELECT kind, seq, reason, at_utc FROM quarantine ORDER BY rowid").fetchall()
+            )
+        return [{"kind": k, "seq": s, "reason": r, "at_utc": a} for k, s, r, a in rows]
 
     def ack(self, kind: str, upto_seq: int) -> int:
         """Acknowledge every record of ``kind`` with ``seq <= upto_seq``.
@@ -226,7 +410,8 @@ class RecordStore:
             records this store never wrote, e.g. from another device or an older store).
         """
         self._check_kind(kind)
-        with self._guard(f"acknowledging {kind} records"), self._transaction() as conn:
+
+        def write(conn: sqlite3.Connection) -> int:
             last, acked_upto = conn.execute("SELECT last_seq, acked_upto FROM kinds WHERE kind = ?", (kind,)).fetchone()
             if upto_seq > last:
                 raise ValueError(f"{self.path}: cannot acknowledge {kind} records up to {upto_seq}: last seq is {last}")
@@ -236,7 +421,30 @@ class RecordStore:
                 "SELECT COUNT(*) FROM records WHERE kind = ? AND seq > ? AND seq <= ?", (kind, acked_upto, upto_seq)
             ).fetchone()
             conn.execute("UPDATE kinds SET acked_upto = ? WHERE kind = ?", (upto_seq, kind))
-            return newly
+            return int(newly)
+
+        return self._write(f"acknowledging {kind} records", write, essential=True)
+
+    def reclaim(self) -> int:
+        """Make room on a full disk: delete every acknowledged record and give the space back.
+
+        Deletes in small transactions (a deletion needs WAL space too; the batch shrinks when even
+        that fails), then checkpoints and truncates the WAL and the freed pages. Appends and
+        acknowledgements call this by themselves when they meet SQLITE_FULL; the runtime may call it
+        when retrying after a failed write.
+
+        Returns
+        -------
+        int
+            How many acknowledged records were deleted.
+
+        Raises
+        ------
+        StoreError
+            If the store is closed or fails for another reason than a full disk.
+        """
+        with self._guard("reclaiming space"):
+            return self._reclaim()
 
     def last_seq(self, kind: str) -> int:
         """Highest sequence number ever assigned to ``kind`` (0 if none), even if the cap deleted it."""
@@ -270,7 +478,9 @@ class RecordStore:
         dict
             One entry per kind (``{"count", "acked", "unacked", "last_seq"}``), plus ``file_bytes``
             (database and WAL files on disk), ``max_bytes``, ``dropped_acked`` and ``dropped_unacked``
-            (records the size cap has deleted, ever) and ``device_id``.
+            (records the size cap has deleted, ever), ``reclaimed_acked`` (acknowledged records deleted
+            to make room on a full disk, ever), ``quarantined`` (damaged records moved out, ever),
+            ``full_events`` (writes that met a full disk since opening), ``device_id`` and ``store_id``.
         """
         with self._guard("reading statistics"):
             conn = self._connection()
@@ -285,7 +495,11 @@ class RecordStore:
             out["max_bytes"] = self.max_bytes
             out["dropped_acked"] = int(self._meta("dropped_acked"))
             out["dropped_unacked"] = int(self._meta("dropped_unacked"))
+            out["reclaimed_acked"] = int(self._meta("reclaimed_acked"))
+            out["quarantined"] = int(self._meta("quarantined"))
+            out["full_events"] = self.full_events
             out["device_id"] = self._meta("device_id")
+            out["store_id"] = self._meta("store_id")
         return out
 
     def close(self) -> None:
@@ -334,6 +548,18 @@ class RecordStore:
                 raise StoreError(f"{self.path}: store belongs to device {stored_id!r}, not {device_id!r}")
             if device_id and not stored_id:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'device_id'", (device_id,))
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Give a store made by older software what this one adds (no schema bump: older software ignores it)."""
+        conn = self._connection()
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'").fetchone() is None:
+            conn.execute(_QUARANTINE)
+        defaults = {"reclaimed_acked": "0", "quarantined": "0"}
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'store_id'").fetchone() is None:
+            defaults |= {"store_id": _new_store_id(), "store_id_origin": "upgrade"}
+        for key, value in defaults.items():
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def _identify(self) -> bool:
         """True for a forcecast store, False for an empty database; StoreError for anything else."""
@@ -359,7 +585,14 @@ class RecordStore:
                 conn.execute(statement)
         conn.executemany("INSERT INTO kinds (kind) VALUES (?)", [(k,) for k in self.KINDS])
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        meta = {"device_id": device_id, "created_utc": created, "dropped_acked": "0", "dropped_unacked": "0"}
+        meta = {
+            "device_id": device_id,
+            "created_utc": created,
+            "dropped_acked": "0",
+            "dropped_unacked": "0",
+            "store_id": _new_store_id(),
+            "store_id_origin": "created",
+        }
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -412,6 +645,103 @@ class RecordStore:
             raise StoreError(f"{self.path}: store is closed")
         return self._conn
 
+    def _write(self, action: str, work: Callable[[sqlite3.Connection], _T], essential: bool = False) -> _T:
+        """Run ``work`` in a write transaction; on a full disk reclaim space and try once more.
+
+        An append is tried again only if acknowledged records were freed: the reserve's space is kept
+        as headroom for what lets the store recover (an acknowledgement, then the deletions it allows),
+        which is tried again in any case (``essential``).
+        """
+        with self._guard(action):
+            try:
+                with self._transaction() as conn:
+                    return work(conn)
+            except sqlite3.Error as exc:
+                if not _is_full(exc):
+                    raise
+                self.full_events += 1
+            if not self._reclaim() and not essential:
+                raise StorageFullError(
+                    f"{self.path}: {action} failed: the disk is full and no acknowledged record is left to free"
+                )
+            try:
+                with self._transaction() as conn:
+                    result = work(conn)
+            except sqlite3.Error as exc:
+                if not _is_full(exc):
+                    raise
+                raise StorageFullError(
+                    f"{self.path}: {action} failed: the disk is full, even after freeing acknowledged records ({exc})"
+                ) from None
+            self._fill_reserve()
+            return result
+
+    def _reclaim(self) -> int:
+        """Free acknowledged records and the WAL (under the lock); see :meth:`reclaim`."""
+        conn = self._connection()
+        with contextlib.suppress(FileNotFoundError):
+            self.reserve_path.unlink()  # the headroom that lets the deletions below reach the WAL
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # WAL into the database, WAL emptied
+        freed, batch = 0, 64
+        while True:
+            try:
+                with self._transaction():
+                    deleted = conn.execute(
+                        "DELETE FROM records WHERE id IN (SELECT r.id FROM records r JOIN kinds k ON k.kind = r.kind "
+                        "WHERE r.seq <= k.acked_upto ORDER BY r.id LIMIT ?)",
+                        (batch,),
+                    ).rowcount
+                    if deleted:
+                        conn.execute(
+                            "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'reclaimed_acked'",
+                            (deleted,),
+                        )
+                    conn.execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.Error as exc:
+                if not _is_full(exc) or batch == 1:
+                    break  # nothing more can be written; what was freed so far stays freed
+                batch //= 2
+                continue
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            freed += deleted
+            if deleted < batch:
+                break
+        return freed
+
+    def _short_of_space(self) -> bool:
+        """True when the reserve is spent and the disk has less free than it: appends must leave that room."""
+        if self.reserve_bytes == 0 or self.reserve_path.exists():
+            return False
+        try:
+            disk = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return disk.f_bavail * disk.f_frsize < self.reserve_bytes
+
+    def _fill_reserve(self) -> None:
+        """(Re)create the reserve file if it is missing and the disk has room for it and as much again."""
+        if self.reserve_bytes == 0 or self._conn is None:
+            return
+        try:
+            if self.reserve_path.exists() and self.reserve_path.stat().st_size >= self.reserve_bytes:
+                return
+            disk = os.statvfs(self.reserve_path.parent)
+            if disk.f_bavail * disk.f_frsize < 2 * self.reserve_bytes:
+                return
+            partial = self.reserve_path.with_name(self.reserve_path.name + ".part")
+            with partial.open("wb") as out:
+                try:
+                    os.posix_fallocate(out.fileno(), 0, self.reserve_bytes)
+                except OSError:
+                    out.write(bytes(self.reserve_bytes))
+            partial.replace(self.reserve_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve_path.with_name(self.reserve_path.name + ".part").unlink()
+
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
         """Hold the lock and turn SQLite errors into StoreError naming the file and the action."""
@@ -428,7 +758,9 @@ class RecordStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back by itself (e.g. after SQLITE_FULL)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
