@@ -30,6 +30,7 @@ dense_units = 16
 epochs = 2
 batch_size = 64
 patience = 2
+min_steps = 6
 """
 
 OUTPUTS = ("model.keras", "contract.json", "config.toml", "metrics.json", "history.csv", "model_card.md")
@@ -96,9 +97,10 @@ def test_evaluate_prints_exactly_one_json_object(tiny_run, tiny_dataset, capsys)
     out = capsys.readouterr().out
     assert code == 0
     payload = json.loads(out)  # the whole of stdout is one object
-    assert set(payload) == {"axes", "n_windows", "subjects"}
-    assert set(payload["axes"]) == {"v", "ap", "ml"}
-    assert set(payload["axes"]["v"]) == {"r", "rmse_bw", "rmse_n", "nrmse_pct"}
+    assert set(payload) == {"axes", "stance_axes", "n_windows", "subjects"}
+    assert set(payload["axes"]) == set(payload["stance_axes"]) == {"v", "ap", "ml"}
+    assert set(payload["axes"]["v"]) == set(payload["stance_axes"]["v"]) == {"r", "rmse_bw", "rmse_n", "nrmse_pct"}
+    assert payload["stance_axes"]["v"]["rmse_bw"] != payload["axes"]["v"]["rmse_bw"]
     assert payload["subjects"] == ["S02"] and payload["n_windows"] > 0
     saved = json.loads((tiny_run / "metrics.json").read_text())["subject_naive"]["pooled"]["axes"]["v"]["r"]
     assert payload["axes"]["v"]["r"] == pytest.approx(saved, abs=1e-4)  # same model, same data, same numbers
@@ -141,13 +143,14 @@ def test_training_refuses_bad_input(tiny_dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing channel(s) l_foot_acc_x" in err and "trials/S01/" in err and "ipsi_foot" in err
 
-    two = tmp_path / "two"
-    shutil.copytree(tiny_dataset, two)
-    shutil.rmtree(two / "trials" / "S03")
-    subjects = pd.read_csv(two / "subjects.csv")
-    subjects[subjects.subject_id != "S03"].to_csv(two / "subjects.csv", index=False)
-    assert main([*base, "--data", str(two)]) == 2
-    assert "needs at least 3" in capsys.readouterr().err
+    one = tmp_path / "one"
+    shutil.copytree(tiny_dataset, one)
+    for gone in ("S02", "S03"):
+        shutil.rmtree(one / "trials" / gone)
+    subjects = pd.read_csv(one / "subjects.csv")
+    subjects[subjects.subject_id == "S01"].to_csv(one / "subjects.csv", index=False)
+    assert main([*base, "--data", str(one)]) == 2
+    assert "1 subject(s) with force data (S01)" in capsys.readouterr().err
 
 
 def test_tf_pipeline_cuts_the_same_windows_as_numpy(tiny_dataset):

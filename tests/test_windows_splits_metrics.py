@@ -62,10 +62,14 @@ def test_output_positions_and_valid_ends_skip_nan():
     ends = valid_ends(ok, np.ones(30, dtype=bool), window=8, out_len=2, delay=1)
     assert all(not (e - 8 <= 10 < e) for e in ends)
     assert ends.min() == 8 and ends.max() == 30
+    # A window is usable while at least one sample of its target block is known (unknowns are masked).
     targets_ok = np.ones(30, dtype=bool)
     targets_ok[25] = False
     ends = valid_ends(np.ones(30, dtype=bool), targets_ok, window=8, out_len=2, delay=1)
-    assert all(25 not in range(*output_positions(int(e), 2, 1).indices(30)) for e in ends)
+    assert ends.tolist() == list(range(8, 31))
+    targets_ok[24:27] = False  # blocks [24, 26) and [25, 27) are wholly unknown
+    ends = valid_ends(np.ones(30, dtype=bool), targets_ok, window=8, out_len=2, delay=1)
+    assert 27 not in ends and 28 not in ends and {26, 29} <= set(ends.tolist())
 
 
 def test_predictions_tile_time_like_the_device():
@@ -114,8 +118,10 @@ def test_exposed_subjects_are_cut_in_time_with_a_gap():
 def test_split_refuses_unknown_test_subjects_and_too_few_subjects():
     with pytest.raises(ConfigError, match="S09 not in the dataset"):
         make_split(["S01", "S02", "S03"], SplitConfig(test_subjects=("S09",)), 0)
-    with pytest.raises(DatasetError, match="at least 3"):
-        make_split(["S01", "S02"], SplitConfig(), 0)
+    with pytest.raises(DatasetError, match="at least 2"):
+        make_split(["S01"], SplitConfig(), 0)
+    with pytest.raises(DatasetError, match="none is left to train on"):
+        make_split(["S01", "S02"], SplitConfig(test_subjects=("S01", "S02")), 0)
 
 
 def test_axis_metrics_against_hand_computed_values():

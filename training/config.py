@@ -38,6 +38,10 @@ class DataConfig:
         redrawn each epoch, so every sample is seen over a few epochs).
     include_static_trials
         Train on quiet-standing trials too (they teach the model what standing looks like).
+    short_trials
+        What to do with a leg sequence shorter than the window: ``pad`` repeats its first sample
+        before it (``window - delay - out_len`` samples, targets unknown there) so every sample can
+        be an output; ``skip`` leaves it out. Either way the count is warned about and recorded.
     """
 
     rate_hz: float = 100.0
@@ -47,8 +51,11 @@ class DataConfig:
     delay: int = 2
     train_stride: int = 16
     include_static_trials: bool = True
+    short_trials: Literal["pad", "skip"] = "pad"
 
     def __post_init__(self) -> None:
+        if self.short_trials not in ("pad", "skip"):
+            raise ValueError(f"short_trials must be 'pad' or 'skip', got {self.short_trials!r}")
         unknown = [p for p in self.leg_places if p not in LEG_PLACES]
         if unknown or not self.leg_places:
             raise ValueError(f"leg_places must be from {', '.join(LEG_PLACES)}, got {list(self.leg_places)}")
@@ -98,6 +105,11 @@ class ModelConfig:
 class FitConfig:
     """Optimisation.
 
+    Training length is counted in gradient steps, not in passes over the data: an epoch has
+    ``max(ceil(windows / train_stride / batch_size), ceil(min_steps / epochs))`` steps, so a small
+    dataset still gets at least ``min_steps`` updates over a full run (early stopping may end it
+    sooner; metrics.json records the steps run).
+
     ``init_from`` names a run folder whose ``model.keras`` weights (and normalisation) start this
     run (fine-tuning, see :mod:`training.finetune`); ``freeze`` holds layer-name patterns
     (``fnmatch``, e.g. ``"conv*"``) whose weights then stay fixed.
@@ -109,12 +121,15 @@ class FitConfig:
     patience: int = 10
     seed: int = 0
     strategy: Strategy = "none"
+    min_steps: int = 600
     init_from: str = ""
     freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0:
             raise ValueError("epochs, batch_size, patience and learning_rate must be positive")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if self.freeze and not self.init_from:
             raise ValueError("freeze needs init_from: only layers loaded from a trained run can be frozen")
         if any(not p.strip() for p in self.freeze):
@@ -134,6 +149,13 @@ class SplitConfig:
     exposed_train_share
         Of each exposed subject's trials, the leading share that goes to training; the rest (after a
         one-window gap) is the subject-exposed test set.
+    val_block_share
+        With only two subjects (one trains, one is the naive test) no subject is left for
+        validation: the trailing ``val_block_share`` of each training sequence (after a one-window
+        gap) is held out as the validation block instead.
+
+    Subjects are drawn stratified by affected side and group (``subjects.csv`` column ``group``
+    when present), so each set gets its share of every stratum.
     """
 
     test_subjects: tuple[str, ...] = ()
@@ -141,11 +163,54 @@ class SplitConfig:
     val_fraction: float = 0.12
     exposed_fraction: float = 0.15
     exposed_train_share: float = 0.5
+    val_block_share: float = 0.2
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.val_block_share < 1.0:
+            raise ValueError(f"val_block_share must be in (0, 1), got {self.val_block_share}")
         for name in ("test_fraction", "val_fraction", "exposed_fraction", "exposed_train_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of training batches (never of validation or test), seeded by ``[fit] seed``.
+
+    All off (0) by default. Suggested for small cohorts: ``rotation_deg = 5``, ``noise_sd = 0.02``,
+    ``time_warp = 0.05``, ``magnitude_sd = 0.03``.
+
+    Attributes
+    ----------
+    rotation_deg
+        Each sensor's acc and gyr triplets are rotated together by one random rotation per window:
+        a uniformly random axis, an angle uniform in ``±rotation_deg`` (strap-on differences).
+    noise_sd
+        Gaussian noise added to every normalised input channel, in training SDs.
+    time_warp
+        Each window is resampled in time by a factor uniform in ``1 ± time_warp``, anchored at its
+        newest sample; its target block is resampled alike (cadence differences).
+    magnitude_sd
+        Each sensor's acc and gyr are scaled by ``1 + N(0, magnitude_sd)`` (one factor per quantity).
+    """
+
+    rotation_deg: float = 0.0
+    noise_sd: float = 0.0
+    time_warp: float = 0.0
+    magnitude_sd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rotation_deg <= 45.0:
+            raise ValueError(f"rotation_deg must be in [0, 45], got {self.rotation_deg}")
+        if not 0.0 <= self.time_warp < 0.5:
+            raise ValueError(f"time_warp must be in [0, 0.5), got {self.time_warp}")
+        if self.noise_sd < 0.0 or self.magnitude_sd < 0.0:
+            raise ValueError("noise_sd and magnitude_sd must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return any(v > 0 for v in (self.rotation_deg, self.noise_sd, self.time_warp, self.magnitude_sd))
 
 
 @dataclass(frozen=True)
@@ -156,9 +221,10 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-QUICK = {"epochs": 4, "patience": 2}
+QUICK = {"epochs": 4, "patience": 2, "min_steps": 200}
 """``--quick``: a smoke run that still writes every output (few epochs, sparser windows)."""
 
 
@@ -166,13 +232,13 @@ def quick(config: TrainConfig) -> TrainConfig:
     """The ``--quick`` variant of ``config``."""
     return replace(
         config,
-        fit=replace(config.fit, **QUICK),
+        fit=replace(config.fit, **{**QUICK, "min_steps": min(config.fit.min_steps, QUICK["min_steps"])}),
         data=replace(config.data, train_stride=max(config.data.train_stride, 24)),
     )
 
 
 def load_train_config(path: Path | None) -> TrainConfig:
-    """Defaults, or ``path``'s top-level tables ``[data]``, ``[model]``, ``[fit]``, ``[split]``."""
+    """Defaults, or ``path``'s top-level tables ``[data]``, ``[model]``, ``[fit]``, ``[split]``, ``[augment]``."""
     return TrainConfig() if path is None else load_config(TrainConfig, path)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,10 @@ from training.config import DataConfig
 Progress = Callable[[Iterable[object], int], Iterator[object]]
 
 
+class TrainingDataWarning(UserWarning):
+    """Data left out of (or changed for) training, named: nothing is dropped silently."""
+
+
 @dataclass(frozen=True)
 class LegSequence:
     """One leg of one trial at the model rate.
@@ -29,7 +34,8 @@ class LegSequence:
     inputs
         Model channels (mirrored for the left leg), shape ``(n, channels)``, physical units.
     targets
-        GRF of this leg in body weights (v, ap, ml), shape ``(n, 3)``; NaN where not measured.
+        GRF of this leg in body weights (v, ap, ml), shape ``(n, 3)``; NaN where unknown (overground
+        stance off the plates), 0 where known to be unloaded (swing).
     static
         Static feature vector (``edge.features.STATIC_FEATURES`` order), physical units.
     body_weight_n
@@ -68,12 +74,25 @@ class LegSequence:
 
 @dataclass(frozen=True)
 class LoadedData:
-    """Sequences plus what the model card needs about their origin."""
+    """Sequences plus what the model card needs about their origin.
+
+    Attributes
+    ----------
+    dropped
+        One entry per leg sequence left out, ``{"sequence": "S01/walk/l", "reason": ...}``.
+    padded
+        Keys of sequences shorter than the window that were front-padded (``short_trials = "pad"``).
+    imu_only_trials
+        Trials without force (not training data; counted, not dropped silently).
+    """
 
     sequences: list[LegSequence]
     subjects: dict[str, Subject]
     fingerprint: str
     root: Path
+    dropped: list[dict[str, str]] = field(default_factory=list)
+    padded: list[str] = field(default_factory=list)
+    imu_only_trials: int = 0
 
 
 def load_sequences(root: Path, config: DataConfig, progress: Progress | None = None) -> LoadedData:
@@ -94,16 +113,34 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
         raise DatasetError([Problem(str(root), "the dataset has no trials to train on")])
     sequences: list[LegSequence] = []
     problems: list[Problem] = []
+    dropped: list[dict[str, str]] = []
+    imu_only = 0
     iterator: Iterable[object] = progress(refs, len(refs)) if progress else refs
     for ref in iterator:
         trial = dataset.load(ref)  # type: ignore[arg-type]
         if trial.force is None:
+            imu_only += 1
+            continue
+        if not np.isfinite(trial.force.values).any():
+            problems.append(
+                Problem(
+                    trial.force.source or f"trials/{trial.subject_id}/{trial.trial_id}",
+                    "every force sample is NaN (unknown): nothing to train on; remove its force columns/file "
+                    "to keep it as an IMU-only trial, or mark known swing phases as 0 N",
+                )
+            )
             continue
         aligned = resample_trial(trial, config.rate_hz)
         subject = dataset.subjects[trial.subject_id]
         for side in ("l", "r"):
             force_columns = [f"{side}_grf_{a}" for a in ("v", "ap", "ml")]
             if not all(c in aligned.force.columns for c in force_columns):  # type: ignore[union-attr]
+                dropped.append(
+                    {
+                        "sequence": f"{trial.subject_id}/{trial.trial_id}/{side}",
+                        "reason": f"no force columns {', '.join(force_columns)}",
+                    }
+                )
                 continue
             try:
                 inputs = leg_inputs(aligned.imu.columns, aligned.imu.values, config.leg_places, side)
@@ -116,6 +153,14 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
                 )
                 break
             targets = aligned.force.select(tuple(force_columns)).values / subject.body_weight_n  # type: ignore[union-attr]
+            if not np.isfinite(targets).any():
+                dropped.append(
+                    {
+                        "sequence": f"{trial.subject_id}/{trial.trial_id}/{side}",
+                        "reason": "force unknown (NaN) throughout for this leg",
+                    }
+                )
+                continue
             sequences.append(
                 LegSequence(
                     trial.subject_id,
@@ -132,9 +177,69 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
             )
     if problems:
         raise DatasetError(problems)
+    sequences, padded, short = fit_short_sequences(sequences, config)
+    dropped += [{"sequence": key, "reason": f"shorter than the {config.window}-sample window"} for key in short]
+    for entry in dropped:
+        warnings.warn(f"left out of training: {entry['sequence']}: {entry['reason']}", TrainingDataWarning, 2)
+    if padded:
+        warnings.warn(
+            f"{len(padded)} leg sequence(s) shorter than the {config.window}-sample window were front-padded "
+            f"with their first sample (targets unknown there): {', '.join(padded[:10])}"
+            + (f" and {len(padded) - 10} more" if len(padded) > 10 else ""),
+            TrainingDataWarning,
+            2,
+        )
     if not sequences:
         raise DatasetError([Problem(str(root), "no trial has force data for both an IMU set and a leg")])
-    return LoadedData(sequences, dataset.subjects, fingerprint(root, [p for r in refs for p in r.paths]), root)
+    return LoadedData(
+        sequences,
+        dataset.subjects,
+        fingerprint(root, [p for r in refs for p in r.paths]),
+        root,
+        dropped,
+        padded,
+        imu_only,
+    )
+
+
+def fit_short_sequences(
+    sequences: list[LegSequence], config: DataConfig
+) -> tuple[list[LegSequence], list[str], list[str]]:
+    """Handle sequences shorter than the window as ``config.short_trials`` says.
+
+    Returns
+    -------
+    sequences, padded, skipped
+        The sequences to use, and the keys of those padded and of those skipped.
+    """
+    out, padded, skipped = [], [], []
+    for seq in sequences:
+        n = seq.inputs.shape[0]
+        if n >= config.window:
+            out.append(seq)
+        elif config.short_trials == "skip":
+            skipped.append(seq.key)
+        else:
+            out.append(pad_front(seq, max(config.window - config.delay - config.out_len, config.window - n)))
+            padded.append(seq.key)
+    return out, padded, skipped
+
+
+def pad_front(seq: LegSequence, count: int) -> LegSequence:
+    """``seq`` with ``count`` samples before it: inputs repeat its first finite sample, targets unknown (NaN)."""
+    finite = np.flatnonzero(np.all(np.isfinite(seq.inputs), axis=1))
+    first = seq.inputs[finite[0] if finite.size else 0]
+    step = float(np.median(np.diff(seq.time_s))) if seq.time_s.size > 1 else 0.01
+    return LegSequence(
+        seq.subject_id,
+        seq.trial_id,
+        seq.side,
+        np.concatenate([np.repeat(first[None, :], count, axis=0), seq.inputs]).astype(np.float32),
+        np.concatenate([np.full((count, 3), np.nan, dtype=np.float32), seq.targets]),
+        seq.static,
+        seq.body_weight_n,
+        np.concatenate([seq.time_s[0] - step * np.arange(count, 0, -1), seq.time_s]),
+    )
 
 
 def fingerprint(root: Path, files: list[Path]) -> str:

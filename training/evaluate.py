@@ -75,15 +75,21 @@ def load_package_model(package_path: Path, pubkeys: list[Path]) -> tuple[TFLiteM
 HEADLINE = ("r", "rmse_bw", "rmse_n", "nrmse_pct")
 
 
-def headline_axes(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The per-axis figures ``evaluate --json`` and the package manifest report."""
-    return {a: {k: m[k] for k in HEADLINE} for a, m in result["pooled"]["axes"].items()}
+def headline_axes(result: dict[str, Any], which: str = "axes") -> dict[str, dict[str, float]]:
+    """The per-axis figures ``evaluate --json`` and the package manifest report.
+
+    ``which`` is ``"axes"`` (whole-cycle, over known samples) or ``"stance_axes"`` (stance-only).
+    """
+    return {a: {k: m[k] for k in HEADLINE} for a, m in result["pooled"][which].items()}
 
 
 def evaluate_sequences(
     predict: Predict, sequences: list[LegSequence], contract: ModelContract, use_static: bool
 ) -> dict[str, Any]:
     """Pooled and per-subject metrics plus the predictions (for plots).
+
+    Metrics count known samples only (measured and predicted finite), whole-cycle and stance-only
+    (see :mod:`training.metrics`).
 
     Returns
     -------

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,17 @@ from typing import Any
 import numpy as np
 
 from edge import __version__
-from edge.contract import ModelContract, Normalisation
+from edge.contract import ModelContract
 from edge.dataset import DatasetError, Problem
-from edge.features import STATIC_FEATURES
+from edge.features import OUTPUT_AXES, STATIC_FEATURES, input_channels
 from training.config import TrainConfig, dump_toml
-from training.data import LegSequence, LoadedData, Progress, load_sequences
+from training.data import LegSequence, LoadedData, Progress, TrainingDataWarning, load_sequences
 from training.evaluate import CONTRACT_FILE, evaluate_sequences, keras_predictor
 from training.finetune import start_from
-from training.models import build_model
-from training.splits import Split, make_split, partition
-from training.windows import WindowSource, make_batches
+from training.models import build_model, masked_mse
+from training.normalise import fit_checked, fit_static, neutralised_features
+from training.splits import Split, split_sequences
+from training.windows import WindowSource, make_batches, steps_per_epoch
 
 
 @dataclass
@@ -44,11 +46,21 @@ class RunResult:
 
 
 def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract:
-    """The model contract, with normalisation fitted on the training sequences only."""
-    inputs = Normalisation.fit(np.concatenate([s.inputs for s in train]))
-    static = Normalisation.fit(np.stack([s.static for s in train])) if config.model.use_static else None
-    targets = Normalisation.fit(np.concatenate([s.targets for s in train]))
+    """The model contract, with normalisation fitted on the training sequences only.
+
+    Inputs and targets over finite (known) samples, refusing unusable statistics by name; static
+    features with 0/1 flags passed through and constant features neutralised (see
+    :mod:`training.normalise`).
+
+    Raises
+    ------
+    DatasetError
+        If a channel's statistics are not finite or out of range, naming the channel and sequence.
+    """
     d = config.data
+    inputs = fit_checked(train, "inputs", input_channels(d.leg_places), "IMU channel")
+    targets = fit_checked(train, "targets", tuple(f"grf_{a}" for a in OUTPUT_AXES), "force")
+    static = fit_static(train, STATIC_FEATURES) if config.model.use_static else None
     return ModelContract(
         rate_hz=d.rate_hz,
         leg_places=d.leg_places,
@@ -57,8 +69,9 @@ def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract
         delay=d.delay,
         static_features=STATIC_FEATURES if config.model.use_static else (),
         inputs=inputs,
-        static=static,
+        static=static.normalisation if static else None,
         targets=targets,
+        notes=static.notes() if static else {},
     )
 
 
@@ -113,8 +126,7 @@ def train(
 
     seed_everything(config.fit.seed)
     loaded = loaded or load_sequences(data_dir, config.data, progress)
-    split = make_split([s.subject_id for s in loaded.sequences], config.split, config.fit.seed)
-    sets = partition(loaded.sequences, split, config.split.exposed_train_share, gap=config.data.window)
+    split, sets = split_sequences(loaded, config)
     contract = fit_contract(sets["train"], config)
     finetune = start_from(config.fit, contract)  # --init-from: the source run's normalisation and weights
     if finetune is not None:
@@ -122,6 +134,13 @@ def train(
     use_static = config.model.use_static
     train_src = WindowSource(sets["train"], contract, use_static)
     val_src = WindowSource(sets["val"], contract, use_static)
+    unused = [
+        {"sequence": key, "reason": f"no usable {name} window (NaN inputs throughout or no known target)"}
+        for name, src in (("training", train_src), ("validation", val_src))
+        for key in src.unused
+    ]
+    for entry in unused:
+        warnings.warn(f"left out of training: {entry['sequence']}: {entry['reason']}", TrainingDataWarning, 2)
     for name, src in (("training", train_src), ("validation", val_src)):
         if len(src) == 0:
             raise DatasetError(
@@ -143,19 +162,23 @@ def train(
             finetune.apply(model, config.model)
             contract = finetune.contract
         # XLA (jit_compile) makes these small CPU models about 2x slower per step; measured, see README.
-        model.compile(optimizer=keras.optimizers.Adam(config.fit.learning_rate), loss="mse", jit_compile=False)
+        model.compile(optimizer=keras.optimizers.Adam(config.fit.learning_rate), loss=masked_mse(), jit_compile=False)
     fit = config.fit
+    steps = steps_per_epoch(len(train_src), fit.batch_size, config.data.train_stride, fit.epochs, fit.min_steps)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2)),
         keras.callbacks.CSVLogger(str(out / "history.csv")),
     ]
     history = model.fit(
-        make_batches(train_src, fit.batch_size, config.data.train_stride, fit.seed, shuffle=True),
+        make_batches(
+            train_src, fit.batch_size, config.data.train_stride, fit.seed, True, steps=steps, augment=config.augment
+        ),
         validation_data=make_batches(
             val_src, fit.batch_size, max(config.data.train_stride, config.data.out_len), fit.seed, shuffle=False
         ),
         epochs=fit.epochs,
+        steps_per_epoch=steps,
         shuffle=False,  # the pipeline draws fresh random windows every epoch itself
         callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
@@ -179,6 +202,13 @@ def train(
         "epochs_run": len(history.history["loss"]),
         "best_val_loss": float(min(history.history["val_loss"])),
         "train_windows": len(train_src),
+        "steps_per_epoch": steps,
+        "gradient_steps": steps * len(history.history["loss"]),
+        "augment": config.augment.enabled,
+        "dropped": loaded.dropped + unused,
+        "padded_short_sequences": loaded.padded,
+        "imu_only_trials": loaded.imu_only_trials,
+        "static_neutralised": neutralised_features(contract),
         "parameters": int(model.count_params()),
         "seconds": round(seconds, 1),
         "versions": versions(),

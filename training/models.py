@@ -9,6 +9,9 @@
 Each takes the static features through a small dense branch fused with the sequence summary when
 ``use_static`` is true. Outputs are ``out_len × 3`` normalised GRF samples.
 
+Training uses :func:`masked_mse`: target samples that are unknown (NaN, overground stance off the
+force plates) give no gradient, per output sample and axis.
+
 LSTMs are unrolled (``unroll=True``): with a fixed window, Keras 3 then converts to TFLite builtin
 ops that full-int8 quantisation handles, where the default ``WHILE`` loop does not (see README).
 """
@@ -18,6 +21,31 @@ from __future__ import annotations
 from typing import Any
 
 from training.config import ModelConfig
+
+
+def masked_mse() -> Any:
+    """Mean squared error over the known (finite) target values of a batch only.
+
+    Unknown targets (NaN) contribute neither error nor gradient; the mean is taken over the known
+    values of the whole batch, so a window with one known sample weighs that sample like any other.
+    """
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="forcecast")
+    class MaskedMSE(keras.losses.Loss):
+        def __init__(self, name: str = "masked_mse", **kwargs: Any) -> None:
+            super().__init__(name=name, **kwargs)
+
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            known = ops.isfinite(y_true)
+            error = ops.where(known, y_pred - ops.where(known, y_true, ops.zeros_like(y_true)), 0.0)
+            total = ops.cast(ops.size(y_true), y_pred.dtype)
+            count = ops.maximum(ops.sum(ops.cast(known, y_pred.dtype)), 1.0)
+            # Keras divides the sum of these values by their number: the result is the mean over known values.
+            return ops.square(error) * (total / count)
+
+    return MaskedMSE()
 
 
 def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int, out_len: int) -> Any:

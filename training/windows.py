@@ -1,8 +1,13 @@
 """Windows over leg sequences: which ones are valid, and batches of them for Keras.
 
 A window ending at sample ``e`` (exclusive) holds inputs ``[e - window, e)`` and is trained to output
-the GRF at ``edge.features.output_positions(e, out_len, delay)``. Windows touching a NaN input or
-target are never used.
+the GRF at ``edge.features.output_positions(e, out_len, delay)``. A window is usable when all its
+inputs are finite and at least one sample of its target block is known; unknown target values stay
+NaN in the batch and get no gradient (see :func:`training.models.masked_mse`).
+
+Static features are normalised and kept within ±5 training SDs by the device's own function
+(:func:`edge.runtime.inference.bounded_static`), so training, evaluation and the device feed a model
+the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from numpy.typing import NDArray
 
 from edge.contract import ModelContract
 from edge.features import output_positions
+from edge.runtime.inference import bounded_static
+from training.config import AugmentConfig
 from training.data import LegSequence
 
 Predict = Callable[[NDArray[np.float32], NDArray[np.float32] | None], NDArray[np.float32]]
@@ -24,7 +31,15 @@ Predict = Callable[[NDArray[np.float32], NDArray[np.float32] | None], NDArray[np
 def valid_ends(
     inputs_ok: NDArray[np.bool_], targets_ok: NDArray[np.bool_], window: int, out_len: int, delay: int
 ) -> NDArray[np.int64]:
-    """Window ends ``e`` (exclusive) whose inputs and target block are all finite."""
+    """Window ends ``e`` (exclusive) whose inputs are all finite and whose target block has a known sample.
+
+    Parameters
+    ----------
+    inputs_ok
+        Per sample: every input channel finite.
+    targets_ok
+        Per sample: the target is known (on at least one axis).
+    """
     n = inputs_ok.size
     if n < window:
         return np.empty(0, dtype=np.int64)
@@ -33,8 +48,13 @@ def valid_ends(
     ends = np.arange(window, n + 1)
     clean_in = bad_in[ends] - bad_in[ends - window] == 0
     block_stop = ends - delay
-    clean_out = bad_out[block_stop] - bad_out[block_stop - out_len] == 0
-    return ends[clean_in & clean_out]
+    some_known = bad_out[block_stop] - bad_out[block_stop - out_len] < out_len
+    return ends[clean_in & some_known]
+
+
+def static_inputs(contract: ModelContract, raw: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Normalised static features exactly as the device computes them (clipped to ±5 training SDs)."""
+    return bounded_static(contract, np.asarray(raw, dtype=np.float64)).astype(np.float32)
 
 
 class WindowSource:
@@ -45,12 +65,12 @@ class WindowSource:
         self.use_static = use_static
         self.x = [contract.inputs.apply(s.inputs) for s in sequences]
         self.y = [contract.targets.apply(s.targets) for s in sequences]
-        self.s = [contract.static.apply(s.static) if (use_static and contract.static) else None for s in sequences]
+        self.s = [static_inputs(contract, s.static) if (use_static and contract.static) else None for s in sequences]
         seq_index, ends = [], []
         for i, seq in enumerate(sequences):
             e = valid_ends(
                 np.all(np.isfinite(seq.inputs), axis=1),
-                np.all(np.isfinite(seq.targets), axis=1),
+                np.any(np.isfinite(seq.targets), axis=1),
                 contract.window,
                 contract.out_len,
                 contract.delay,
@@ -59,6 +79,8 @@ class WindowSource:
             ends.append(e)
         self.seq_index = np.concatenate(seq_index) if seq_index else np.empty(0, dtype=np.int64)
         self.ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+        self.unused = [seq.key for seq, e in zip(sequences, ends, strict=True) if e.size == 0]
+        """Keys of sequences with no usable window (too short, NaN inputs, or no known target)."""
 
     def __len__(self) -> int:
         return int(self.ends.size)
@@ -78,13 +100,33 @@ class WindowSource:
         return inputs, np.stack(ys)
 
 
-def make_batches(source: WindowSource, batch_size: int, stride: int, seed: int, shuffle: bool) -> Any:
-    """A ``tf.data`` pipeline of about ``len(source) / stride`` windows per epoch.
+def steps_per_epoch(n_windows: int, batch_size: int, stride: int, epochs: int, min_steps: int) -> int:
+    """Gradient steps per epoch.
 
-    With ``shuffle``, each epoch draws fresh random windows from all valid ones (so the whole
-    recording is used over a few epochs); without it the same evenly spaced windows are used every
-    time (validation). Windows are cut inside the TensorFlow graph from one concatenated array, the
-    same slices :meth:`WindowSource.gather` takes (a test checks that).
+    One pass over ``n_windows / stride`` windows, raised so that ``epochs`` epochs make at least
+    ``min_steps`` steps (small datasets still get enough updates).
+    """
+    natural = -(-max(1, n_windows // stride) // batch_size)
+    return max(1, natural, -(-min_steps // epochs))
+
+
+def make_batches(
+    source: WindowSource,
+    batch_size: int,
+    stride: int,
+    seed: int,
+    shuffle: bool,
+    steps: int | None = None,
+    augment: AugmentConfig | None = None,
+) -> Any:
+    """A ``tf.data`` pipeline of windows.
+
+    With ``shuffle``, windows are drawn at random from all valid ones: ``steps`` batches per epoch
+    from an endless reshuffled stream when ``steps`` is given (pass it to ``fit`` as
+    ``steps_per_epoch``), else about ``len(source) / stride`` windows per epoch. Without ``shuffle``
+    the same evenly spaced windows are used every time (validation). Windows are cut inside the
+    TensorFlow graph from one concatenated array, the same slices :meth:`WindowSource.gather` takes
+    (a test checks that). ``augment`` (training batches only) is applied in the graph, seeded.
     """
     import tensorflow as tf
 
@@ -95,24 +137,112 @@ def make_batches(source: WindowSource, batch_size: int, stride: int, seed: int, 
     y_all = tf.constant(np.concatenate(source.y))
     in_start = offsets[source.seq_index] + source.ends - c.window
     out_start = offsets[source.seq_index] + output_positions(0, c.out_len, c.delay).start + source.ends
+    seq_start = offsets[source.seq_index]
     per_epoch = max(1, len(source) // stride)
     picks = np.arange(len(source))
     if not shuffle:
         picks = picks[::stride][:per_epoch]
-    ds = tf.data.Dataset.from_tensor_slices((in_start[picks], out_start[picks], source.seq_index[picks]))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (in_start[picks], out_start[picks], source.seq_index[picks], seq_start[picks])
+    )
     if shuffle:
-        ds = ds.shuffle(len(picks), seed=seed, reshuffle_each_iteration=True).take(per_epoch)
+        ds = ds.shuffle(len(picks), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat() if steps is not None else ds.take(per_epoch)
     in_offsets = tf.range(c.window, dtype=tf.int64)
     out_offsets = tf.range(c.out_len, dtype=tf.int64)
     s_all = tf.constant(np.stack(source.s).astype(np.float32)) if source.use_static else None
+    augmenter = _Augmenter(augment, c, seed) if (shuffle and augment is not None and augment.enabled) else None
 
-    def cut(in_s: Any, out_s: Any, seq: Any) -> Any:
-        x = tf.gather(x_all, in_s[:, None] + in_offsets[None, :])
-        y = tf.gather(y_all, out_s[:, None] + out_offsets[None, :])
+    def cut(batch: Any, in_s: Any, out_s: Any, seq: Any, first: Any) -> Any:
+        if augmenter is None:
+            x = tf.gather(x_all, in_s[:, None] + in_offsets[None, :])
+            y = tf.gather(y_all, out_s[:, None] + out_offsets[None, :])
+        else:
+            x, y = augmenter(batch, x_all, y_all, in_s, out_s, first)
         inputs = (x, tf.gather(s_all, seq)) if s_all is not None else (x,)
         return inputs, y
 
-    return ds.batch(batch_size).map(cut, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).enumerate()
+    return ds.map(lambda i, t: cut(i, *t), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+class _Augmenter:
+    """Seeded, in-graph augmentation of a batch of windows (see :class:`training.config.AugmentConfig`)."""
+
+    def __init__(self, config: AugmentConfig, contract: ModelContract, seed: int) -> None:
+        import tensorflow as tf
+
+        self.config = config
+        self.window, self.out_len, self.delay = contract.window, contract.out_len, contract.delay
+        self.places = len(contract.leg_places)
+        self.mean = tf.constant(np.asarray(contract.inputs.mean, dtype=np.float32))
+        self.std = tf.constant(np.asarray(contract.inputs.std, dtype=np.float32))
+        self.seed = seed
+
+    def _seed(self, batch: Any, salt: int) -> Any:
+        import tensorflow as tf
+
+        return tf.stack([tf.constant(self.seed * 1009 + salt, tf.int64), tf.cast(batch, tf.int64)])
+
+    def __call__(self, batch: Any, x_all: Any, y_all: Any, in_s: Any, out_s: Any, first: Any) -> Any:
+        import tensorflow as tf
+
+        cfg = self.config
+        b = tf.shape(in_s)[0]
+        # Positions in float64: exact for any realistic dataset length (float32 is not past 2**24 samples).
+        newest = tf.cast(in_s + self.window - 1, tf.float64)
+        if cfg.time_warp > 0:
+            factor = tf.random.stateless_uniform(
+                [b, 1], self._seed(batch, 1), 1 - cfg.time_warp, 1 + cfg.time_warp, dtype=tf.float64
+            )
+        else:
+            factor = tf.ones([b, 1], dtype=tf.float64)
+        back_in = tf.range(self.window - 1, -1, -1, dtype=tf.float64)[None, :]
+        back_out = tf.range(self.delay + self.out_len - 1, self.delay - 1, -1, dtype=tf.float64)[None, :]
+        lowest = tf.cast(first, tf.float64)[:, None]
+        x = _interpolate(x_all, tf.maximum(newest[:, None] - factor * back_in, lowest))
+        y = _interpolate(y_all, tf.maximum(newest[:, None] - factor * back_out, lowest))
+        if cfg.rotation_deg > 0 or cfg.magnitude_sd > 0:
+            physical = x * self.std + self.mean
+            shaped = tf.reshape(physical, [b, self.window, self.places, 2, 3])
+            if cfg.rotation_deg > 0:
+                shaped = tf.einsum("bpij,bwpkj->bwpki", self._rotations(batch, b), shaped)
+            if cfg.magnitude_sd > 0:
+                shaped *= 1.0 + tf.random.stateless_normal(
+                    [b, 1, self.places, 2, 1], self._seed(batch, 3), stddev=cfg.magnitude_sd
+                )
+            x = (tf.reshape(shaped, [b, self.window, self.places * 6]) - self.mean) / self.std
+        if cfg.noise_sd > 0:
+            x += tf.random.stateless_normal(tf.shape(x), self._seed(batch, 4), stddev=cfg.noise_sd)
+        return x, y
+
+    def _rotations(self, batch: Any, b: Any) -> Any:
+        """One random rotation per window and sensor (Rodrigues), shape ``(b, places, 3, 3)``."""
+        import tensorflow as tf
+
+        axis = tf.random.stateless_normal([b, self.places, 3], self._seed(batch, 2))
+        axis /= tf.maximum(tf.norm(axis, axis=-1, keepdims=True), 1e-6)
+        limit = float(np.deg2rad(self.config.rotation_deg))
+        angle = tf.random.stateless_uniform([b, self.places, 1, 1], self._seed(batch, 5), -limit, limit)
+        zero = tf.zeros_like(axis[..., 0])
+        ax, ay, az = axis[..., 0], axis[..., 1], axis[..., 2]
+        k = tf.stack([tf.stack([zero, -az, ay], -1), tf.stack([az, zero, -ax], -1), tf.stack([-ay, ax, zero], -1)], -2)
+        eye = tf.eye(3, batch_shape=[b, self.places])
+        return eye + tf.sin(angle) * k + (1.0 - tf.cos(angle)) * tf.matmul(k, k)
+
+
+def _interpolate(values: Any, positions: Any) -> Any:
+    """Rows of ``values`` at fractional ``positions`` (linear; an exact position takes that row as is)."""
+    import tensorflow as tf
+
+    low = tf.floor(positions)
+    frac = tf.cast(positions - low, values.dtype)[..., None]
+    i0 = tf.cast(low, tf.int64)
+    i1 = tf.minimum(i0 + 1, tf.cast(tf.shape(values)[0] - 1, tf.int64))
+    v0, v1 = tf.gather(values, i0), tf.gather(values, i1)
+    return tf.where(frac > 0, v0 * (1.0 - frac) + v1 * frac, v0)
 
 
 def predict_sequence(
@@ -132,7 +262,7 @@ def predict_sequence(
     if ends.size == 0:
         return out
     x = contract.inputs.apply(seq.inputs)
-    s = contract.static.apply(seq.static)[None, :] if (use_static and contract.static) else None
+    s = static_inputs(contract, seq.static)[None, :] if (use_static and contract.static) else None
     for start in range(0, ends.size, batch_size):
         chunk = ends[start : start + batch_size]
         xb = np.stack([x[e - w : e] for e in chunk])

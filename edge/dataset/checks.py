@@ -25,6 +25,18 @@ GAP_FACTOR = 3.0
 ZERO_FORCE_RUN_S = 5.0
 """Exactly 0 N for this long in every axis looks like a missing plate written as 0 instead of NaN."""
 MAX_LISTED = 5
+ACC_LIMIT_MPS2 = 50.0 * GRAVITY_MPS2
+"""|acc| beyond 50 g is not a body-worn sensor in walking (heel-strike peaks stay under 20 g): a spike."""
+GYR_LIMIT_RADPS = 50.0
+"""|gyr| beyond 50 rad/s (about 2900 deg/s) is beyond any limb: a spike."""
+FORCE_LIMIT_BW = 20.0
+"""|force| beyond 20 body weights is impossible in walking (running peaks near 3 BW)."""
+FORCE_LIMIT_N = 20_000.0
+"""|force| beyond 20 kN is impossible for any person, whatever the body mass."""
+NEGATIVE_V_LIMIT_BW = 0.1
+"""Vertical force below -0.1 BW is beyond plate noise: a foot cannot pull on the ground."""
+NEGATIVE_V_LIMIT_N = 100.0
+"""The same without a body mass: -100 N."""
 
 
 def check_trial(trial: Trial, subject: Subject | None) -> list[Problem]:
@@ -42,6 +54,7 @@ def _imu_problems(imu: Stream) -> list[Problem]:
     problems: list[Problem] = []
     for j, column in enumerate(imu.columns):
         problems += _nan_runs(imu.values[:, j], imu.source, column)
+        problems += _infinities(imu.values[:, j], imu.source, column)
     groups: dict[tuple[str, str], list[int]] = {}
     for j, column in enumerate(imu.columns):
         spec = parse_column(column)
@@ -56,10 +69,52 @@ def _imu_problems(imu: Stream) -> list[Problem]:
             continue
         column = imu.columns[index[0]]
         if quantity == "acc":
-            problems += _acc_units(finite, imu.source, place, column)
+            units = _acc_units(finite, imu.source, place, column)
         else:
-            problems += _gyr_units(finite, imu.source, place, column)
+            units = _gyr_units(finite, imu.source, place, column)
+        problems += units or _impossible_imu(block, imu.source, place, quantity, column)
     return problems
+
+
+def _impossible_imu(block: NDArray[np.float64], source: str, place: str, quantity: str, column: str) -> list[Problem]:
+    """Samples whose magnitude no body-worn sensor reaches (in units that otherwise look right)."""
+    limit, unit = (ACC_LIMIT_MPS2, "m/s² (50 g)") if quantity == "acc" else (GYR_LIMIT_RADPS, "rad/s")
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.linalg.norm(np.where(np.isfinite(block), block, 0.0), axis=1)
+    rows = np.flatnonzero(norm > limit)
+    if rows.size == 0:
+        return []
+    return [
+        Problem(
+            source,
+            f"{place}_{quantity} magnitude is physically impossible in {rows.size} sample(s) (largest "
+            f"{float(np.max(norm[rows])):.3g}, limit {limit:g} {unit}; first at {_rows_text(rows)}): a spike or "
+            "a corrupt sample; remove it or write NaN",
+            int(rows[0]) + 1,
+            column,
+        )
+    ]
+
+
+def _infinities(values: NDArray[np.float64], source: str, column: str, what: str = "IMU") -> list[Problem]:
+    rows = np.flatnonzero(np.isinf(values))
+    if rows.size == 0:
+        return []
+    return [
+        Problem(
+            source,
+            f"{rows.size} infinite {what} value(s) (inf) at {_rows_text(rows)}: a sensor cannot read infinity; "
+            "write NaN for a missing sample",
+            int(rows[0]) + 1,
+            column,
+        )
+    ]
+
+
+def _rows_text(rows: NDArray[np.intp]) -> str:
+    """``row 5, row 9 and 3 more`` (1-based data rows)."""
+    listed = ", ".join(f"row {int(r) + 1}" for r in rows[:MAX_LISTED])
+    return listed + (f" and {rows.size - MAX_LISTED} more" if rows.size > MAX_LISTED else "")
 
 
 def _acc_units(block: NDArray[np.float64], source: str, place: str, column: str) -> list[Problem]:
@@ -92,6 +147,9 @@ def _gyr_units(block: NDArray[np.float64], source: str, place: str, column: str)
 
 def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
     problems: list[Problem] = []
+    for j, column in enumerate(force.columns):
+        problems += _infinities(force.values[:, j], force.source, column, "force")
+        problems += _impossible_force(force.values[:, j], force.source, column, subject)
     for side in sorted({c[0] for c in force.columns}):
         v_name = f"{side}_grf_v"
         if v_name not in force.columns:
@@ -104,6 +162,7 @@ def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
             )
             continue
         problems += _zero_runs(force, side)
+        problems += _negative_vertical(v, force.source, v_name, subject)
         if subject is None:
             continue
         loaded = finite[finite > 0]
@@ -127,6 +186,49 @@ def _force_problems(force: Stream, subject: Subject | None) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _impossible_force(values: NDArray[np.float64], source: str, column: str, subject: Subject | None) -> list[Problem]:
+    """Force samples beyond 20 kN, or beyond 20 body weights when the body mass is known."""
+    limit = FORCE_LIMIT_N if subject is None else min(FORCE_LIMIT_N, FORCE_LIMIT_BW * subject.body_weight_n)
+    with np.errstate(invalid="ignore"):
+        rows = np.flatnonzero(np.isfinite(values) & (np.abs(values) > limit))
+    if rows.size == 0:
+        return []
+    why = (
+        f"{FORCE_LIMIT_N:g} N"
+        if subject is None
+        else f"{limit:.4g} N = min({FORCE_LIMIT_BW:g} BW, {FORCE_LIMIT_N:g} N)"
+    )
+    return [
+        Problem(
+            source,
+            f"force is physically impossible in {rows.size} sample(s) (largest |value| "
+            f"{float(np.max(np.abs(values[rows]))):.3g} N, limit {why}; first at {_rows_text(rows)}): a spike, a "
+            "corrupt sample or a unit slip",
+            int(rows[0]) + 1,
+            column,
+        )
+    ]
+
+
+def _negative_vertical(v: NDArray[np.float64], source: str, column: str, subject: Subject | None) -> list[Problem]:
+    """Vertical force pulling down beyond plate noise (a warning: a zero offset or a flipped axis)."""
+    limit = NEGATIVE_V_LIMIT_N if subject is None else NEGATIVE_V_LIMIT_BW * subject.body_weight_n
+    with np.errstate(invalid="ignore"):
+        rows = np.flatnonzero(np.isfinite(v) & (v < -limit))
+    if rows.size == 0:
+        return []
+    return [
+        Problem(
+            source,
+            f"vertical force below -{limit:.4g} N in {rows.size} sample(s) (lowest {float(np.min(v[rows])):.4g} N; "
+            f"first at {_rows_text(rows)}): a foot cannot pull on the ground; check the plate's zero offset",
+            int(rows[0]) + 1,
+            column,
+            "warning",
+        )
+    ]
 
 
 def _force_unit_hint(peak: float, body_weight_n: float) -> str:
@@ -165,7 +267,7 @@ def _zero_runs(force: Stream, side: str) -> list[Problem]:
 
 
 def _nan_runs(values: NDArray[np.float64], source: str, column: str) -> list[Problem]:
-    starts, stops = _runs(~np.isfinite(values))
+    starts, stops = _runs(np.isnan(values))
     if starts.size == 0:
         return []
     listed = ", ".join(
