@@ -1,4 +1,4 @@
-"""Subcommands owned by ``training``: ``forcecast train``, ``evaluate``, ``compare``.
+"""Subcommands owned by ``training``: ``forcecast train``, ``evaluate``, ``quantize``, ``compare``, ``cv``.
 
 Only the standard library is imported here; TensorFlow loads inside the handlers.
 """
@@ -88,6 +88,26 @@ def register(commands: Any) -> None:
     compare.add_argument("--quick", action="store_true", help="few epochs per model")
     compare.add_argument("--seed", type=int, help="random seed")
     compare.set_defaults(handler=_compare)
+
+    cv = commands.add_parser(
+        "cv",
+        help="cross-validate by subject (leave-one-subject-out or K folds), with and without static features",
+        description="Train one model per fold (its test subject(s) never seen in training) through the normal "
+        "training run, with and without static features, in parallel worker processes; write per-fold results "
+        "to OUT/folds/<fold>-<variant>/ (a re-run skips finished folds and refuses ones made with another setup), "
+        "then OUT/cv.json, cv.csv and cv.md: per-fold, pooled and mean ± SD over folds, whole-cycle and stance-only.",
+    )
+    cv.add_argument("--data", type=Path, required=True, help="dataset folder")
+    cv.add_argument("--out", type=Path, required=True, help="folder for the folds and the summary")
+    cv.add_argument("--folds", default="loso", help="'loso' (default: leave one subject out) or K folds by subject")
+    cv.add_argument("--config", type=Path, help="TOML base configuration")
+    cv.add_argument("--quick", action="store_true", help="few epochs per fold")
+    cv.add_argument("--static", choices=("both", "on", "off"), default="both", help="static-feature variants to run")
+    cv.add_argument("--jobs", type=int, default=1, help="folds trained in parallel (one process each; default 1)")
+    cv.add_argument("--limit", type=int, help="train at most this many missing folds now; re-run to continue")
+    cv.add_argument("--seed", type=int, help="random seed (fold assignment, initialisation, window draws)")
+    cv.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    cv.set_defaults(handler=_cv)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -262,6 +282,38 @@ def _compare(args: argparse.Namespace) -> int:
     table = compare(args.data, args.out, config, _progress("load"))
     print(table.to_markdown_text())
     print(f"\nwritten: {args.out / 'comparison.md'}, comparison.csv, comparison.png")
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from training.cv import cross_validate, parse_folds
+
+    outcome = cross_validate(
+        args.data,
+        args.out,
+        config,
+        folds=parse_folds(args.folds),
+        static=args.static,
+        jobs=args.jobs,
+        limit=args.limit,
+        progress=not args.json,
+    )
+    if outcome.summary is None:
+        missing = [t.name for t in outcome.tasks if t.name not in outcome.results]
+        message = f"{len(outcome.results)} of {len(outcome.tasks)} fold runs done; re-run to train {', '.join(missing)}"
+        if args.json:
+            print(json.dumps({"complete": False, "done": len(outcome.results), "missing": missing}))
+        else:
+            print(message)
+        return 0
+    if args.json:
+        print(json.dumps({"complete": True, **outcome.summary}))
+        return 0
+    from training.cv_report import markdown
+
+    print(markdown(outcome.summary))
+    print(f"written: {args.out / 'cv.json'}, cv.csv, cv.md ({outcome.trained_now} fold run(s) trained now)")
     return 0
 
 
