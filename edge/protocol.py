@@ -37,6 +37,7 @@ would send back, so a malformed packet is counted and answered, never fatal. See
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ MIN_MTU: Final = 23
 MAX_ATTRIBUTE_BYTES: Final = 512
 """The longest attribute value ATT allows (Core spec Vol 3 Part F 3.2.9), whatever the MTU."""
 MAX_RECORD_BYTES: Final = 64 * 1024
+"""The longest compressed record body: a reassembler never buffers more than this per record kind."""
+MAX_RECORD_JSON_BYTES: Final = 256 * 1024
+"""The longest record JSON text: encoders refuse more, decoders stop decompressing there (a zlib bomb)."""
 
 SERVICE_UUID: Final = "6f7c0001-3a1e-4c43-9f1b-6b2f0c9e5a10"
 LIVE_UUID: Final = "6f7c0002-3a1e-4c43-9f1b-6b2f0c9e5a10"
@@ -85,6 +89,12 @@ class Opcode(IntEnum):
     """payload: u8 on (0/1) → start or stop the live GRF stream."""
     STATUS = 0x05
     """payload: u8 kind → reply: u32 last_seq, u32 acked_upto, u32 stored, u8 live (fits a 23-byte MTU)."""
+    STORE_ID = 0x06
+    """no payload → reply: u64 store_id, u8 flags (bit 0: the id was given to a store older software made).
+
+    The store id names the device's record store; a host keeps resume points per (device, store id), so a
+    replaced store, whose seqs restart at 1, is fetched from its start. A device without it answers
+    ``UNKNOWN_OPCODE`` and the host treats its store as the one store it had before (id ``""``)."""
     UPLOAD_BEGIN = 0x10
     """payload: u32 size, 32-byte SHA-256 of the package → reply: u32 offset, u32 crc32 of the bytes before it.
 
@@ -152,11 +162,17 @@ def encode_record(kind: RecordKind, seq: int, payload: dict[str, Any], mtu: int)
     Raises
     ------
     ValueError
-        If the record does not fit :data:`MAX_RECORD_BYTES` compressed, or ``seq`` is out of range.
+        If the payload holds NaN or Infinity, is longer than :data:`MAX_RECORD_JSON_BYTES` as JSON or
+        :data:`MAX_RECORD_BYTES` compressed, or ``seq`` is out of range.
     """
     if not 0 <= seq < 2**32:
         raise ValueError(f"seq {seq} is outside 0..2^32-1")
-    body = zlib.compress(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode(), 6)
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    if len(text) > MAX_RECORD_JSON_BYTES:
+        raise ValueError(
+            f"{kind.name.lower()} record {seq} is {len(text)} bytes of JSON; the limit is {MAX_RECORD_JSON_BYTES}"
+        )
+    body = zlib.compress(text, 6)
     if len(body) > MAX_RECORD_BYTES:
         raise ValueError(
             f"{kind.name.lower()} record {seq} is {len(body)} bytes compressed; the limit is {MAX_RECORD_BYTES}"
@@ -208,57 +224,112 @@ class RecordAssembler:
 
     Fragments of one record arrive in order on one link; a new record (or a gap) abandons a
     half-finished one, which the host then asks for again by resuming from its last stored seq.
+
+    Bounded: at most one record per kind is buffered, and never more than :data:`MAX_RECORD_BYTES`
+    of it (a first fragment whose count × length claims more is refused, as is any fragment that
+    would grow the buffer past it); decompression stops at :data:`MAX_RECORD_JSON_BYTES`; a body
+    with NaN, Infinity or a number out of float range is refused. Reasons counted in ``rejected``:
+    the decoder's status names (``BAD_VERSION``, ``BAD_LENGTH``, ``BAD_ARGUMENT``, ``BAD_CHECKSUM``),
+    ``TOO_LARGE`` (a record claiming or growing past the limits, a zlib bomb) and ``NOT_FINITE``.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[RecordKind, tuple[Fragment, list[bytes]]] = {}
+        self._pending: dict[RecordKind, tuple[Fragment, list[bytes], int]] = {}
         self.rejected: dict[str, int] = {}
         self.abandoned = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Body bytes held for half-finished records (all kinds together)."""
+        return sum(total for _, _, total in self._pending.values())
 
     def feed(self, data: bytes) -> tuple[RecordKind, int, dict[str, Any]] | None:
         """Add one notification; return ``(kind, seq, payload)`` when a record is complete."""
         try:
             fragment = decode_fragment(data)
         except ProtocolError as exc:
-            self._reject(exc)
+            self._reject(exc.status.name)
             return None
         pending = self._pending.pop(fragment.kind, None)
         if fragment.index == 0:
             if pending is not None:
                 self.abandoned += 1
-            pending = (fragment, [fragment.data])
+            if fragment.count > 1 and (fragment.count - 1) * max(len(fragment.data), 1) >= MAX_RECORD_BYTES:
+                self._reject("TOO_LARGE")  # claims more than a record may be: nothing is buffered for it
+                return None
+            pending = (fragment, [fragment.data], len(fragment.data))
         elif pending is None or not _continues(pending[0], fragment, len(pending[1])):
             if pending is not None:
                 self.abandoned += 1
-            self._reject(ProtocolError(Status.BAD_ARGUMENT, "record fragment out of order"))
+            self._reject("BAD_ARGUMENT")  # out of order
             return None
         else:
-            pending[1].append(fragment.data)
-        first, parts = pending
+            first, parts, total = pending
+            if total + len(fragment.data) > MAX_RECORD_BYTES:
+                self.abandoned += 1
+                self._reject("TOO_LARGE")
+                return None
+            parts.append(fragment.data)
+            pending = (first, parts, total + len(fragment.data))
+        first, parts, _ = pending
         if len(parts) < first.count:
             self._pending[fragment.kind] = pending
             return None
         body = b"".join(parts)
         if zlib.crc32(body) != first.crc:
-            self._reject(ProtocolError(Status.BAD_CHECKSUM, f"record {first.seq}: CRC mismatch"))
+            self._reject("BAD_CHECKSUM")
+            return None
+        payload = self._decode_body(body)
+        return None if payload is None else (first.kind, first.seq, payload)
+
+    def _decode_body(self, body: bytes) -> dict[str, Any] | None:
+        inflater = zlib.decompressobj()
+        try:
+            text = inflater.decompress(body, MAX_RECORD_JSON_BYTES)
+        except zlib.error:
+            self._reject("BAD_ARGUMENT")
+            return None
+        if inflater.unconsumed_tail:
+            self._reject("TOO_LARGE")  # inflates past the limit: a zlib bomb is never expanded
+            return None
+        if not inflater.eof or inflater.unused_data:
+            self._reject("BAD_ARGUMENT")  # a truncated stream, or bytes after it
             return None
         try:
-            payload = json.loads(zlib.decompress(body))
-        except (zlib.error, ValueError, RecursionError) as exc:
-            self._reject(ProtocolError(Status.BAD_ARGUMENT, f"record {first.seq}: body does not decode ({exc})"))
+            payload = json.loads(text, parse_constant=_not_finite, parse_float=_finite_float)
+        except _NotFiniteError:
+            self._reject("NOT_FINITE")
+            return None
+        except (ValueError, RecursionError):
+            self._reject("BAD_ARGUMENT")
             return None
         if not isinstance(payload, dict):
-            self._reject(ProtocolError(Status.BAD_ARGUMENT, f"record {first.seq}: body is not a JSON object"))
+            self._reject("BAD_ARGUMENT")
             return None
-        return first.kind, first.seq, payload
+        return payload
 
     def reset(self) -> None:
         """Forget half-finished records (after a disconnect)."""
         self.abandoned += len(self._pending)
         self._pending.clear()
 
-    def _reject(self, exc: ProtocolError) -> None:
-        self.rejected[exc.status.name] = self.rejected.get(exc.status.name, 0) + 1
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class _NotFiniteError(ValueError):
+    """A record body holds NaN, Infinity or a number beyond float range."""
+
+
+def _not_finite(constant: str) -> Any:
+    raise _NotFiniteError(constant)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFiniteError(text)
+    return value
 
 
 def _continues(first: Fragment, fragment: Fragment, have: int) -> bool:
@@ -353,6 +424,7 @@ _ARGUMENTS: Final = {
     Opcode.ACK: struct.Struct("<BI"),
     Opcode.LIVE: struct.Struct("<B"),
     Opcode.STATUS: struct.Struct("<B"),
+    Opcode.STORE_ID: struct.Struct("<"),
     Opcode.UPLOAD_BEGIN: struct.Struct("<I32s"),
     Opcode.UPLOAD_COMMIT: struct.Struct("<"),
     Opcode.UPLOAD_ABORT: struct.Struct("<"),
@@ -360,6 +432,10 @@ _ARGUMENTS: Final = {
 }
 STATUS_REPLY: Final = struct.Struct("<IIIB")
 """STATUS reply payload: last_seq, acked_upto and stored count of the kind asked about, live on/off."""
+STORE_ID_REPLY: Final = struct.Struct("<QB")
+"""STORE_ID reply payload: the store id (its 16 hex digits as one u64) and flags."""
+STORE_FLAG_UPGRADED: Final = 0x01
+"""STORE_ID flag: the id was given to an existing store on a software upgrade; its seqs continue the old ones."""
 UPLOAD_BEGIN_REPLY: Final = struct.Struct("<II")
 """UPLOAD_BEGIN reply payload: the offset to continue from and the CRC-32 of the bytes before it."""
 

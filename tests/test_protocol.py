@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.protocol import (
+    MAX_RECORD_BYTES,
+    MAX_RECORD_JSON_BYTES,
+    STORE_FLAG_UPGRADED,
+    STORE_ID_REPLY,
     Opcode,
     ProtocolError,
     RecordAssembler,
@@ -133,3 +140,83 @@ def test_truncated_or_flipped_fragments_are_counted_never_fatal(mtu, seq, data):
     else:
         assert all(o is None for o in outcomes)
         assert sum(assembler.rejected.values()) + assembler.abandoned >= 1
+
+
+# -- bounded reassembly (issue 13 item 8) -----------------------------------------------------------
+
+_HEADER = struct.Struct("<BBIHHIH")
+
+
+def raw_fragments(kind: int, seq: int, body: bytes, room: int, count: int | None = None) -> list[bytes]:
+    """Fragments of an arbitrary body, as a misbehaving device could send them (count may lie)."""
+    pieces = [body[i : i + room] for i in range(0, len(body), room)] or [b""]
+    total = count if count is not None else len(pieces)
+    crc = zlib.crc32(body)
+    return [_HEADER.pack(1, kind, seq, i, total, crc, len(p)) + p for i, p in enumerate(pieces)]
+
+
+def test_a_fragment_count_claiming_more_than_a_record_may_be_is_refused_and_nothing_is_buffered():
+    assembler = RecordAssembler()
+    flood = _HEADER.pack(1, 1, 1, 0, 65535, 0, 493) + bytes(493)  # would be 32 MB buffered
+    assert assembler.feed(flood) is None
+    assert assembler.rejected == {"TOO_LARGE": 1} and assembler.buffered_bytes == 0
+    for index in range(1, 200):  # the rest of the flood: out of order, counted, never buffered
+        assembler.feed(_HEADER.pack(1, 1, 1, index, 65535, 0, 493) + bytes(493))
+    assert assembler.buffered_bytes == 0 and assembler.rejected["BAD_ARGUMENT"] == 199
+
+
+def test_fragments_growing_past_the_record_limit_are_refused():
+    assembler = RecordAssembler()
+    body = bytes(300_000)
+    small_first = _HEADER.pack(1, 2, 5, 0, 60000, zlib.crc32(body), 1) + b"\x00"  # claims 60 kB, sends 493 B each
+    assert assembler.feed(small_first) is None
+    peak = 0
+    for index in range(1, 1000):
+        assembler.feed(_HEADER.pack(1, 2, 5, index, 60000, zlib.crc32(body), 493) + bytes(493))
+        peak = max(peak, assembler.buffered_bytes)
+    assert peak <= MAX_RECORD_BYTES and assembler.rejected.get("TOO_LARGE") == 1
+    good = encode_record(RecordKind.STEP, 6, STEP, 247)  # the link goes on
+    assert [assembler.feed(f) for f in good][-1] == (RecordKind.STEP, 6, STEP)
+
+
+def test_a_zlib_bomb_is_never_inflated_past_the_json_limit():
+    bomb = zlib.compress(b"{" + b" " * (64 * 1024 * 1024) + b"}", 9)  # 64 MiB of JSON in about 64 kB
+    assert len(bomb) <= MAX_RECORD_BYTES
+    assembler = RecordAssembler()
+    outcomes = [assembler.feed(f) for f in raw_fragments(1, 9, bomb, 493)]
+    assert outcomes[-1] is None and assembler.rejected == {"TOO_LARGE": 1}
+    just_fits = zlib.compress(json.dumps({"pad": "x" * (MAX_RECORD_JSON_BYTES - 20)}).encode())
+    assert [RecordAssembler().feed(f) for f in raw_fragments(1, 10, just_fits, 493)][-1] is not None
+
+
+@pytest.mark.parametrize("text", [b'{"v": NaN}', b'{"v": -Infinity}', b'{"v": 1e999}', b'{"v": [Infinity]}'])
+def test_a_record_with_nan_or_infinity_is_refused(text):
+    assembler = RecordAssembler()
+    assert [assembler.feed(f) for f in raw_fragments(1, 3, zlib.compress(text), 100)][-1] is None
+    assert assembler.rejected == {"NOT_FINITE": 1}
+
+
+def test_truncated_or_trailing_compressed_bodies_are_refused():
+    body = zlib.compress(b'{"a": 1}')
+    for damaged in (body[:-3], body + b"extra"):
+        assembler = RecordAssembler()
+        assert [assembler.feed(f) for f in raw_fragments(1, 3, damaged, 100)][-1] is None
+        assert assembler.rejected == {"BAD_ARGUMENT": 1}
+
+
+def test_the_encoder_refuses_what_the_host_would_refuse():
+    with pytest.raises(ValueError, match="bytes of JSON; the limit is"):
+        encode_record(RecordKind.EVENT, 1, {"pad": "x" * MAX_RECORD_JSON_BYTES}, 247)
+    with pytest.raises(ValueError, match="Out of range float"):
+        encode_record(RecordKind.EVENT, 1, {"v": float("nan")}, 247)
+
+
+def test_store_id_request_and_reply():
+    request = decode_request(encode_request(Opcode.STORE_ID, 4))
+    assert request.opcode is Opcode.STORE_ID and request_arguments(request) == ()
+    reply = encode_reply(Opcode.STORE_ID, 4, Status.OK, STORE_ID_REPLY.pack(0x0123456789ABCDEF, STORE_FLAG_UPGRADED))
+    assert len(reply) <= payload_size(23)  # fits one notification at the minimum MTU
+    assert STORE_ID_REPLY.unpack(decode_reply(reply).payload) == (0x0123456789ABCDEF, 1)
+    with pytest.raises(ProtocolError) as info:
+        decode_request(encode_request(Opcode.STORE_ID, 4) + b"\x00")
+    assert info.value.status is Status.BAD_LENGTH
