@@ -216,7 +216,7 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
         for suffix in ("", "-wal", "-shm"):
             Path(str(stale) + suffix).unlink(missing_ok=True)
     store = RecordStore(paths.device_store, device_id=config.device_id)
-    info = device_info(config, package, contract, patient)
+    info = device_info(config, package, contract)
     plan = []
     for back in range(days - 1, -1, -1):
         day = last_day - timedelta(days=back)

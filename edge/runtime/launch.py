@@ -6,7 +6,6 @@ import hashlib
 import signal
 import sys
 from dataclasses import dataclass, field, replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,8 +13,8 @@ from edge.contract import ContractError, ModelContract
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
 from edge.package import ModelPackage, PackageError, open_package, read_package
-from edge.protocol import VERSION as PROTOCOL_VERSION
 from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
+from edge.runtime.device_info import device_info, fit_info
 from edge.runtime.feedback import Cue, GpioCue, StdoutCue
 from edge.runtime.pipeline import Listener, Pipeline, run_source
 from edge.runtime.store import RecordStore
@@ -101,43 +100,6 @@ def make_cue(config: DeviceConfig) -> Cue | None:
     return None
 
 
-def device_info(
-    config: DeviceConfig,
-    package: ModelPackage,
-    contract: ModelContract,
-    patient: PatientConfig,
-    package_sha256: str | None = None,
-) -> dict[str, Any]:
-    """The device-info characteristic's JSON: who the device is, which model it runs, for whom.
-
-    ``package_sha256`` is the package file's hash (read from ``package.path`` when not given).
-    """
-    if package_sha256 is None:
-        package_sha256 = file_sha256(package.path)
-    manifest = package.manifest
-    info = {
-        "device_id": config.device_id,
-        "firmware": version("forcecast"),
-        "protocol": PROTOCOL_VERSION,
-        "model_version": manifest["model_version"],
-        "model_sha256": manifest.get("model_sha256", ""),
-        "package_sha256": package_sha256,
-        "quantisation": manifest["quantisation"].get("mode"),
-        "rate_hz": contract.rate_hz,
-        "legs": list(config.runtime.legs),
-        "patient_id": patient.patient_id,
-        "body_mass_kg": patient.body_mass_kg,
-        "peak_limit_bw": patient.peak_limit_bw,
-        "contract": {
-            "places": list(contract.leg_places),
-            "window": contract.window,
-            "hop": contract.out_len,
-            "static": list(contract.static_features),
-        },
-    }
-    return info
-
-
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes ("" if it does not exist)."""
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
@@ -189,11 +151,11 @@ class Runtime:
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic)."""
-        info = device_info(self.config, self.package, self.contract, self.patient, self.package_sha256)
+        info = device_info(self.config, self.package, self.contract, self.package_sha256)
         info["updates"] = self.updates is not None
         if self.slots is not None:
             info |= slots_info(self.slots)
-        return info
+        return fit_info(info)  # no personal data, at most 512 bytes (edge.runtime.device_info)
 
     def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Run until the source ends or ``duration_s`` of sensor time has passed (any thread)."""
