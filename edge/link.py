@@ -21,6 +21,8 @@ import numpy as np
 from edge.protocol import (
     MIN_MTU,
     STATUS_REPLY,
+    STORE_FLAG_UPGRADED,
+    STORE_ID_REPLY,
     UPLOAD_BEGIN_REPLY,
     UPLOAD_MIN_MTU,
     Opcode,
@@ -36,7 +38,7 @@ from edge.protocol import (
     payload_size,
     request_arguments,
 )
-from edge.runtime.store import RecordStore
+from edge.runtime.store import RecordStore, StorageFullError, StoreError
 from edge.slots import SlotError
 
 KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
@@ -111,6 +113,7 @@ class DeviceLink:
         self.rejected: dict[str, int] = {}
         self.live_dropped = 0
         self.records_sent = 0
+        self.quarantined = 0
         self.host_offset_ms: int | None = None
 
     def connected(self, mtu: int, encrypted: bool) -> None:
@@ -191,7 +194,13 @@ class DeviceLink:
                 self.store.ack(KIND_NAMES[kind], upto)
             except ValueError as exc:
                 raise ProtocolError(Status.BAD_ARGUMENT, str(exc)) from None
+            except StoreError as exc:  # e.g. a full disk: the host keeps streaming and acknowledges again later
+                reason = "storage_full" if isinstance(exc, StorageFullError) else "storage_error"
+                raise ProtocolError(Status.BUSY, f"{reason}: acknowledge again later") from None
             return b""
+        if request.opcode is Opcode.STORE_ID:
+            flags = STORE_FLAG_UPGRADED if self.store.store_id_origin == "upgrade" else 0
+            return STORE_ID_REPLY.pack(int(self.store.store_id, 16), flags)
         if request.opcode is Opcode.LIVE:
             self.live = bool(arguments[0])
             return b""
@@ -228,13 +237,26 @@ class DeviceLink:
                 added = False
                 for kind, after in list(self._cursor.items()):
                     for record in self.store.records(KIND_NAMES[kind], after_seq=after, limit=8):
-                        self._queue.extend(encode_record(kind, record.seq, record.payload, self.mtu))
                         self._cursor[kind] = record.seq
-                        self.records_sent += 1
                         added = True
+                        try:
+                            packets = encode_record(kind, record.seq, record.payload, self.mtu)
+                        except ValueError as exc:  # a record the wire refuses (too large): out of the queue
+                            self._quarantine(kind, record.seq, str(exc))
+                            continue
+                        self._queue.extend(packets)
+                        self.records_sent += 1
                 if not added:
                     break
             return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+
+    def _quarantine(self, kind: RecordKind, seq: int, reason: str) -> None:
+        """Take a record nobody can send out of the queue; the store logs it as a ``record_quarantined`` event."""
+        self.quarantined += 1
+        try:
+            self.store.quarantine(KIND_NAMES[kind], seq, f"cannot be sent: {reason}")
+        except StoreError:
+            self._count("QUARANTINE_FAILED")  # skipped this session; tried again after the next RESUME
 
     def on_grf(self, leg: str, time_s: np.ndarray, grf_bw: np.ndarray, period_s: float, block: int) -> None:
         """Queue the runtime's newest GRF samples for the live characteristic (if the host asked)."""

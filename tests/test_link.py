@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import struct
 
 import numpy as np
@@ -10,7 +12,9 @@ from hypothesis import strategies as st
 
 from edge.link import DeviceLink
 from edge.protocol import (
+    MAX_RECORD_BYTES,
     STATUS_REPLY,
+    STORE_ID_REPLY,
     Opcode,
     RecordAssembler,
     RecordKind,
@@ -19,7 +23,7 @@ from edge.protocol import (
     decode_reply,
     encode_request,
 )
-from edge.runtime.store import RecordStore
+from edge.runtime.store import RecordStore, StorageFullError
 
 
 def store_with_steps(path, n: int) -> RecordStore:
@@ -90,3 +94,58 @@ def test_garbage_on_the_control_point_is_answered_and_counted(tmp_path_factory, 
     reply = decode_reply(link.handle_control(data))
     assert len(link.handle_control(data)) <= 20
     assert reply.status is Status.OK or sum(link.rejected.values()) == 2
+
+
+def test_store_id_is_reported_on_the_control_point(tmp_path):
+    store = store_with_steps(tmp_path / "s.sqlite", 1)
+    link = DeviceLink(store, {})
+    link.connected(mtu=23, encrypted=True)
+    reply = decode_reply(link.handle_control(encode_request(Opcode.STORE_ID, 3)))
+    assert reply.status is Status.OK and len(reply.payload) + 5 <= 20
+    assert STORE_ID_REPLY.unpack(reply.payload) == (int(store.store_id, 16), 0)
+
+
+def test_a_poisoned_record_is_skipped_with_a_gap_event_and_streaming_goes_on(tmp_path):
+    store = store_with_steps(tmp_path / "s.sqlite", 100)
+    sql = sqlite3.connect(store.path)
+    sql.execute("UPDATE records SET payload = '{\"i\": NaN}' WHERE kind = 'step' AND seq = 90")
+    sql.commit()
+    sql.close()
+    link = DeviceLink(store, {})
+    link.connected(mtu=185, encrypted=True)
+    link.handle_control(encode_request(Opcode.RESUME, 1, RecordKind.STEP, 0))
+    link.handle_control(encode_request(Opcode.RESUME, 2, RecordKind.EVENT, 0))
+    records = drain(link)
+    steps = [seq for kind, seq, _ in records if kind is RecordKind.STEP]
+    assert steps == [s for s in range(1, 101) if s != 90]
+    (gap,) = [payload for kind, _, payload in records if kind is RecordKind.EVENT]
+    assert gap["event"] == "record_quarantined" and gap["kind"] == "step" and gap["seq"] == 90
+    assert "NaN" in gap["reason"]
+
+
+def test_a_record_too_large_for_the_wire_is_quarantined_not_fatal(tmp_path):
+    store = store_with_steps(tmp_path / "s.sqlite", 3)
+    store.append("step", [(4.0, {"noise": os.urandom(MAX_RECORD_BYTES).hex()})])  # incompressible
+    store.append("step", [(5.0, {"i": 5})])
+    link = DeviceLink(store, {})
+    link.connected(mtu=247, encrypted=True)
+    link.handle_control(encode_request(Opcode.RESUME, 1, RecordKind.STEP, 0))
+    link.handle_control(encode_request(Opcode.RESUME, 2, RecordKind.EVENT, 0))
+    records = drain(link)
+    assert [seq for kind, seq, _ in records if kind is RecordKind.STEP] == [1, 2, 3, 5]
+    (gap,) = [payload for kind, _, payload in records if kind is RecordKind.EVENT]
+    assert gap["seq"] == 4 and "cannot be sent" in gap["reason"] and link.quarantined == 1
+
+
+def test_an_ack_the_full_disk_refuses_is_answered_busy_and_the_link_stays_usable(tmp_path):
+    store = store_with_steps(tmp_path / "s.sqlite", 5)
+    link = DeviceLink(store, {})
+    link.connected(mtu=64, encrypted=True)
+
+    def full(kind: str, upto: int) -> int:
+        raise StorageFullError(f"{store.path}: acknowledging {kind} records failed: the disk is full")
+
+    store.ack = full  # type: ignore[method-assign]
+    reply = decode_reply(link.handle_control(encode_request(Opcode.ACK, 8, RecordKind.STEP, 5)))
+    assert reply.status is Status.BUSY and reply.payload.startswith(b"storage_full:") and link.rejected == {"BUSY": 1}
+    assert decode_reply(link.handle_control(encode_request(Opcode.STATUS, 9, RecordKind.STEP))).status is Status.OK
