@@ -1,11 +1,18 @@
 """The host's log: every record a device sent, stored once, in SQLite.
 
-A record is identified by ``(device_id, kind, seq)``; storing it again (a re-sent record after a
-reconnect) changes nothing, so the BLE client can resume generously. :meth:`HostStore.resume_point`
-gives the sequence number to resume after: the highest one below which nothing is missing, so a gap
-(a record lost mid-transfer) is asked for again rather than skipped. Records the *device* no longer
-has (its size cap deleted them before they were sent) are settled with :meth:`HostStore.settle`, so
-they do not hold the resume point back forever.
+A record is identified by ``(device_id, store_id, kind, seq)``: the store id names the device's record
+store (a replaced store restarts its seqs at 1, so seqs alone would collide); ``""`` is the store of a
+device that reports no id (older firmware). Storing a record again (a re-sent record after a reconnect)
+changes nothing, so the BLE client can resume generously. :meth:`HostStore.resume_point` gives the
+sequence number to resume after: the highest one below which nothing is missing, so a gap (a record
+lost mid-transfer) is asked for again rather than skipped. Records the *device* no longer has are
+settled: a prefix its size cap deleted before it was sent with :meth:`HostStore.settle`, and one
+record it quarantined (damaged, unsendable) with :meth:`HostStore.mark_gap`, so that they do not hold
+the resume point back forever.
+
+Schema versions: 1 (records, devices), 2 (+ patient, host-clock time, brief and waveform columns, and
+settled floors), 3 (+ store id in every key, the device's current store, gaps). Older files are
+migrated in place, in one transaction, when opened.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KINDS = ("step", "summary", "event")
-_SCHEMA = """
+_RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
     device_id TEXT NOT NULL,
+    store_id TEXT NOT NULL DEFAULT '',
     kind TEXT NOT NULL,
     seq INTEGER NOT NULL,
     received_utc TEXT NOT NULL,
@@ -32,21 +40,38 @@ CREATE TABLE IF NOT EXISTS records (
     t_host REAL,
     brief TEXT,
     waveform BLOB,
-    PRIMARY KEY (device_id, kind, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_by_patient_time ON records (patient_id, kind, t_host);
+    PRIMARY KEY (device_id, store_id, kind, seq)
+) WITHOUT ROWID
+"""
+_FLOORS = """
 CREATE TABLE IF NOT EXISTS floors (
     device_id TEXT NOT NULL,
+    store_id TEXT NOT NULL DEFAULT '',
     kind TEXT NOT NULL,
     upto INTEGER NOT NULL,
-    PRIMARY KEY (device_id, kind)
+    PRIMARY KEY (device_id, store_id, kind)
+) WITHOUT ROWID
+"""
+_SCHEMA = f"""
+{_RECORDS};
+CREATE INDEX IF NOT EXISTS records_by_patient_time ON records (patient_id, kind, t_host);
+{_FLOORS};
+CREATE TABLE IF NOT EXISTS gaps (
+    device_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    received_utc TEXT NOT NULL,
+    PRIMARY KEY (device_id, store_id, kind, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     address TEXT,
     info TEXT,
     clock_offset_ms INTEGER,
-    last_seen_utc TEXT
+    last_seen_utc TEXT,
+    store_id TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -84,6 +109,7 @@ class HostRecord:
     seq: int
     received_utc: str
     payload: dict[str, Any]
+    store_id: str = ""
 
 
 class HostStore:
@@ -115,6 +141,8 @@ class HostStore:
         self._db.execute("PRAGMA synchronous = FULL")
         if version == 1:
             self._migrate_from_v1()
+        if tables and version < 3:
+            self._migrate_to_v3()
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -133,9 +161,52 @@ class HostStore:
             )
         self._db.execute("COMMIT")
 
-    def add(self, device_id: str, kind: str, seq: int, payload: dict[str, Any], received_utc: str) -> bool:
+    def _migrate_to_v3(self) -> None:
+        """Version 3 keys records and floors by store id too (``""`` for what was stored before) and adds gaps."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DROP INDEX IF EXISTS records_by_patient_time")
+            db.execute("ALTER TABLE records RENAME TO records_v2")
+            db.execute(_RECORDS)
+            columns = "device_id, kind, seq, received_utc, payload, patient_id, t_host, brief, waveform"
+            db.execute(f"INSERT INTO records (store_id, {columns}) SELECT '', {columns} FROM records_v2")
+            db.execute("DROP TABLE records_v2")
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'floors'").fetchone():
+                db.execute("ALTER TABLE floors RENAME TO floors_v2")
+                db.execute(_FLOORS)
+                db.execute("INSERT INTO floors SELECT device_id, '', kind, upto FROM floors_v2")
+                db.execute("DROP TABLE floors_v2")
+            db.execute("ALTER TABLE devices ADD COLUMN store_id TEXT NOT NULL DEFAULT ''")
+            db.execute("PRAGMA user_version = 3")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def current_store(self, device_id: str) -> str:
+        """The store id the device reported last (``""`` if none: older firmware, or never connected)."""
+        with self._lock:
+            return self._current_store(device_id)
+
+    def _current_store(self, device_id: str) -> str:
+        row = self._db.execute("SELECT store_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else ""
+
+    def _store_of(self, device_id: str, store_id: str | None) -> str:
+        return self._current_store(device_id) if store_id is None else store_id
+
+    def add(
+        self,
+        device_id: str,
+        kind: str,
+        seq: int,
+        payload: dict[str, Any],
+        received_utc: str,
+        store_id: str | None = None,
+    ) -> bool:
         """Store one record; returns False if it was already there (nothing changes then)."""
-        return self.add_many(device_id, [(kind, seq, payload)], received_utc) == 1
+        return self.add_many(device_id, [(kind, seq, payload)], received_utc, store_id=store_id) == 1
 
     def add_many(
         self,
@@ -143,12 +214,14 @@ class HostStore:
         records: list[tuple[str, int, dict[str, Any]]],
         received_utc: str,
         clock_offset_s: float = 0.0,
+        store_id: str | None = None,
     ) -> int:
         """Store ``(kind, seq, payload)`` records in one transaction; returns how many were new.
 
         A record's time on the host clock (``t_host``) is its device time ``t_unix`` plus
         ``clock_offset_s`` (host − device, from the session's time sync), so days are cut on the host's
-        clock even when the device's drifted.
+        clock even when the device's drifted. ``store_id`` None means the device's current store (as
+        everywhere in this class).
 
         Raises
         ------
@@ -162,15 +235,16 @@ class HostStore:
             if seq < 1:
                 raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
             text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-            rows.append((device_id, kind, seq, received_utc, text, *_derived(payload, clock_offset_s)))
+            rows.append((kind, seq, received_utc, text, *_derived(payload, clock_offset_s)))
         with self._lock:
+            key = (device_id, self._store_of(device_id, store_id))
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO records (device_id, kind, seq, received_utc, payload, patient_id, t_host, "
-                    "brief, waveform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT OR IGNORE INTO records (device_id, store_id, kind, seq, received_utc, payload, patient_id, "
+                    "t_host, brief, waveform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*key, *row) for row in rows],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -178,42 +252,107 @@ class HostStore:
             self._db.execute("COMMIT")
             return self._db.total_changes - before
 
-    def settle(self, device_id: str, kind: str, upto: int) -> None:
+    def settle(self, device_id: str, kind: str, upto: int, store_id: str | None = None) -> None:
         """Declare every seq ≤ ``upto`` done: stored here, or gone from the device for good."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO floors VALUES (?, ?, ?) ON CONFLICT(device_id, kind) DO UPDATE SET "
+                "INSERT INTO floors VALUES (?, ?, ?, ?) ON CONFLICT(device_id, store_id, kind) DO UPDATE SET "
                 "upto = MAX(upto, excluded.upto)",
-                (device_id, kind, upto),
+                (device_id, self._store_of(device_id, store_id), kind, upto),
             )
 
-    def resume_point(self, device_id: str, kind: str) -> int:
-        """The highest seq with every record up to it stored or settled (0 if record 1 is missing)."""
+    def mark_gap(
+        self, device_id: str, kind: str, seq: int, reason: str, received_utc: str, store_id: str | None = None
+    ) -> bool:
+        """Declare one seq gone for good (the device quarantined it); returns False if already known.
+
+        The resume point then passes it, and :meth:`gaps` lists it with the device's reason.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
+        if seq < 1:
+            raise ValueError(f"{kind} gap seq must be ≥ 1, got {seq}")
         with self._lock:
-            row = self._db.execute("SELECT upto FROM floors WHERE device_id = ? AND kind = ?", (device_id, kind))
+            before = self._db.total_changes
+            self._db.execute(
+                "INSERT OR IGNORE INTO gaps VALUES (?, ?, ?, ?, ?, ?)",
+                (device_id, self._store_of(device_id, store_id), kind, seq, reason, received_utc),
+            )
+            return self._db.total_changes > before
+
+    def gaps(self, device_id: str, store_id: str | None = None) -> list[dict[str, Any]]:
+        """Seqs the device reported gone for good: ``kind``, ``seq``, ``reason``, ``received_utc``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, seq, reason, received_utc FROM gaps WHERE device_id = ? AND store_id = ? "
+                "ORDER BY kind, seq",
+                (device_id, self._store_of(device_id, store_id)),
+            ).fetchall()
+        return [{"kind": k, "seq": s, "reason": r, "received_utc": u} for k, s, r, u in rows]
+
+    def resume_point(self, device_id: str, kind: str, store_id: str | None = None) -> int:
+        """The highest seq with every record up to it stored, settled or a known gap (0 if record 1 is missing)."""
+        with self._lock:
+            key = (device_id, self._store_of(device_id, store_id), kind)
+            row = self._db.execute("SELECT upto FROM floors WHERE device_id = ? AND store_id = ? AND kind = ?", key)
             floor = (row.fetchone() or (0,))[0]
-            following = self._db.execute(
-                "SELECT 1 FROM records WHERE device_id = ? AND kind = ? AND seq = ?", (device_id, kind, floor + 1)
+            present = (
+                "(EXISTS (SELECT 1 FROM records WHERE device_id = ? AND store_id = ? AND kind = ? AND seq = {0}) "
+                "OR EXISTS (SELECT 1 FROM gaps WHERE device_id = ? AND store_id = ? AND kind = ? AND seq = {0}))"
+            )
+            (following,) = self._db.execute(
+                f"SELECT {present.format('?')}", (*key, floor + 1, *key, floor + 1)
             ).fetchone()
-            if following is None:
+            if not following:
                 return int(floor)
             (end,) = self._db.execute(
-                """SELECT MIN(seq) FROM records r WHERE device_id = ? AND kind = ? AND seq > ?
-                   AND NOT EXISTS (SELECT 1 FROM records n WHERE n.device_id = r.device_id
-                                   AND n.kind = r.kind AND n.seq = r.seq + 1)""",
-                (device_id, kind, floor),
+                f"""SELECT MIN(p.seq) FROM (SELECT seq FROM records WHERE device_id = ? AND store_id = ? AND kind = ?
+                    AND seq > ? UNION ALL SELECT seq FROM gaps WHERE device_id = ? AND store_id = ? AND kind = ?
+                    AND seq > ?) p WHERE NOT {present.format("p.seq + 1")}""",
+                (*key, floor, *key, floor, *key, *key),
             ).fetchone()
         return int(end)
 
-    def records(self, device_id: str, kind: str, after_seq: int = 0, limit: int = 100_000) -> list[HostRecord]:
-        """Stored records of one device and kind, by seq."""
+    def adopt_legacy(self, device_id: str, store_id: str) -> int:
+        """Move what was stored for the device without a store id under ``store_id``; returns the records moved.
+
+        For a device whose firmware gave its existing store an id on upgrade (its seqs go on from the old
+        ones). Nothing moves if ``store_id`` already holds records.
+        """
         with self._lock:
+            db = self._db
+            if db.execute(
+                "SELECT 1 FROM records WHERE device_id = ? AND store_id = ?", (device_id, store_id)
+            ).fetchone():
+                return 0
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = db.execute(
+                    "UPDATE records SET store_id = ? WHERE device_id = ? AND store_id = ''", (store_id, device_id)
+                ).rowcount
+                for table in ("floors", "gaps"):
+                    db.execute(
+                        f"UPDATE OR IGNORE {table} SET store_id = ? WHERE device_id = ? AND store_id = ''",
+                        (store_id, device_id),
+                    )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return int(moved)
+
+    def records(
+        self, device_id: str, kind: str, after_seq: int = 0, limit: int = 100_000, store_id: str | None = None
+    ) -> list[HostRecord]:
+        """Stored records of one device, store and kind, by seq."""
+        with self._lock:
+            store = self._store_of(device_id, store_id)
             rows = self._db.execute(
-                "SELECT seq, received_utc, payload FROM records WHERE device_id = ? AND kind = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (device_id, kind, after_seq, limit),
+                "SELECT seq, received_utc, payload FROM records WHERE device_id = ? AND store_id = ? AND kind = ? "
+                "AND seq > ? ORDER BY seq LIMIT ?",
+                (device_id, store, kind, after_seq, limit),
             ).fetchall()
-        return [HostRecord(device_id, kind, s, r, json.loads(p)) for s, r, p in rows]
+        return [HostRecord(device_id, kind, s, r, json.loads(p), store) for s, r, p in rows]
 
     def patient_records(
         self, patient_id: str, kind: str, start: float, end: float
@@ -264,36 +403,54 @@ class HostStore:
             rows = self._db.execute("SELECT DISTINCT patient_id FROM records WHERE patient_id IS NOT NULL")
             return sorted(r[0] for r in rows.fetchall())
 
-    def count(self, device_id: str, kind: str) -> int:
-        """How many records of a kind are stored for a device."""
+    def count(self, device_id: str, kind: str, store_id: str | None = None) -> int:
+        """How many records of a kind are stored for a device's store."""
         with self._lock:
+            key = (device_id, self._store_of(device_id, store_id), kind)
             return int(
                 self._db.execute(
-                    "SELECT COUNT(*) FROM records WHERE device_id = ? AND kind = ?", (device_id, kind)
+                    "SELECT COUNT(*) FROM records WHERE device_id = ? AND store_id = ? AND kind = ?", key
                 ).fetchone()[0]
             )
 
     def note_device(
-        self, device_id: str, address: str, info: dict[str, Any], clock_offset_ms: int, seen_utc: str
+        self,
+        device_id: str,
+        address: str,
+        info: dict[str, Any],
+        clock_offset_ms: int,
+        seen_utc: str,
+        store_id: str | None = None,
     ) -> None:
-        """Remember a device's address, info and clock offset (host time − device time)."""
+        """Remember a device's address, info, clock offset (host time − device time) and current store.
+
+        ``store_id`` None leaves the current store as it was.
+        """
         with self._lock:
+            store = self._store_of(device_id, store_id)
             self._db.execute(
-                "INSERT INTO devices VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+                "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
                 "address = excluded.address, info = excluded.info, clock_offset_ms = excluded.clock_offset_ms, "
-                "last_seen_utc = excluded.last_seen_utc",
-                (device_id, address, json.dumps(info), clock_offset_ms, seen_utc),
+                "last_seen_utc = excluded.last_seen_utc, store_id = excluded.store_id",
+                (device_id, address, json.dumps(info), clock_offset_ms, seen_utc, store),
             )
 
     def devices(self) -> list[dict[str, Any]]:
         """Every device seen."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT device_id, address, info, clock_offset_ms, last_seen_utc FROM devices"
+                "SELECT device_id, address, info, clock_offset_ms, last_seen_utc, store_id FROM devices"
             ).fetchall()
         return [
-            {"device_id": d, "address": a, "info": json.loads(i or "{}"), "clock_offset_ms": o, "last_seen_utc": s}
-            for d, a, i, o, s in rows
+            {
+                "device_id": d,
+                "address": a,
+                "info": json.loads(i or "{}"),
+                "clock_offset_ms": o,
+                "last_seen_utc": s,
+                "store_id": store,
+            }
+            for d, a, i, o, s, store in rows
         ]
 
     def close(self) -> None:

@@ -86,3 +86,68 @@ def test_a_version_1_store_is_migrated_with_patient_and_time_columns(tmp_path):
     assert store.patients() == ["P9"]
     assert [(d, t) for d, t, _ in store.patient_records("P9", "step", 100.0, 101.0)] == [("d", 100.5)]
     assert store.resume_point("d", "step") == 1
+
+
+def test_each_device_store_has_its_own_resume_point_and_the_current_one_is_the_default(tmp_path):
+    with HostStore(tmp_path / "h.sqlite") as store:
+        store.note_device("d", "AA", {}, 0, NOW, store_id="old")
+        assert store.add_many("d", [("step", s, {"s": s}) for s in range(1, 61)], NOW) == 60
+        assert store.resume_point("d", "step") == 60 and store.current_store("d") == "old"
+        store.note_device("d", "AA", {}, 0, NOW, store_id="new")  # the device's store was replaced
+        assert store.resume_point("d", "step") == 0  # fetched from its start, not from 60
+        assert store.add_many("d", [("step", s, {"new": s}) for s in range(1, 61)], NOW) == 60  # none ignored
+        assert store.resume_point("d", "step") == 60 and store.count("d", "step") == 60
+        assert store.count("d", "step", store_id="old") == 60 and store.resume_point("d", "step", "old") == 60
+        assert store.records("d", "step")[0].payload == {"new": 1} and store.records("d", "step")[0].store_id == "new"
+        store.note_device("d", "AA", {}, 5, NOW)  # no store id given: the current one stays
+        assert store.devices()[0]["store_id"] == "new" and store.devices()[0]["clock_offset_ms"] == 5
+
+
+def test_a_gap_the_device_reported_lets_the_resume_point_pass_it_and_nothing_else(tmp_path):
+    with HostStore(tmp_path / "h.sqlite") as store:
+        store.add_many("d", [("step", s, {}) for s in range(1, 101) if s not in (50, 90)], NOW)
+        assert store.resume_point("d", "step") == 49
+        assert store.mark_gap("d", "step", 90, "damaged payload: NaN", NOW)
+        assert not store.mark_gap("d", "step", 90, "again", NOW)
+        assert store.resume_point("d", "step") == 49  # 50 is still missing: asked for again
+        store.add("d", "step", 50, {}, NOW)
+        assert store.resume_point("d", "step") == 100
+        assert store.gaps("d") == [{"kind": "step", "seq": 90, "reason": "damaged payload: NaN", "received_utc": NOW}]
+        store.mark_gap("d", "event", 1, "x", NOW)
+        assert store.resume_point("d", "event") == 1
+        with pytest.raises(ValueError, match="unknown record kind"):
+            store.mark_gap("d", "stride", 1, "x", NOW)
+        with pytest.raises(ValueError, match="seq must be"):
+            store.mark_gap("d", "step", 0, "x", NOW)
+
+
+def test_a_version_2_store_is_migrated_to_store_ids_keeping_records_and_floors(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v2.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE records (device_id TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "received_utc TEXT NOT NULL, payload TEXT NOT NULL, patient_id TEXT, t_host REAL, brief TEXT, waveform BLOB, "
+        "PRIMARY KEY (device_id, kind, seq)) WITHOUT ROWID;"
+        "CREATE INDEX records_by_patient_time ON records (patient_id, kind, t_host);"
+        "CREATE TABLE floors (device_id TEXT NOT NULL, kind TEXT NOT NULL, upto INTEGER NOT NULL, "
+        "PRIMARY KEY (device_id, kind)) WITHOUT ROWID;"
+        "CREATE TABLE devices (device_id TEXT PRIMARY KEY, address TEXT, info TEXT, clock_offset_ms INTEGER, "
+        "last_seen_utc TEXT); PRAGMA user_version = 2;"
+        "INSERT INTO records VALUES ('d', 'step', 7, 't', '{\"patient_id\": \"P1\"}', 'P1', 100.0, '{}', NULL);"
+        "INSERT INTO floors VALUES ('d', 'step', 6);"
+        "INSERT INTO devices VALUES ('d', 'AA', '{}', 0, 't');"
+    )
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert store.resume_point("d", "step") == 7 and store.current_store("d") == ""
+        assert [(d, t) for d, t, _ in store.patient_records("P1", "step", 99.0, 101.0)] == [("d", 100.0)]
+        assert store.adopt_legacy("d", "abc") == 1  # the firmware upgrade gave the same store an id
+        assert store.resume_point("d", "step", "abc") == 7 and store.resume_point("d", "step", "") == 0
+        assert store.adopt_legacy("d", "abc") == 0
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
