@@ -143,13 +143,13 @@ def load_subjects(path: Path) -> list[Subject]:
 
 
 def write_subjects(path: Path, subjects: list[Subject]) -> None:
-    """Write ``subjects.csv`` (format v1); unknown ``hka_deg`` is written blank."""
+    """Write ``subjects.csv`` (format v1); unknown ``hka_deg`` and body mass (NaN) are written blank."""
     extra_columns = sorted({k for s in subjects for k in s.extra})
     rows = []
     for s in subjects:
         row = {
             "subject_id": s.subject_id,
-            "body_mass_kg": f"{s.body_mass_kg:.1f}",
+            "body_mass_kg": f"{s.body_mass_kg:.1f}" if math.isfinite(s.body_mass_kg) else "",
             "height_m": f"{s.height_m:.3f}",
             "hka_deg": "" if s.hka_deg is None else f"{s.hka_deg:.1f}",
             "affected_side": s.affected_side,

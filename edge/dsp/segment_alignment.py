@@ -21,7 +21,8 @@ per sensor, the rotation ``R`` with ``v_segment = R @ v_sensor`` into the nomina
     The pelvis barely rotates, so its forward axis comes from its acceleration: by the left-right symmetry
     of gait every odd moment of a medio-lateral quantity vanishes over both legs' steps, while the
     anterior-posterior jerk is skewed (braking at heel strike is abrupt, its release gradual). The odd
-    vector ``E[j |j|²]`` of the horizontal jerk ``j`` therefore points backwards.
+    vector ``E[j |j|²]`` of the horizontal jerk ``j`` (smoothed, see ``jerk_smooth_s``) therefore points
+    backwards.
 The remaining axis completes a right-handed frame.
 
 Only sufficient statistics are kept (counts and first, second and third moments of the walking samples,
@@ -85,6 +86,9 @@ class AlignmentSettings:
         Absolute skewness of the angular rate along the medio-lateral axis needed to trust its sign.
     min_pelvis_odd
         Magnitude of the pelvis's normalised horizontal jerk odd vector needed to trust the forward axis.
+    jerk_smooth_s, jerk_lag_s
+        The pelvis's jerk is the change over ``jerk_lag_s`` of the ``jerk_smooth_s`` moving mean of its
+        acceleration (impact transients and soft-tissue ringing would otherwise dominate it).
     gravity_range
         Plausible magnitude of the mean specific force while walking, as fractions of g (a foot reads up
         to about 1.6 g: centripetal acceleration in swing).
@@ -100,7 +104,9 @@ class AlignmentSettings:
     min_walking_s: float = 10.0
     min_axis_ratio: float = 2.0
     min_skew: float = 0.2
-    min_pelvis_odd: float = 0.15
+    min_pelvis_odd: float = 0.1
+    jerk_smooth_s: float = 0.1
+    jerk_lag_s: float = 0.2
     gravity_range: tuple[float, float] = (0.6, 1.8)
 
 
@@ -249,7 +255,9 @@ class SegmentAligner:
         self._window = max(1, round(settings.activity_window_s * rate_hz))
         self._min_bout = max(1, round(settings.min_standing_bout_s * rate_hz))
         self._tail = np.zeros(0)  # |ω|² of the last (window - 1) valid samples
-        self._last_acc = np.full(3, np.nan)  # the previous row's acceleration (NaN: invalid or none)
+        self._smooth = max(1, round(settings.jerk_smooth_s * rate_hz))
+        self._lag = max(1, round(settings.jerk_lag_s * rate_hz))
+        self._acc_tail = np.full((0, 3), np.nan)  # the last smooth + lag - 1 rows of acceleration (NaN: invalid)
         self._bout_sum = np.zeros(3)  # the quiet bout still open at the end of the last update
         self._bout_n = 0
         self._bouts: list[tuple[FloatArray, int]] = []  # (sum of acc, samples) of finished standing bouts
@@ -290,16 +298,33 @@ class SegmentAligner:
         walking = ok & (rms > s.min_activity_rads)
         gravity_error = np.abs(np.linalg.norm(np.where(ok[:, None], acc, 0.0), axis=1) - GRAVITY_MPS2)
         quiet = ok & (rms < s.max_standing_rads) & (gravity_error < s.max_standing_acc_error)
-        # Jerk between consecutive valid rows.
-        previous = np.vstack([self._last_acc[None, :], acc[:-1]])
-        jerk = (acc - previous) * self.rate_hz
-        jerk_ok = walking & np.all(np.isfinite(previous), axis=1)
-        self._last_acc = acc[-1].copy() if ok[-1] else np.full(3, np.nan)
+        jerk, jerk_ok = self._smoothed_jerk(np.where(ok[:, None], acc, np.nan))
+        jerk_ok &= walking
         self._acc.add(acc[walking])
         self._gyr.add(gyr[walking])
         self._jerk.add(jerk[jerk_ok])
         self._cross += gyr[walking].T @ acc[walking]
         self._add_bouts(acc, quiet)
+
+    def _smoothed_jerk(self, acc: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Change over ``jerk_lag_s`` of the ``jerk_smooth_s`` moving mean of acceleration, per second.
+
+        Smoothing keeps impact transients and soft-tissue ringing from swamping the gait's own jerk.
+        Rows whose windows touch a NaN row are marked invalid.
+        """
+        joined = np.vstack([self._acc_tail, acc])
+        valid = np.all(np.isfinite(joined), axis=1)
+        sums = np.vstack([np.zeros((1, 3)), np.cumsum(np.where(valid[:, None], joined, 0.0), axis=0)])
+        bad = np.concatenate([[0], np.cumsum(~valid)])
+        k, lag = self._smooth, self._lag
+        new = np.arange(self._acc_tail.shape[0], joined.shape[0])
+        end, lagged = new + 1, new + 1 - lag
+        ok = (lagged - k >= 0) & (bad[end] - bad[np.maximum(lagged - k, 0)] == 0)
+        end, lagged = end[ok], lagged[ok]
+        jerk = np.zeros((new.size, 3))
+        jerk[ok] = (sums[end] - sums[end - k] - sums[lagged] + sums[lagged - k]) / k * (self.rate_hz / lag)
+        self._acc_tail = joined[-(k + lag - 1) :] if k + lag > 1 else np.full((0, 3), np.nan)
+        return jerk, ok
 
     def _add_bouts(self, acc: FloatArray, quiet: NDArray[np.bool_]) -> None:
         """Collect runs of quiet standing; a run still open at the end carries over to the next update."""

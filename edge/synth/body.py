@@ -24,7 +24,7 @@ from scipy import signal
 from edge.schema import GRAVITY_MPS2
 from edge.synth.curves import periodic_pchip, smooth_warp
 from edge.synth.gait import LegGait
-from edge.synth.population import VirtualSubject
+from edge.synth.population import SensorMount, VirtualSubject
 
 FloatArray = NDArray[np.float64]
 
@@ -203,6 +203,25 @@ def mounting_rotation(misalignment_deg: tuple[float, float, float]) -> FloatArra
     return rotation_matrices(np.array([pitch]), np.array([roll]), np.array([yaw]))[0]
 
 
+def mount_matrix(mount: SensorMount) -> FloatArray:
+    """The sensor's axes in its segment's frame (columns): ``v_segment = mount_matrix @ v_sensor``."""
+    if mount.placement is not None:
+        return np.asarray(mount.placement, dtype=np.float64)
+    return mounting_rotation(mount.misalignment_deg)
+
+
+def small_rotations(angles_rad: FloatArray) -> FloatArray:
+    """Rotation matrices ``(n, 3, 3)`` of rotation vectors ``(n, 3)`` (Rodrigues; angle = vector norm)."""
+    theta = np.linalg.norm(angles_rad, axis=1)
+    safe = np.where(theta > 0, theta, 1.0)
+    k = angles_rad / safe[:, None]
+    skew = np.zeros((angles_rad.shape[0], 3, 3))
+    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    sin, cos = np.sin(theta)[:, None, None], np.cos(theta)[:, None, None]
+    return np.eye(3) + sin * skew + (1.0 - cos) * (skew @ skew)
+
+
 def imu_signals(
     subject: VirtualSubject,
     angles: SegmentAngles,
@@ -210,6 +229,7 @@ def imu_signals(
     extra_acceleration: dict[str, FloatArray],
     rate_hz: float,
     places: tuple[str, ...],
+    wobble: dict[str, FloatArray] | None = None,
 ) -> dict[str, tuple[FloatArray, FloatArray]]:
     """Ideal (noise-free, unbiased) accelerometer and gyroscope signals of each sensor.
 
@@ -227,6 +247,9 @@ def imu_signals(
         Sampling rate of the inputs.
     places
         Which sensors to compute.
+    wobble
+        Per place, soft-tissue rotation of the sensor against its segment as rotation vectors in
+        radians, shape ``(n, 3)`` (segment frame); the gyroscope sees its rate, the accelerometer its tilt.
 
     Returns
     -------
@@ -243,7 +266,11 @@ def imu_signals(
         accel = np.gradient(np.gradient(relative, dt, axis=0), dt, axis=0) + com_acceleration
         if place in extra_acceleration:
             accel = accel + extra_acceleration[place]
-        sensor = rotations[place] @ mounting_rotation(subject.mounts[place].misalignment_deg)
+        mount = mount_matrix(subject.mounts[place])
+        if wobble is not None and place in wobble:
+            sensor = rotations[place] @ small_rotations(wobble[place]) @ mount
+        else:
+            sensor = rotations[place] @ mount
         specific_force = np.sum(sensor * (accel + gravity)[:, :, None], axis=1)
         change = np.gradient(sensor, dt, axis=0)
         # ω in the sensor frame is the skew part of Rᵀ dR/dt; only three of its entries are needed.

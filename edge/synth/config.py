@@ -10,6 +10,14 @@ from edge.schema import PLACES
 SPEED_FACTORS = {"slow": 0.75, "comfortable": 1.0, "fast": 1.25}
 """Walking speed of each condition relative to the subject's comfortable speed."""
 
+Preset = Literal["easy", "hard"]
+Mounting = Literal["nominal", "arbitrary"]
+PRESETS: dict[str, dict[str, object]] = {
+    "easy": {"mounting": "nominal", "vendor_frames": False, "soft_tissue": 0.0, "unknown_mass_fraction": 0.0},
+    "hard": {"mounting": "arbitrary", "vendor_frames": True, "soft_tissue": 1.0, "unknown_mass_fraction": 0.25},
+}
+"""What each preset sets for the fields left unset (``None``); any field set explicitly wins."""
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -41,6 +49,23 @@ class SynthConfig:
         follow their true, hidden alignment.
     file_format
         ``csv`` or ``parquet``.
+    preset
+        ``easy`` (the demo lab: sensors strapped on within a few degrees of the nominal frame, known
+        masses) or ``hard`` (what real recordings hold: see the fields below). It supplies the value of
+        every field below that is left unset.
+    mounting
+        ``nominal`` (a few degrees of misalignment) or ``arbitrary``: each sensor sits on its segment's
+        surface (lateral thigh and shank, dorsal foot, sacrum) turned by any angle about the surface
+        normal and tilted by its curvature, drawn per subject session.
+    vendor_frames
+        Sensor axes follow a vendor's convention (an axis permutation with sign flips, one vendor per
+        session) instead of the housing's nominal x-forward, z-out.
+    soft_tissue
+        Scale of soft-tissue motion of each sensor against its bone (0 = rigid): a slow wobble (about
+        1° rms at 1-3 Hz) and a damped oscillation after every heel strike (thigh most, foot least).
+    unknown_mass_fraction
+        Share of subjects whose body mass is written blank in ``subjects.csv`` (as when nobody weighed
+        them; their forces still follow their true mass).
     """
 
     subjects: int = 20
@@ -54,8 +79,22 @@ class SynthConfig:
     control_fraction: float = 0.25
     unknown_hka_fraction: float = 0.0
     file_format: Literal["csv", "parquet"] = "csv"
+    preset: Preset = "easy"
+    mounting: Mounting | None = None
+    vendor_frames: bool | None = None
+    soft_tissue: float | None = None
+    unknown_mass_fraction: float | None = None
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.mounting not in ("nominal", "arbitrary"):
+            raise ValueError(f"mounting must be nominal or arbitrary, got {self.mounting!r}")
+        if not 0.0 <= self.soft_tissue <= 3.0:  # type: ignore[operator]
+            raise ValueError(f"soft_tissue must be 0..3, got {self.soft_tissue}")
         if not 1 <= self.subjects <= 999:
             raise ValueError(f"subjects must be 1..999, got {self.subjects}")
         if not 2.0 <= self.duration_s <= 3600.0:
@@ -74,6 +113,6 @@ class SynthConfig:
         bad_places = [p for p in self.places if p not in PLACES]
         if bad_places or not self.places:
             raise ValueError(f"places must be from {', '.join(PLACES)}, got {list(self.places)}")
-        for name in ("control_fraction", "unknown_hka_fraction"):
+        for name in ("control_fraction", "unknown_hka_fraction", "unknown_mass_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be 0..1, got {getattr(self, name)}")

@@ -61,7 +61,12 @@ def walking_trial(subject: VirtualSubject, condition: str, config: SynthConfig) 
     com = _com_acceleration(forces_bw, body_weight, subject.body_mass_kg)
     extra = _impact_accelerations(impacts, fs)
     angles = walking_angles(phases, gaits)
-    return _record(subject, config, t, angles, com, extra, forces_bw, body_weight, rng, condition)
+    wobble = None
+    if config.soft_tissue:
+        tissue_rng = np.random.default_rng([subject.seed, list(SPEED_FACTORS).index(condition) + 1, 0x7155])
+        wobble, tissue_acc = _soft_tissue(impacts, fs, config.soft_tissue, config.places, tissue_rng)
+        extra = {p: extra.get(p, 0.0) + tissue_acc[p] for p in tissue_acc}
+    return _record(subject, config, t, angles, com, extra, forces_bw, body_weight, rng, condition, wobble)
 
 
 def static_trial(subject: VirtualSubject, config: SynthConfig) -> Trial:
@@ -138,10 +143,11 @@ def _record(
     body_weight: float,
     rng: np.random.Generator,
     condition: str,
+    wobble: dict[str, FloatArray] | None = None,
 ) -> Trial:
     """Measure with the IMUs and the force plates and cut the margins off."""
     fs = config.force_rate_hz
-    ideal = imu_signals(subject, angles, com, extra, fs, config.places)
+    ideal = imu_signals(subject, angles, com, extra, fs, config.places, wobble)
     imu_blocks = []
     imu_time: FloatArray | None = None
     for place in config.places:
@@ -197,6 +203,41 @@ def _impact_accelerations(impacts: dict[str, FloatArray], fs: float) -> dict[str
             wave = np.convolve(train, kernel)[: train.size]
             out[f"{side}_{segment}"] = np.column_stack([-0.4 * wave, np.zeros_like(wave), wave])
     return out
+
+
+SOFT_TISSUE = {
+    "thigh": (11.0, 0.060, 20.0, 60.0, 1.5),
+    "shank": (18.0, 0.030, 10.0, 40.0, 1.0),
+    "foot": (30.0, 0.015, 5.0, 20.0, 0.5),
+    "pelvis": (9.0, 0.050, 8.0, 15.0, 0.8),
+}
+"""Per segment: oscillation frequency (Hz), decay (s), rotation (° per body weight of impact), acceleration
+(m/s² per body weight of impact), slow-wobble rms (°). The thigh's soft tissue is loosest, the foot's firmest
+[Wakeling & Nigg 2001, J Appl Physiol 90:412; Forner-Cordero et al. 2008, Gait Posture 28:1]."""
+
+
+def _soft_tissue(
+    impacts: dict[str, FloatArray], fs: float, scale: float, places: tuple[str, ...], rng: np.random.Generator
+) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
+    """Soft-tissue motion of each sensor against its bone: rotation vectors (rad) and accelerations (m/s²).
+
+    A slow wobble (band-limited to 3 Hz) plus, after every heel strike of the sensor's own leg (either leg
+    for the pelvis), a damped oscillation about a direction drawn per sensor and trial.
+    """
+    n = next(iter(impacts.values())).size
+    tau = np.arange(0.0, 0.4, 1.0 / fs)
+    wobble: dict[str, FloatArray] = {}
+    accel: dict[str, FloatArray] = {}
+    for place in places:
+        segment = place.rsplit("_", 1)[-1]
+        freq_hz, decay_s, rot_deg, acc_gain, slow_deg = SOFT_TISSUE[segment]
+        train = impacts["l"] + impacts["r"] if place == "pelvis" else impacts[place[0]]
+        ring = np.convolve(train, np.exp(-tau / decay_s) * np.sin(2.0 * np.pi * freq_hz * tau))[:n]
+        rot_axis, acc_axis = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 3)))
+        slow = np.column_stack([_slow_noise(rng, n, fs, cutoff_hz=3.0, rms=slow_deg) for _ in range(3)])
+        wobble[place] = np.deg2rad(scale * (slow + rot_deg * ring[:, None] * rot_axis))
+        accel[place] = scale * acc_gain * ring[:, None] * acc_axis
+    return wobble, accel
 
 
 def _slow_noise(rng: np.random.Generator, n: int, fs: float, cutoff_hz: float, rms: float) -> FloatArray:

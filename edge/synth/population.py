@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edge.dataset.subjects import Subject
 from edge.schema import PLACES
 from edge.synth.config import SynthConfig
+
+FloatArray = NDArray[np.float64]
+
+VENDOR_FRAMES = tuple(
+    np.array(m, dtype=np.float64)
+    for m in (
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],  # as the housing: x forward, z out of the face
+        [[0, 1, 0], [1, 0, 0], [0, 0, -1]],  # x and y swapped, z into the skin (north-east-down style)
+        [[0, -1, 0], [1, 0, 0], [0, 0, 1]],  # turned 90° in the housing
+        [[0, 0, 1], [1, 0, 0], [0, 1, 0]],  # cyclic: the long axis is z
+        [[1, 0, 0], [0, -1, 0], [0, 0, -1]],  # upside down
+    )
+)
+"""Vendor axis conventions: column k is the vendor's axis k in the housing's nominal frame (all proper rotations)."""
+SURFACE_NORMALS = {
+    "foot": (0.3, 0.0, 1.0),
+    "shank": (0.0, -1.0, 0.0),
+    "thigh": (0.0, -1.0, 0.0),
+    "pelvis": (-1.0, 0.0, 0.0),
+}
+"""Outward normal of the skin where each sensor sits, right side, segment frame (x fwd, y left, z up)."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +45,9 @@ class SensorMount:
         Turn-on biases (m/s², rad/s) per axis.
     acc_scale, gyr_scale
         Scale-factor errors per axis (1 = perfect).
+    placement
+        For arbitrary mountings: the sensor's axes in its segment's frame (columns), replacing
+        ``misalignment_deg``; vendor axis conventions included. ``None``: nominal mounting.
     """
 
     misalignment_deg: tuple[float, float, float]
@@ -30,6 +55,7 @@ class SensorMount:
     gyr_bias: tuple[float, float, float]
     acc_scale: tuple[float, float, float]
     gyr_scale: tuple[float, float, float]
+    placement: tuple[tuple[float, float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,8 @@ class VirtualSubject:
         Sensor mounting per place.
     seed
         Seed for trial-level randomness (noise, stride variability).
+    mass_known
+        Whether ``body_mass_kg`` is written to ``subjects.csv`` (else blank: nobody weighed them).
     """
 
     subject_id: str
@@ -79,6 +107,7 @@ class VirtualSubject:
     thrust: bool
     mounts: dict[str, SensorMount] = field(default_factory=dict)
     seed: int = 0
+    mass_known: bool = True
 
     @property
     def group(self) -> str:
@@ -95,10 +124,10 @@ class VirtualSubject:
         return self.severity if {"left": "l", "right": "r"}.get(self.affected_side) == side else 0.0
 
     def as_subject(self) -> Subject:
-        """The row of ``subjects.csv`` (what a lab would know about this person)."""
+        """The row of ``subjects.csv`` (what a lab would know about this person; unknown mass is NaN)."""
         return Subject(
             self.subject_id,
-            round(self.body_mass_kg, 1),
+            round(self.body_mass_kg, 1) if self.mass_known else float("nan"),
             round(self.height_m, 3),
             round(self.hka_deg, 1) if self.hka_known else None,
             self.affected_side,
@@ -125,6 +154,20 @@ def make_subject(config: SynthConfig, index: int) -> VirtualSubject:
         contralateral = 0.6 * hka + float(rng.normal(0.0, 1.5))
     speed = 1.36 * np.sqrt(height / 1.70) * (1.0 - 0.15 * severity) + rng.normal(0.0, 0.06)
     mounts = {place: _mount(rng) for place in PLACES}
+    # What the hard lab adds is drawn from a stream of its own, so the easy lab's subjects stay as they were.
+    extra = np.random.default_rng([config.seed, index, 0x4A2D])
+    mass_known = bool(extra.random() >= config.unknown_mass_fraction)  # type: ignore[operator]
+    vendor = VENDOR_FRAMES[int(extra.integers(len(VENDOR_FRAMES)))] if config.vendor_frames else np.eye(3)
+    if config.mounting == "arbitrary" or config.vendor_frames:
+        mounts = {
+            place: replace(
+                mount,
+                placement=_rows(
+                    (_arbitrary_placement(place, extra) if config.mounting == "arbitrary" else np.eye(3)) @ vendor
+                ),
+            )
+            for place, mount in mounts.items()
+        }
     return VirtualSubject(
         subject_id=f"S{index:02d}",
         body_mass_kg=mass,
@@ -141,6 +184,7 @@ def make_subject(config: SynthConfig, index: int) -> VirtualSubject:
         thrust=bool(hka > 3.0 and rng.random() < 0.4),
         mounts=mounts,
         seed=int(rng.integers(2**31)),
+        mass_known=mass_known,
     )
 
 
@@ -158,3 +202,34 @@ def _mount(rng: np.random.Generator) -> SensorMount:
         acc_scale=triple(0.01, 1.0),
         gyr_scale=triple(0.01, 1.0),
     )
+
+
+def _arbitrary_placement(place: str, rng: np.random.Generator) -> FloatArray:
+    """The housing's axes in the segment frame: face on the skin, turned any angle about the normal, tilted.
+
+    The housing's z points out of the skin; it is turned uniformly about that normal (how the strap went
+    on) and tilted by the local curvature of the skin (about 8° rms, at most 20°).
+    """
+    segment = place.rsplit("_", 1)[-1]
+    normal = np.array(SURFACE_NORMALS[segment], dtype=np.float64)
+    if place.startswith("l_"):
+        normal[1] = -normal[1]  # the lateral side of the left leg is +y
+    z = normal / np.linalg.norm(normal)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(z[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    base = np.column_stack([x, np.cross(z, x), z])
+    turn = _axis_angle(z, rng.uniform(0.0, 2.0 * np.pi))
+    tilt_axis = np.cross(z, rng.normal(size=3))
+    tilt = _axis_angle(tilt_axis / np.linalg.norm(tilt_axis), np.deg2rad(np.clip(rng.normal(0.0, 8.0), -20.0, 20.0)))
+    return tilt @ turn @ base
+
+
+def _axis_angle(axis: FloatArray, angle: float) -> FloatArray:
+    """Rotation by ``angle`` (rad) about unit ``axis`` (Rodrigues)."""
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
+
+
+def _rows(matrix: FloatArray) -> tuple[tuple[float, float, float], ...]:
+    return tuple((float(r[0]), float(r[1]), float(r[2])) for r in matrix)
