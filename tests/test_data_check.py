@@ -81,6 +81,35 @@ def break_nan(root: Path) -> None:
     edit_csv(root / "trials/S02/static.imu.csv", change)
 
 
+def set_value(path: Path, row: int, column: str, value: float) -> None:
+    """Set data row ``row`` (1-based, as problems name it) of ``column``."""
+
+    def change(t: pd.DataFrame) -> None:
+        t.loc[row - 1, column] = value
+
+    edit_csv(path, change)
+
+
+def break_acc_spike(root: Path) -> None:
+    set_value(root / "trials/S03/walk_comfortable.imu.csv", 51, "l_shank_acc_y", 1e30)
+
+
+def break_gyr_spike(root: Path) -> None:
+    set_value(root / "trials/S03/static.imu.csv", 71, "pelvis_gyr_y", 60.0)
+
+
+def break_imu_inf(root: Path) -> None:
+    set_value(root / "trials/S02/walk_comfortable.imu.csv", 31, "r_thigh_gyr_z", np.inf)
+
+
+def break_force_spike(root: Path) -> None:
+    set_value(root / "trials/S02/walk_comfortable.force.csv", 101, "l_grf_ml", 1e300)
+
+
+def break_force_inf(root: Path) -> None:
+    set_value(root / "trials/S03/static.force.csv", 12, "r_grf_v", -np.inf)
+
+
 def break_subject(root: Path) -> None:
     shutil.copytree(root / "trials/S01", root / "trials/S99")
 
@@ -94,6 +123,29 @@ CASES = {
     "unknown column": (break_column, "trials/S01/static.imu.csv", None, "r_foot_gyro_z", "did you mean 'r_foot_gyr_z'"),
     "NaN run": (break_nan, "trials/S02/static.imu.csv", 20, "r_shank_gyr_y", "rows 20-40"),
     "subject missing": (break_subject, "trials/S99", None, None, "missing from subjects.csv"),
+    "acc spike 1e30": (
+        break_acc_spike,
+        "trials/S03/walk_comfortable.imu.csv",
+        51,
+        "l_shank_acc_x",
+        "l_shank_acc magnitude is physically impossible",
+    ),
+    "gyr spike": (
+        break_gyr_spike,
+        "trials/S03/static.imu.csv",
+        71,
+        "pelvis_gyr_x",
+        "pelvis_gyr magnitude is physically impossible",
+    ),
+    "IMU infinity": (break_imu_inf, "trials/S02/walk_comfortable.imu.csv", 31, "r_thigh_gyr_z", "infinite IMU value"),
+    "force spike 1e300": (
+        break_force_spike,
+        "trials/S02/walk_comfortable.force.csv",
+        101,
+        "l_grf_ml",
+        "force is physically impossible",
+    ),
+    "force infinity": (break_force_inf, "trials/S03/static.force.csv", 12, "r_grf_v", "infinite force value"),
 }
 
 
@@ -149,3 +201,20 @@ def test_missing_force_as_nan_is_fine_and_counted(dataset_copy):
     report = check_dataset(dataset_copy)
     assert report.ok, [str(p) for p in report.problems]
     assert report.summary()["force_coverage"]["r"] < 0.95
+
+
+def test_vertical_force_pulling_down_is_a_warning_naming_the_rows(dataset_copy):
+    def change(t: pd.DataFrame) -> None:
+        t.loc[199:209, "l_grf_v"] = -400.0  # far below plate noise for any body weight here
+
+    edit_csv(dataset_copy / "trials/S03/walk_comfortable.force.csv", change)
+    report = check_dataset(dataset_copy)
+    assert report.ok, [str(p) for p in report.errors]
+    (warning,) = [p for p in report.warnings if "cannot pull on the ground" in p.message]
+    assert warning.column == "l_grf_v" and warning.row == 200 and "11 sample(s)" in warning.message
+
+
+def test_walking_magnitudes_are_not_flagged(tiny_dataset):
+    """The synthetic lab's heel strikes and swings stay far inside the impossible-magnitude limits."""
+    report = check_dataset(tiny_dataset)
+    assert not [p for p in report.problems if "impossible" in p.message or "infinite" in p.message]

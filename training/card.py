@@ -11,22 +11,70 @@ from edge.contract import ModelContract
 from edge.features import OUTPUT_AXES
 from training.config import TrainConfig
 from training.data import LoadedData
+from training.metrics import STANCE_THRESHOLD_BW
 
 AXIS_NAMES = {"v": "vertical", "ap": "anterior-posterior", "ml": "medio-lateral (medial +)"}
 PLOT_SECONDS = 4.0
 
 
 def metrics_table(results: dict[str, Any]) -> list[str]:
-    """Markdown rows: one per evaluation set and axis."""
-    rows = ["| set | axis | r | RMSE (BW) | RMSE (N) | nRMSE (%) |", "|---|---|---|---|---|---|"]
+    """Markdown rows: one per evaluation set, samples (whole-cycle / stance-only) and axis."""
+    rows = [
+        "| set | samples | axis | r | RMSE (BW) | RMSE (N) | nRMSE (%) | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, result in results.items():
-        for axis in OUTPUT_AXES:
-            m = result["pooled"]["axes"][axis]
-            rows.append(
-                f"| {name.replace('_', '-')} | {axis} | {m['r']:.3f} | {m['rmse_bw']:.3f} | "
-                f"{m['rmse_n']:.1f} | {m['nrmse_pct']:.2f} |"
-            )
+        for which, label in (("axes", "whole-cycle"), ("stance_axes", "stance-only")):
+            for axis in OUTPUT_AXES:
+                m = result["pooled"].get(which, {}).get(axis)
+                if m is None:
+                    continue
+                rows.append(
+                    f"| {name.replace('_', '-')} | {label} | {axis} | {m['r']:.3f} | {m['rmse_bw']:.3f} | "
+                    f"{m['rmse_n']:.1f} | {m['nrmse_pct']:.2f} | {m['n_samples']} |"
+                )
     return rows
+
+
+def body_mass_line(loaded: LoadedData) -> str:
+    """How many subjects' body mass was measured and how many estimated from force (``body_mass_source``)."""
+    sources = [s.extra.get("body_mass_source", "") or "measured" for s in loaded.subjects.values()]
+    estimated = [sid for sid, s in loaded.subjects.items() if s.extra.get("body_mass_source") == "estimated_force"]
+    line = f"- Body mass: measured for {len(sources) - len(estimated)} subject(s), estimated from force for "
+    line += f"{len(estimated)}" + (f" ({', '.join(sorted(estimated))})" if estimated else "")
+    return line + " (column body_mass_source of subjects.csv)"
+
+
+def data_notes(metrics: dict[str, Any], contract: ModelContract) -> list[str]:
+    """Lines about data left out, padded or neutralised, and how long training ran."""
+    lines = []
+    dropped = metrics.get("dropped", [])
+    if dropped:
+        lines.append(f"- Left out of training ({len(dropped)}, named in metrics.json `dropped`):")
+        lines += [f"  - {d['sequence']}: {d['reason']}" for d in dropped[:20]]
+        if len(dropped) > 20:
+            lines.append(f"  - and {len(dropped) - 20} more")
+    padded = metrics.get("padded_short_sequences", [])
+    if padded:
+        lines.append(
+            f"- {len(padded)} leg sequence(s) shorter than the window were front-padded with their first sample "
+            "(no target there)"
+        )
+    if metrics.get("imu_only_trials"):
+        lines.append(f"- {metrics['imu_only_trials']} IMU-only trial(s) (no force) are not training data")
+    for key, text in contract.notes.items():
+        if key.startswith("static_"):
+            lines.append(f"- Static features: {text}")
+    if "gradient_steps" in metrics:
+        lines.append(
+            f"- Training length: {metrics['gradient_steps']} gradient steps ({metrics['steps_per_epoch']} per epoch); "
+            f"augmentation {'on' if metrics.get('augment') else 'off'}"
+        )
+    lines.append(
+        f"- Metrics count known samples only (unknown force is NaN); stance-only = known samples with measured "
+        f"vertical force above {STANCE_THRESHOLD_BW:g} BW"
+    )
+    return lines
 
 
 def write_model_card(
@@ -49,10 +97,13 @@ def write_model_card(
         "## Data",
         f"- Dataset: `{loaded.root}`; fingerprint (SHA-256 of subjects.csv and trial files): `{loaded.fingerprint}`",
         f"- Subjects: {len(loaded.subjects)}; leg sequences: {len(loaded.sequences)}",
+        body_mass_line(loaded),
         f"- Split by subject (seed {config.fit.seed}): train {', '.join(split['train'])}; validation "
-        f"{', '.join(split['val'])}; subject-naive test {', '.join(split['test'])}; subject-exposed "
+        f"{', '.join(split['val']) or _val_block(split)}; subject-naive test {', '.join(split['test'])}; "
+        "subject-exposed "
         f"{', '.join(split['exposed']) or 'none'} (first {config.split.exposed_train_share:.0%} of each trial trained, "
         "rest tested after a one-window gap)",
+        *data_notes(metrics, contract),
         "",
         "## Model contract",
         f"- Rate {contract.rate_hz:g} Hz; window {contract.window} samples "
@@ -81,13 +132,14 @@ def write_model_card(
         "",
         "## Per subject (subject-naive test)",
         "",
-        "| subject | v r | v nRMSE (%) | ap r | ml r | ml RMSE (BW) |",
-        "|---|---|---|---|---|---|",
+        "| subject | v r | v nRMSE (%) | stance v r | ap r | ml r | ml RMSE (BW) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for subject, result in (results.get("subject_naive") or {}).get("per_subject", {}).items():
         a = result["axes"]
         lines.append(
-            f"| {subject} | {a['v']['r']:.3f} | {a['v']['nrmse_pct']:.2f} | {a['ap']['r']:.3f} | "
+            f"| {subject} | {a['v']['r']:.3f} | {a['v']['nrmse_pct']:.2f} | "
+            f"{result.get('stance_axes', a)['v']['r']:.3f} | {a['ap']['r']:.3f} | "
             f"{a['ml']['r']:.3f} | {a['ml']['rmse_bw']:.4f} |"
         )
     lines += ["", "## Examples (held-out subjects)", ""] + [f"![{p.stem}]({p.name})" for p in plots]
@@ -95,6 +147,11 @@ def write_model_card(
     path = out / "model_card.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _val_block(split: dict[str, Any]) -> str:
+    share = float(split.get("val_block_share", 0.0))
+    return f"the last {share:.0%} of each training sequence (two subjects: no one left to validate on)"
 
 
 def plot_examples(out: Path, result: dict[str, Any], count: int = 2) -> list[Path]:
@@ -113,8 +170,15 @@ def plot_examples(out: Path, result: dict[str, Any], count: int = 2) -> list[Pat
         if len(chosen) == count:
             break
     for seq, pred in chosen:
-        n = int(PLOT_SECONDS * (1.0 / float(np.median(np.diff(seq.time_s)))))
-        start = max(0, int(np.argmax(np.isfinite(pred[:, 0]))) + n // 2)
+        if len(seq.time_s) < 2:
+            continue
+        n = max(2, int(PLOT_SECONDS * (1.0 / float(np.median(np.diff(seq.time_s))))))
+        # Start half a plot after the first prediction, but never so late that the plot would be empty
+        # (a trial just over one window has a handful of predicted samples).
+        first = int(np.argmax(np.isfinite(pred[:, 0])))
+        start = first + n // 2
+        if start + n > len(seq.time_s):
+            start = max(0, min(first, len(seq.time_s) - n))
         window = slice(start, min(start + n, len(seq.time_s)))
         fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True)
         t = seq.time_s[window] - seq.time_s[window][0]
