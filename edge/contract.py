@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from edge.config import ConfigError, from_dict
 from edge.contract_limits import layout_problems, normalisation_problems, notes_problems, timing_problems
 from edge.dsp.resample import ANTIALIAS_FRACTION, FILTER_ORDER
+from edge.dsp.segment_alignment import ALIGNMENTS
 from edge.features import OUTPUT_AXES, STATIC_FEATURES, STATIC_UNITS, input_channels
 
 CONTRACT_VERSION = 1
@@ -79,6 +80,10 @@ class ModelContract:
         Normalisation of IMU channels, static features and outputs.
     output_axes
         ``v``, ``ap``, ``ml`` (up, forward, medial), in body weights.
+    alignment
+        How IMU data are rotated before mirroring: ``none`` (the sensor frame as recorded, after the
+        device's gravity calibration) or ``segment_v1`` (each sensor rotated into its segment's frame by
+        :mod:`edge.dsp.segment_alignment`). Older contracts lack the field and mean ``none``.
     """
 
     rate_hz: float
@@ -93,6 +98,7 @@ class ModelContract:
     output_axes: tuple[str, ...] = OUTPUT_AXES
     output_unit: str = "body weight"
     antialias: str = f"causal Butterworth order {FILTER_ORDER} at {ANTIALIAS_FRACTION} x target Nyquist"
+    alignment: str = "none"
     version: int = CONTRACT_VERSION
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -114,6 +120,11 @@ class ModelContract:
             problems.append("targets normalisation must have one value per output axis")
         problems += layout_problems(self.leg_places, self.static_features, self.output_axes, self.output_unit)
         problems += notes_problems(self.notes)
+        if self.alignment not in ALIGNMENTS:
+            problems.append(
+                f"alignment: {self.alignment!r} is not implemented by this software (it knows "
+                f"{', '.join(ALIGNMENTS)}); update the device software or use a model trained with one of those"
+            )
         if problems:
             raise ContractError("; ".join(problems))
 

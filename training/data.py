@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from edge.dataset import Dataset, DatasetError, Problem, Subject, check_dataset, resample_trial
 from edge.features import leg_inputs, static_features
 from edge.schema import GRAVITY_MPS2
+from training.alignment import align_trial, fit_session_alignments, model_places
 from training.config import DataConfig
 
 Progress = Callable[[Iterable[object], int], Iterator[object]]
@@ -111,6 +112,11 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
     refs = [r for r in dataset.trials if config.include_static_trials or r.trial_id != "static"]
     if not refs:
         raise DatasetError([Problem(str(root), "the dataset has no trials to train on")])
+    alignments = (
+        fit_session_alignments(dataset, dataset.trials, config.rate_hz, model_places(config.leg_places))
+        if config.alignment != "none"
+        else None
+    )
     sequences: list[LegSequence] = []
     problems: list[Problem] = []
     dropped: list[dict[str, str]] = []
@@ -131,6 +137,8 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
             )
             continue
         aligned = resample_trial(trial, config.rate_hz)
+        if alignments is not None:  # into segment frames, before leg_inputs mirrors the left leg
+            aligned = align_trial(aligned, alignments[trial.subject_id])
         subject = dataset.subjects[trial.subject_id]
         for side in ("l", "r"):
             force_columns = [f"{side}_grf_{a}" for a in ("v", "ap", "ml")]

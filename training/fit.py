@@ -71,6 +71,7 @@ def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract
         inputs=inputs,
         static=static.normalisation if static else None,
         targets=targets,
+        alignment=d.alignment,
         notes=static.notes() if static else {},
     )
 
