@@ -1,0 +1,154 @@
+"""What an importer reads from one lab file, before gait events, contacts and sync are worked out.
+
+All quantities are SI and the lab frame is turned so that ``z`` points up (``x``, ``y`` horizontal,
+right-handed). IMU channels are in each sensor's own frame, named as in format v1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.dataset.trial import Stream
+
+FloatArray = NDArray[np.float64]
+HOLD_FRACTION = 0.5
+"""A channel block is sample-and-hold when more than this share of rows repeat the previous row."""
+
+
+@dataclass(frozen=True)
+class Plate:
+    """One force plate over a trial (lab frame, z up).
+
+    Attributes
+    ----------
+    number
+        1-based plate number as in the file.
+    corners_m
+        Shape ``(4, 3)``: the plate's corners.
+    force_n
+        Shape ``(n, 3)``: force on the subject (z up positive when loaded).
+    cop_m
+        Shape ``(n, 3)``: centre of pressure (NaN when unloaded).
+    """
+
+    number: int
+    corners_m: FloatArray
+    force_n: FloatArray
+    cop_m: FloatArray
+
+    def contains(self, xy: FloatArray, margin_m: float = 0.0) -> NDArray[np.bool_]:
+        """Whether points ``(k, 2)`` lie inside the plate's outline shrunk by ``margin_m``."""
+        lo = self.corners_m[:, :2].min(axis=0) + margin_m
+        hi = self.corners_m[:, :2].max(axis=0) - margin_m
+        with np.errstate(invalid="ignore"):
+            return np.all((xy >= lo) & (xy <= hi), axis=-1)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One lab file's content, normalised.
+
+    Attributes
+    ----------
+    source
+        The file (for messages).
+    imu
+        IMU stream (format v1 channels, sensor frames), de-duplicated if it was sample-and-hold;
+        ``None`` if the file has no IMU channels mapped.
+    force_time_s
+        Time base of ``plates`` / ``foot_force``.
+    plates
+        Force plates (unassigned contacts), for C3D and per-plate tables.
+    foot_force, foot_cop
+        Force already assigned to each foot (``l``/``r``), lab frame, e.g. from OpenSim files.
+    marker_time_s, markers
+        Foot markers (``l_heel``, ``l_toe``, ``r_heel``, ``r_toe``), shape ``(m, 3)``, NaN when missing.
+    notes
+        What was done on reading (e.g. sample-and-hold removed), for the import report.
+    """
+
+    source: str
+    imu: Stream | None
+    force_time_s: FloatArray
+    plates: tuple[Plate, ...] = ()
+    foot_force: dict[str, FloatArray] = field(default_factory=dict)
+    foot_cop: dict[str, FloatArray] = field(default_factory=dict)
+    marker_time_s: FloatArray = field(default_factory=lambda: np.zeros(0))
+    markers: dict[str, FloatArray] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def up_rotation(up_axis: str) -> FloatArray:
+    """Rotation taking lab coordinates with ``up_axis`` up to coordinates with z up (right-handed)."""
+    if up_axis == "z":
+        return np.eye(3)
+    if up_axis == "y":  # (x, y, z) -> (x, -z, y): OpenSim's y-up becomes z-up, x stays forward
+        return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    if up_axis == "x":
+        return np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    raise ValueError(f"up axis must be x, y or z, got {up_axis!r}")
+
+
+def missing_markers(points: FloatArray) -> FloatArray:
+    """Markers with exact zeros on all three axes (how many systems write a gap) turned into NaN."""
+    out = np.array(points, dtype=np.float64, copy=True)
+    out[np.all(out == 0.0, axis=-1)] = np.nan
+    return out
+
+
+def remove_sample_and_hold(
+    time_s: FloatArray, values: FloatArray, source: str = ""
+) -> tuple[FloatArray, FloatArray, float | None]:
+    """Undo sample-and-hold: channels recorded at a high (analog) rate that repeat a slower sensor's samples.
+
+    A row is a new sample when any channel differs from the row before. When most rows are
+    repeats, the new samples' times are fitted by a regular grid ``t0 + k / rate`` (the sensor's own
+    clock) and the held signal is read once per grid step, so the resampler downstream is fed the
+    sensor's samples rather than a staircase.
+
+    Parameters
+    ----------
+    time_s
+        Analog sample times, shape ``(n,)``.
+    values
+        Shape ``(n, c)``; NaN allowed (a row with NaN counts as a new sample).
+    source
+        For messages.
+
+    Returns
+    -------
+    time_s, values, rate_hz
+        The de-duplicated samples and the sensor's estimated rate, or the input unchanged and
+        ``None`` when the block is not sample-and-hold.
+    """
+    if values.shape[0] < 4:
+        return time_s, values, None
+    same = np.all(values[1:] == values[:-1], axis=1)
+    if float(np.mean(same)) <= HOLD_FRACTION:
+        return time_s, values, None
+    starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    if starts.size < 3:
+        raise ValueError(f"{source}: IMU channels hold {starts.size} distinct value(s) only: no signal")
+    # The sensor's period is not a whole number of analog samples (e.g. 104 Hz held at 1 kHz gives
+    # steps of 9 and 10 samples): take it from the median step first, then refine it over the whole
+    # recording, counting any step of about two periods as a repeated true value.
+    step = float(np.median(np.diff(time_s[starts])))
+    k = np.cumsum(np.concatenate([[0.0], np.maximum(1.0, np.rint(np.diff(time_s[starts]) / step))]))
+    step = float(time_s[starts[-1]] - time_s[starts[0]]) / float(k[-1])
+    k = np.rint((time_s[starts] - time_s[starts[0]]) / step)
+    # Least-squares line through (k, time) gives the sensor's period and phase; the first held
+    # samples (a late start) and repeated true values only drop points, they do not bias it.
+    slope, intercept = np.polyfit(k, time_s[starts], 1)
+    grid_k = np.arange(0, int(k[-1]) + 1)
+    grid_t = intercept + slope * grid_k
+    dt_analog = float(np.median(np.diff(time_s)))
+    index = np.clip(np.searchsorted(time_s, grid_t + 0.5 * dt_analog, side="right") - 1, 0, time_s.size - 1)
+    # A sensor that started late or stopped early leaves one long held value at either end: those
+    # repeats are not samples.
+    first = time_s[starts[1]] - 1.5 * slope
+    last = time_s[starts[-1]] + 0.5 * slope
+    keep = (grid_t >= max(first, time_s[0] - 0.5 * dt_analog)) & (grid_t <= min(last, time_s[-1]))
+    return grid_t[keep], values[index[keep]], 1.0 / float(slope)
