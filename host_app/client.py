@@ -5,10 +5,13 @@ Only bleak's public API is used, so the same code runs over BlueZ/CoreBluetooth/
 
 One session: scan for the service UUID (optionally one address) → connect (the OS or backend
 exchanges the MTU) → pair / re-encrypt the bond → read the device info → subscribe to control,
-records (and live) → TIME_SYNC → for each record kind, RESUME after the last seq the host store
-holds without gaps → store what arrives, in batches, idempotently → ACK what is durably stored. A
-lost link or any error ends the session; :meth:`HostLogger.run` starts the next one after a backoff
-(0.5 s doubling to 30 s, with jitter), forever, until told to stop.
+records (and live) → TIME_SYNC → STORE_ID (which store the device has now; a replaced one is
+fetched from its start) → for each record kind, RESUME after the last seq the host store holds
+without gaps for that store → store what arrives, in batches, idempotently (a ``record_quarantined``
+event marks the record it names as a gap) → ACK what is durably stored. A lost link or any error
+ends the session (an ACK the device answers BUSY, e.g. on a full disk, does not: it is tried again);
+:meth:`HostLogger.run` starts the next one after a backoff (0.5 s doubling to 30 s, with jitter),
+forever, until told to stop.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from edge.protocol import (
     RECORDS_UUID,
     SERVICE_UUID,
     STATUS_REPLY,
+    STORE_FLAG_UPGRADED,
+    STORE_ID_REPLY,
     LiveBlock,
     Opcode,
     ProtocolError,
@@ -106,6 +111,9 @@ class ClientStats:
     rejected: dict[str, int] = field(default_factory=dict)
     abandoned_fragments: int = 0
     device_gaps: int = 0
+    quarantined_gaps: int = 0
+    store_changes: int = 0
+    acks_refused: int = 0
     last_error: str = ""
 
     def reject(self, reason: str) -> None:
@@ -279,6 +287,7 @@ class HostLogger:
         self.device_id: str | None = None
         self.device_info: dict[str, Any] = {}
         self.clock_offset_ms: int | None = None
+        self.store_id: str | None = None
         self.state = "idle"
         self._stop = asyncio.Event()
         self._streamed = False
@@ -344,14 +353,20 @@ class HostLogger:
         sync = await control.request(Opcode.TIME_SYNC, host_ms)
         device_ms = int.from_bytes(sync.payload[:8], "little")
         self.clock_offset_ms = host_ms - device_ms
-        self.store.note_device(device_id, device.address, info, self.clock_offset_ms, _utc_now())
+        store_id = await self._store_id(control, device_id)
+        self.store_id = store_id
+        self.store.note_device(device_id, device.address, info, self.clock_offset_ms, _utc_now(), store_id=store_id)
         for kind, name in KIND_NAMES.items():
-            after = self.store.resume_point(device_id, name)
-            last, _acked, _stored, _live = STATUS_REPLY.unpack((await control.request(Opcode.STATUS, kind)).payload)
+            after = self.store.resume_point(device_id, name, store_id)
+            status = (await control.request(Opcode.STATUS, kind)).payload
+            if len(status) < STATUS_REPLY.size:
+                raise ProtocolError(Status.BAD_LENGTH, f"STATUS reply of {len(status)} bytes")
+            last, _acked, _stored, _live = STATUS_REPLY.unpack_from(status)
             if last < after:
                 log.warning(
-                    "%s: device's last %s is %d, host holds up to %d (device store replaced?)",
+                    "%s: store %s's last %s is %d, host holds up to %d (store restored from an old copy?)",
                     device_id,
+                    store_id or "(no id)",
                     name,
                     last,
                     after,
@@ -368,18 +383,48 @@ class HostLogger:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), self.config.ack_period_s)
                 batch, inbox[:] = list(inbox), []
-                self._commit(device_id, batch, first_after, assembler)
+                self._commit(device_id, store_id, batch, first_after, assembler)
                 if not lost.is_set():
-                    await self._acknowledge(control, device_id, acked)
+                    await self._acknowledge(control, device_id, store_id, acked)
         finally:
-            self._commit(device_id, list(inbox), first_after, assembler)
+            self._commit(device_id, store_id, list(inbox), first_after, assembler)
             inbox.clear()
             self._merge_rejections(assembler)
         return True
 
+    async def _store_id(self, control: ControlChannel, device_id: str) -> str:
+        """The device's current store id (``""`` for firmware without STORE_ID); notes a replaced store."""
+        try:
+            reply = (await control.request(Opcode.STORE_ID)).payload
+        except ProtocolError as exc:
+            if exc.status is Status.UNKNOWN_OPCODE:
+                return ""  # older firmware: one store, no id
+            raise
+        if len(reply) < STORE_ID_REPLY.size:
+            raise ProtocolError(Status.BAD_LENGTH, f"STORE_ID reply of {len(reply)} bytes")
+        number, flags = STORE_ID_REPLY.unpack_from(reply)
+        store_id = f"{number:016x}"
+        previous = self.store.current_store(device_id)
+        if previous != store_id:
+            if previous == "" and flags & STORE_FLAG_UPGRADED:
+                moved = self.store.adopt_legacy(device_id, store_id)
+                log.info(
+                    "%s: store given id %s on a firmware upgrade; %d records kept under it", device_id, store_id, moved
+                )
+            elif any(d["device_id"] == device_id for d in self.store.devices()):
+                self.stats.store_changes += 1
+                log.warning(
+                    "%s: device store replaced (%s -> %s): fetching it from its start",
+                    device_id,
+                    previous or "(no id)",
+                    store_id,
+                )
+        return store_id
+
     def _commit(
         self,
         device_id: str,
+        store_id: str,
         batch: list[tuple[str, int, dict[str, Any]]],
         first_after: dict[str, int],
         assembler: RecordAssembler,
@@ -393,8 +438,16 @@ class HostLogger:
             after = first_after.pop(kind, None)
             if after is not None and clean and seq > after + 1:
                 self.stats.device_gaps += seq - after - 1
-                self.store.settle(device_id, kind, seq - 1)
-        new = self.store.add_many(device_id, batch, _utc_now(), (self.clock_offset_ms or 0) / 1000.0)
+                self.store.settle(device_id, kind, seq - 1, store_id)
+        new = self.store.add_many(device_id, batch, _utc_now(), (self.clock_offset_ms or 0) / 1000.0, store_id=store_id)
+        for kind, _, payload in batch:  # a record the device quarantined: a gap, not something to wait for
+            if kind == "event" and payload.get("event") == "record_quarantined":
+                gone_kind, gone_seq = payload.get("kind"), payload.get("seq")
+                if gone_kind in KIND_NAMES.values() and isinstance(gone_seq, int) and gone_seq >= 1:
+                    reason = str(payload.get("reason", ""))[:300]
+                    if self.store.mark_gap(device_id, gone_kind, gone_seq, reason, _utc_now(), store_id):
+                        self.stats.quarantined_gaps += 1
+                        log.warning("%s: device quarantined %s record %d: %s", device_id, gone_kind, gone_seq, reason)
         self.stats.records_received += len(batch)
         self.stats.records_stored += new
         self.stats.duplicates_received += len(batch) - new
@@ -402,11 +455,17 @@ class HostLogger:
             for kind, _, payload in batch:
                 self.on_record(kind, payload)
 
-    async def _acknowledge(self, control: ControlChannel, device_id: str, acked: dict[str, int]) -> None:
+    async def _acknowledge(self, control: ControlChannel, device_id: str, store_id: str, acked: dict[str, int]) -> None:
         for kind, name in KIND_NAMES.items():
-            upto = self.store.resume_point(device_id, name)
+            upto = self.store.resume_point(device_id, name, store_id)
             if upto > acked[name]:
-                await control.request(Opcode.ACK, kind, upto)
+                try:
+                    await control.request(Opcode.ACK, kind, upto)
+                except ProtocolError as exc:
+                    if exc.status is not Status.BUSY:
+                        raise
+                    self.stats.acks_refused += 1  # e.g. the device's disk is full: acknowledged again next time
+                    continue
                 acked[name] = upto
                 self.stats.acks += 1
 
