@@ -85,7 +85,10 @@ class UploadReceiver:
     def _flush(self, rewind: bool) -> bytes | None:
         if self._buffer:
             current = self.slots.upload()
-            assert current is not None
+            if current is None:  # aborted meanwhile (another process on the folder)
+                self._buffer.clear()
+                self._reject("no_upload")
+                return None
             try:
                 state = self.slots.write_chunk(current.offset, bytes(self._buffer))
             except SlotError as exc:
@@ -95,7 +98,9 @@ class UploadReceiver:
             self._buffer.clear()
         else:
             state = self.slots.upload()
-            assert state is not None
+            if state is None:
+                self._reject("no_upload")
+                return None
         return encode_upload_ack(state.offset, state.crc32 & 0xFFFFFFFF, rewind)
 
     def _reject(self, reason: str) -> None:

@@ -28,6 +28,12 @@ def register(commands: Any) -> None:
     _target(flash)
     flash.add_argument("--attempts", type=int, default=30, help="BLE connection attempts before giving up (default 30)")
     flash.add_argument("--json", action="store_true", help="print the final state as one JSON object")
+    flash.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="with --path: accept a package older than the folder's model (over BLE only the device's "
+        "[models] allow_downgrade can allow that)",
+    )
     flash.set_defaults(handler=_flash)
 
     device = commands.add_parser(
@@ -68,9 +74,12 @@ def _flash(args: argparse.Namespace) -> int:
     if args.path is not None:
         from host_app.model_folder import flash_folder, folder_updates
 
-        result = flash_folder(args.package, folder_updates(args.path, args.config, args.pubkey))
+        updates = folder_updates(args.path, args.config, args.pubkey, args.allow_downgrade)
+        result = flash_folder(args.package, updates)
         result["target"] = str(args.path)
     else:
+        if args.allow_downgrade:
+            raise ValueError("--allow-downgrade works only with --path; a device allows it in device.toml")
         result = _flash_ble(args)
         if result is None:
             return 2

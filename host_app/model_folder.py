@@ -18,17 +18,23 @@ from edge.keys import load_public_key
 from edge.package import PackageError, read_package
 from edge.runtime.config import DeviceConfig, load_device_config
 from edge.runtime.updates import ModelUpdates, sensor_columns, trusted_keys
-from edge.slots import ModelSlots, SlotError
+from edge.slots import CREATED_FORMAT, ModelSlots, SlotError
 
 CHUNK_BYTES = 64 * 1024
 
 
-def folder_updates(folder: Path, config_path: Path | None, pubkeys: list[Path]) -> ModelUpdates:
-    """The device-side update logic on ``folder``, with the device's configuration and keys."""
+def folder_updates(
+    folder: Path, config_path: Path | None, pubkeys: list[Path], allow_downgrade: bool = False
+) -> ModelUpdates:
+    """The device-side update logic on ``folder``, with the device's configuration and keys.
+
+    ``allow_downgrade`` (``--allow-downgrade``: whoever holds the folder can also edit ``device.toml``)
+    accepts an older package even where the device's ``[models] allow_downgrade`` is off.
+    """
     config = load_device_config(config_path) if config_path is not None else DeviceConfig()
     keys = trusted_keys(list(pubkeys) or list(config.trusted_keys))
     slots = ModelSlots(folder, [load_public_key(k) for k in keys])
-    return ModelUpdates(slots, config, sensor_columns(config))
+    return ModelUpdates(slots, config, sensor_columns(config), allow_downgrade=allow_downgrade or None)
 
 
 def flash_folder(package: Path, updates: ModelUpdates) -> dict[str, Any]:
@@ -39,19 +45,21 @@ def flash_folder(package: Path, updates: ModelUpdates) -> dict[str, Any]:
     """
     data = package.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    before = folder_info(updates.slots)
-    if updates.slots.active.exists() and hashlib.sha256(updates.slots.active.read_bytes()).hexdigest() == digest:
-        version = before["model_version"]
-        return {"state": "already_active", "model_before": version, "model_after": version}
-    try:
-        state = updates.slots.begin_upload(len(data), digest)
-        offset = state.offset
-        while offset < len(data):
-            offset = updates.slots.write_chunk(offset, data[offset : offset + CHUNK_BYTES]).offset
-        note = updates.commit()
-    except SlotError as exc:
-        return {"state": "refused", "reason": exc.reason, "detail": str(exc), "model_before": before["model_version"]}
-    return {"state": "switched", "detail": note, "model_before": before["model_version"], "model_after": note}
+    with updates.held():  # a runtime on the same folder (another process) waits until this flash is done
+        before = folder_info(updates.slots)
+        if updates.slots.active.exists() and hashlib.sha256(updates.slots.active.read_bytes()).hexdigest() == digest:
+            version = before["model_version"]
+            return {"state": "already_active", "model_before": version, "model_after": version}
+        try:
+            state = updates.slots.begin_upload(len(data), digest)
+            offset = state.offset
+            while offset < len(data):
+                offset = updates.slots.write_chunk(offset, data[offset : offset + CHUNK_BYTES]).offset
+            note = updates.commit()
+        except SlotError as exc:
+            before_version = before["model_version"]
+            return {"state": "refused", "reason": exc.reason, "detail": str(exc), "model_before": before_version}
+        return {"state": "switched", "detail": note, "model_before": before["model_version"], "model_after": note}
 
 
 def folder_info(slots: ModelSlots) -> dict[str, Any]:
@@ -72,7 +80,10 @@ def folder_info(slots: ModelSlots) -> dict[str, Any]:
             contract = manifest.get("contract", {})
             info["contract"] = {k: contract.get(k) for k in ("rate_hz", "leg_places", "window", "static_features")}
             info["signed_by"] = manifest.get("signed_by")
-    upload = slots.upload()
+            info["created_utc"] = manifest.get("created_utc")
+    upload = slots.peek_upload()
+    floor = slots.floor()
+    info["version_floor"] = None if floor is None else floor.strftime(CREATED_FORMAT)
     info["on_trial"] = slots.on_trial
     info["upload"] = None if upload is None else {"offset": upload.offset, "size": upload.size}
     return info

@@ -40,10 +40,12 @@ def resign(
     contract: Callable[[dict[str, Any]], None] | None = None,
     golden: Callable[[list[dict[str, Any]]], None] | None = None,
     edgetpu_model: bytes | None = None,
+    created_utc: str = "2026-11-22T00:00:00Z",
 ) -> Path:
     """``source``'s model under a new manifest (version, optionally edited contract/golden), signed by ``signer``.
 
     ``edgetpu_model`` adds bytes as the Edge TPU build (what makes a package of both builds larger).
+    ``created_utc`` orders versions (devices refuse older ones): by default after the packages in tests/data.
     """
     package = read_package(source)
     manifest = copy.deepcopy(package.manifest)
@@ -63,7 +65,7 @@ def resign(
         golden=manifest["golden"],
         accuracy=manifest.get("accuracy"),
         training=manifest.get("training"),
-        created_utc="2026-11-21T00:00:00Z",
+        created_utc=created_utc,
         edgetpu=edgetpu,
     )
     return write_package(out, package.model, new, signer, edgetpu_model)

@@ -48,8 +48,8 @@ FLASH = FlashConfig(ack_timeout_s=1.0, attempts=40, backoff_s=0.05)
 OLD = read_package(INT8).manifest["model_version"]
 
 
-def device_config(tmp: Path, trusted: list[Path]) -> Path:
-    """Both legs on five sensors, models in ``tmp/models``, trusting ``trusted``."""
+def device_config(tmp: Path, trusted: list[Path], health_s: float = 20.0) -> Path:
+    """Both legs on five sensors, models in ``tmp/models``, trusting ``trusted``; a ``health_s`` health period."""
     path = tmp / "device.toml"
     keys = ", ".join(f'"{k}"' for k in trusted)
     path.write_text(
@@ -62,7 +62,7 @@ def device_config(tmp: Path, trusted: list[Path]) -> Path:
         '[[sensors]]\nplace = "l_shank"\nbus = 3\naddress = 0x6A\n'
         '[[sensors]]\nplace = "l_thigh"\nbus = 4\naddress = 0x6B\n'
         '[feedback]\noutput = "none"\n'
-        f'[models]\nfolder = "{tmp / "models"}"\n'
+        f'[models]\nfolder = "{tmp / "models"}"\nhealth_s = {health_s}\n'
     )
     return path
 
@@ -173,6 +173,8 @@ def test_bad_packages_are_refused_with_their_reason_and_the_old_model_keeps_runn
 
     def foot_model(contract):
         contract["leg_places"][1] = "ipsi_foot"  # a foot sensor this device does not have
+        if "channels" in contract:
+            contract["channels"] = [c.replace("ipsi_thigh", "ipsi_foot") for c in contract["channels"]]
 
     def wrong_outputs(golden):
         for pair in golden:

@@ -20,6 +20,7 @@ from edge.config import ConfigError
 from edge.contract import ModelContract
 from edge.interpreter import TFLiteModel
 from edge.keys import load_private_key
+from edge.selftest import MEAN_TOLERANCE_STEPS, TOLERANCE_STEPS, output_step
 from training.config import load_train_config
 from training.convert import MODES, Mode, audit_ops, convert
 from training.data import LegSequence, load_sequences
@@ -170,14 +171,18 @@ def _golden(
 ) -> list[dict[str, Any]]:
     source = WindowSource(test, contract, use_static)
     picks = np.linspace(0, len(source) - 1, GOLDEN_PAIRS).astype(int)
-    out_info = next(iter(model.outputs.values()))
-    tolerance = 2.0 * out_info.scale if out_info.scale else 1e-3
+    step = output_step(model)
+    rule = {
+        "output_step": step,
+        "tolerance_steps": TOLERANCE_STEPS,
+        "mean_tolerance_steps": MEAN_TOLERANCE_STEPS,
+        # read by devices older than the integer rule; half a step of margin keeps float rounding out of it
+        "tolerance": (TOLERANCE_STEPS + 0.5) * step,
+    }
     pairs = []
     for k in picks:
         inputs, _ = source.gather(np.array([k]))
         feed = {"imu": inputs[0], **({"static": inputs[1]} if use_static else {})}
         output = next(iter(model(**feed).values()))
-        pairs.append(
-            {"inputs": {n: v.tolist() for n, v in feed.items()}, "output": output.tolist(), "tolerance": tolerance}
-        )
+        pairs.append({"inputs": {n: v.tolist() for n, v in feed.items()}, "output": output.tolist(), **rule})
     return pairs

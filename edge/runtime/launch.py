@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import signal
 import sys
 from dataclasses import dataclass, field, replace
@@ -16,12 +17,13 @@ from edge.package import ModelPackage, PackageError, open_package, read_package
 from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from edge.runtime.device_info import device_info, fit_info
 from edge.runtime.feedback import Cue, GpioCue, StdoutCue
+from edge.runtime.health import Health, HealthMonitor, ModelHealthError
 from edge.runtime.pipeline import Listener, Pipeline, run_source
 from edge.runtime.store import RecordStore
 from edge.runtime.systemd import Notifier
 from edge.runtime.updates import ModelUpdates, runtime_switch, sensor_columns, start_model, trusted_keys
 from edge.selftest import run_golden
-from edge.slots import ModelSlots
+from edge.slots import ModelSlots, SlotError
 from edge.sources.base import Source, SourceError
 
 
@@ -114,7 +116,7 @@ def slots_info(slots: ModelSlots) -> dict[str, Any]:
             version = read_package(previous).manifest.get("model_version")
         except PackageError:
             version = "unreadable"
-    upload = slots.upload()
+    upload = slots.peek_upload()  # never waits: a commit may hold the folder for seconds
     return {
         "previous_model": version,
         "on_trial": slots.on_trial,
@@ -139,6 +141,7 @@ class Runtime:
     slots: ModelSlots | None = None
     updates: ModelUpdates | None = None
     package_sha256: str = ""
+    health: HealthMonitor = field(default_factory=lambda: HealthMonitor(0.0))
 
     def describe(self) -> str:
         """One line for the log: model, legs, patient, source, store."""
@@ -157,21 +160,28 @@ class Runtime:
             info |= slots_info(self.slots)
         return fit_info(info)  # no personal data, at most 512 bytes (edge.runtime.device_info)
 
+    def watch_trial(self) -> None:
+        """The model on trial starts its health period now (its first inference; pipeline thread)."""
+        self.health.arm()
+
     def run(self, duration_s: float | None = None) -> dict[str, Any]:
-        """Run until the source ends or ``duration_s`` of sensor time has passed (any thread)."""
+        """Run until the source ends or ``duration_s`` of sensor time has passed (any thread).
+
+        Raises
+        ------
+        ModelHealthError
+            If the model on trial produced non-finite or implausible outputs and the previous model
+            cannot take over while running: the next start runs the previous model.
+        """
         notified = False
-        on_trial = self.slots is not None and self.slots.on_trial
 
         def tick() -> None:
-            nonlocal notified, on_trial
+            nonlocal notified
             if not notified and self.pipeline.calibration is not None:
                 calibrated = self.pipeline.report.calibration.get("calibrated")
                 self.notifier.ready(f"running; calibration {'ok' if calibrated else 'skipped'}")
                 notified = True
-            if on_trial and any(p.inferences for p in self.pipeline.predictors.values()):
-                assert self.slots is not None
-                self.slots.confirm()  # the model on trial passed its self-test and predicts: it stays
-                on_trial = False
+            self._check_trial()
             self.notifier.ping()
 
         try:
@@ -179,6 +189,34 @@ class Runtime:
         except KeyboardInterrupt:
             report = self.pipeline.finish()
         return report.as_dict() | {"store": str(self.store.path), "patient_id": self.patient.patient_id}
+
+    def _check_trial(self) -> None:
+        """End the trial of the running model once its health period is over, well or badly."""
+        state = self.health.state
+        if self.slots is None or state in (Health.IDLE, Health.RUNNING):
+            return
+        newest = self.pipeline.newest_input_s
+        at = newest if math.isfinite(newest) else 0.0
+        version = self.pipeline.model_version
+        if state is Health.HEALTHY:
+            if self.slots.confirm(wait=False):  # busy (a commit is running): try again at the next chunk
+                self.health.disarm()
+                detail = f"{version} ran {self.health.ran_s:.0f} s with plausible outputs"
+                self.store.append("event", [(at, {"event": "model_confirmed", "detail": detail})])
+            return
+        problem = str(self.health.problem)
+        self.health.disarm()
+        self.slots.mark_failed(problem)
+        self.store.append("event", [(at, {"event": "model_unhealthy", "detail": f"{version}: {problem}"})])
+        if self.updates is not None and self.slots.previous.exists():
+            try:
+                note = self.updates.rollback()
+            except SlotError:
+                note = ""
+            if note and self.updates.last_result.get("live"):
+                self.store.append("event", [(at, {"event": "model_rolled_back", "detail": f"to {note}: {problem}"})])
+                return
+        raise ModelHealthError(f"model {version} on trial misbehaved ({problem}); the next start rolls it back")
 
     def close(self) -> None:
         """Stop the source and close the store."""
@@ -241,7 +279,11 @@ def build_runtime(
         pipeline,
         slots=slots,
         package_sha256=file_sha256(package.path),
+        health=HealthMonitor(config.models.health_s, config.models.health_steps),
     )
+    pipeline.listeners.append(runtime.health.listener)
+    if slots is not None and slots.on_trial:
+        runtime.watch_trial()  # this start is the new model's trial: its health period begins
     if slots is not None and config.models.updates:
         # A new model must run on the sensors the device has, whatever a replayed trial provides.
         fitted = tuple(c for c in source.columns if c in sensor_columns(config))

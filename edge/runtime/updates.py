@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,21 +112,25 @@ def start_model(slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...
     """
     from edge.config import ConfigError
 
-    path, rolled_back = slots.model_for_start()
-    notes = ["the model switched to last time never confirmed a start: rolled back to the previous one"] * rolled_back
-    if not path.exists():
-        raise ConfigError(
-            f"no model installed in {slots.folder}: install one with 'forcecast flash PKG --path {slots.folder}' "
-            "or run a package directly with --model PKG"
-        )
-    try:
-        return _open(path, slots, config, columns), notes
-    except PackageError as exc:
-        if not slots.on_trial:
-            raise
-        slots.rollback()
-        notes.append(f"the new model failed at start ({exc.reason}: {exc}); rolled back to the previous one")
-        return _open(path, slots, config, columns), notes
+    with slots.locked():  # nothing may switch the folder between choosing the model and loading it
+        path, rolled_back = slots.model_for_start()
+        notes = [
+            "the model switched to last time did not complete its health period (it crashed, was stopped or "
+            "misbehaved): rolled back to the previous one"
+        ] * rolled_back
+        if not path.exists():
+            raise ConfigError(
+                f"no model installed in {slots.folder}: install one with 'forcecast flash PKG --path {slots.folder}' "
+                "or run a package directly with --model PKG"
+            )
+        try:
+            return _open(path, slots, config, columns), notes
+        except PackageError as exc:
+            if not slots.on_trial:
+                raise
+            slots.rollback()
+            notes.append(f"the new model failed at start ({exc.reason}: {exc}); rolled back to the previous one")
+            return _open(path, slots, config, columns), notes
 
 
 def _open(path: Path, slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...]) -> LoadedModel:
@@ -134,19 +139,27 @@ def _open(path: Path, slots: ModelSlots, config: DeviceConfig, columns: tuple[st
 
 
 class ModelUpdates:
-    """Uploads, commits and rollbacks for a runtime that runs from its model slots (what the BLE link calls).
+    """The one owner of the device's active model: uploads, commits, rollbacks and the live switch.
+
+    Every operation holds one lock (a re-entrant thread lock, then the model folder's cross-process lock,
+    :meth:`edge.slots.ModelSlots.locked`): an UPLOAD_BEGIN or a chunk that arrives while a commit
+    self-tests waits for the commit to finish, and so does ``forcecast flash --path`` in another process.
+    A commit installs the bytes it verified (its own candidate file), never whatever ``upload.part``
+    holds by then. This is what the BLE link calls.
 
     Parameters
     ----------
     slots
         The device's model slots.
     config
-        Device configuration (legs, Edge TPU, threads).
+        Device configuration (legs, Edge TPU, threads, ``[models] allow_downgrade``).
     columns
         IMU columns the running source provides.
     switch
-        Called with a newly accepted model to take it over while running; raises ``ContractError``
-        when the model can only start with the runtime. Returns nothing.
+        Called (with the lock held) with a newly accepted model to take it over while running; raises
+        ``ContractError`` when the model can only start with the runtime. Returns nothing.
+    allow_downgrade
+        Accept packages older than the device's model (None: ``[models] allow_downgrade``).
     """
 
     def __init__(
@@ -155,30 +168,41 @@ class ModelUpdates:
         config: DeviceConfig,
         columns: tuple[str, ...],
         switch: Callable[[LoadedModel], None] | None = None,
+        allow_downgrade: bool | None = None,
     ) -> None:
         self.slots = slots
         self.config = config
         self.columns = columns
         self.switch = switch
+        self.allow_downgrade = config.models.allow_downgrade if allow_downgrade is None else allow_downgrade
         self.receiver = UploadReceiver(slots)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.last_result: dict[str, Any] = {}
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the model lifecycle (this process's lock, then the folder's cross-process lock)."""
+        with self._lock, self.slots.locked():
+            yield
+
     def begin(self, size: int, sha256: str) -> tuple[int, int]:
-        """Start or resume an upload: ``(offset, crc32)``."""
-        return self.receiver.begin(size, sha256)
+        """Start or resume an upload: ``(offset, crc32)`` (waits for a commit in progress)."""
+        with self.held():
+            return self.receiver.begin(size, sha256)
 
     def chunk(self, offset: int, data: bytes) -> bytes | None:
-        """One upload chunk; an acknowledgement to notify when one is due."""
-        return self.receiver.chunk(offset, data)
+        """One upload chunk; an acknowledgement to notify when one is due (waits for a commit in progress)."""
+        with self.held():
+            return self.receiver.chunk(offset, data)
 
     def abort(self) -> None:
         """Drop the upload in progress."""
-        self.receiver.disconnected()
-        self.slots.abort_upload()
+        with self.held():
+            self.receiver.disconnected()
+            self.slots.abort_upload()
 
     def disconnected(self) -> None:
-        """The link dropped."""
+        """The link dropped: forget chunks not yet durable (never waits: the radio's loop may call it)."""
         self.receiver.disconnected()
 
     def commit(self) -> str:
@@ -187,22 +211,23 @@ class ModelUpdates:
         Raises
         ------
         SlotError
-            With the reason; the running model is untouched.
+            With the reason; the running model is untouched and the upload is removed (except
+            ``incomplete``, which stays to be resumed).
         """
-        with self._lock:
+        with self.held():
             accepted: list[LoadedModel] = []
 
             def accept(path: Path, contract: ModelContract, _manifest: dict[str, Any]) -> None:
                 package, _ = open_package(path, self.slots.trusted)
                 accepted.append(load_checked(path, package, contract, self.config, self.columns))
 
+            self.receiver.disconnected()  # nothing buffered may land in a later upload
             try:
-                self.slots.commit(accept)
+                self.slots.commit(accept, allow_downgrade=self.allow_downgrade)
             except SlotError as exc:
                 self.last_result = {"result": "refused", "reason": exc.reason, "detail": str(exc)}
                 raise
-            loaded = accepted[0]
-            return self._take_over(loaded, "switched")
+            return self._take_over(accepted[0], "switched")
 
     def rollback(self) -> str:
         """Make the previous model active again and run it; returns what the host is told.
@@ -212,7 +237,7 @@ class ModelUpdates:
         SlotError
             ``no_previous``, or the previous model's reason if it no longer loads (nothing changes then).
         """
-        with self._lock:
+        with self.held():
             previous = self.slots.previous
             if not previous.exists():
                 raise SlotError("no_previous", "no previous model to roll back to")
@@ -224,26 +249,34 @@ class ModelUpdates:
             return self._take_over(loaded, "rolled_back")
 
     def _take_over(self, loaded: LoadedModel, result: str) -> str:
-        note = loaded.version
+        # it was verified as the candidate (or previous) file, which is active.fcpkg now
+        loaded = replace(loaded, package=replace(loaded.package, path=self.slots.active))
+        note, live = loaded.version, self.switch is not None
         if self.switch is not None:
             try:
                 self.switch(loaded)
             except ContractError:
                 note += " (active from the next start: it needs another rate or other sensors)"
-        self.last_result = {"result": result, "model_version": loaded.version}
+                live = False
+        self.last_result = {"result": result, "model_version": loaded.version, "live": live}
         return note
 
 
 def runtime_switch(runtime: Runtime, slots: ModelSlots) -> Callable[[LoadedModel], None]:
-    """The ``switch`` callback for :class:`ModelUpdates`: hand the pipeline over, confirm the trial once it runs."""
+    """The ``switch`` callback for :class:`ModelUpdates`: hand the pipeline over; a model on trial is watched.
+
+    The switch counts as the new model's start (a crash before its health period ends rolls it back);
+    its health period begins with its first inference (:meth:`Runtime.watch_trial`).
+    """
 
     def switch(loaded: LoadedModel) -> None:
         if not runtime.pipeline.can_switch_to(loaded.contract):
             raise ContractError(f"model {loaded.version} can only start with the runtime")
         slots.model_for_start()  # the switch is this model's start: a crash before it confirms rolls back
-        runtime.pipeline.switch_model(loaded.model, loaded.contract, loaded.version, on_running=slots.confirm)
+        runtime.health.disarm()  # whatever was watched is not running any more
+        watch = runtime.watch_trial if slots.on_trial else None
+        runtime.pipeline.switch_model(loaded.model, loaded.contract, loaded.version, on_running=watch)
         runtime.package, runtime.contract, runtime.model = loaded.package, loaded.contract, loaded.model
-        # the package was verified as the upload file, which is now active.fcpkg (or previous.fcpkg was)
         runtime.package_sha256 = hashlib.sha256(slots.active.read_bytes()).hexdigest()
 
     return switch
