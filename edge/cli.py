@@ -279,16 +279,17 @@ def _package_info(args: argparse.Namespace) -> int:
 
 
 def _package_verify(args: argparse.Namespace) -> int:
-    from edge.contract import ContractError
-    from edge.interpreter import TFLiteModel
     from edge.keys import load_public_key
     from edge.package import PackageError, open_package
-    from edge.selftest import run_golden
 
     try:
         package, contract = open_package(args.package, [load_public_key(p) for p in args.pubkey])
     except PackageError as exc:
         return _refused(args, exc.reason, str(exc), 2 if exc.reason in _READ_FAILURES else 1)
+    from edge.contract import ContractError  # only now: these load SciPy and the TFLite runtime
+    from edge.interpreter import TFLiteModel
+    from edge.selftest import run_golden
+
     try:
         model = TFLiteModel(package.model)
     except ValueError as exc:  # signed, hash OK, but not a model this runtime can load

@@ -16,14 +16,16 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.contract import ContractError, ModelContract
 from edge.keys import key_id
 from edge.manifest_check import MAX_DEPTH, manifest_problem, nesting_depth
+
+if TYPE_CHECKING:  # edge.contract loads SciPy (through edge.dsp): reading a package must not pay for it
+    from edge.contract import ModelContract
 
 FORMAT: Final = "forcecast-model-package"
 FORMAT_VERSION: Final = 1
@@ -92,6 +94,8 @@ class ModelPackage:
     @property
     def contract(self) -> ModelContract:
         """The model contract (raises :class:`PackageError` if it is incomplete)."""
+        from edge.contract import ContractError, ModelContract
+
         try:
             return ModelContract.from_dict(self.manifest["contract"], f"{self.path.name}: manifest contract")
         except ContractError as exc:

@@ -35,22 +35,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     anything else is a bug and shows its traceback.
     """
     from edge.config import ConfigError
-    from edge.dataset.problems import DatasetError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except DatasetError as exc:
-        print(f"forcecast {args.command}: the data has {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
     except (ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        # Matched by name so that every command does not pay for importing their modules (SciPy, cryptography).
+        # Matched by name so that every command does not pay for importing their modules (SciPy, cryptography;
+        # edge.dataset brings pandas and pyarrow: 150 MB of memory before a package command reads a byte).
+        if type(exc).__name__ == "DatasetError":
+            problems = getattr(exc, "problems", [])
+            print(f"forcecast {args.command}: the data has {len(problems)} problem(s):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         if type(exc).__name__ not in ("PackageError", "KeyFileError", "ContractError", "CalibrationError"):
             raise
         print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
