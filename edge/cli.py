@@ -17,7 +17,7 @@ def register(commands: Any) -> None:
     """Add the ``data``, ``keys``, ``package`` and ``edge`` command groups to the top-level subparsers."""
     from edge.runtime.commands import register as register_runtime
 
-    register_runtime(commands)
+    _register_pair(register_runtime(commands))
     data = commands.add_parser(
         "data",
         help="synthesise, check and resample datasets (format v1)",
@@ -39,7 +39,32 @@ def register(commands: Any) -> None:
     synth.add_argument("--format", dest="file_format", choices=("csv", "parquet"), help="file format (default csv)")
     synth.add_argument("--config", type=Path, help="TOML file with a [synth] table; flags override it")
     synth.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    synth.add_argument(
+        "--preset",
+        choices=("easy", "hard"),
+        default="easy",
+        help="easy: treadmill dataset in format v1 (default); hard: an overground lab's raw C3D files, "
+        "mapping.toml and subjects.csv without body mass, ready for 'forcecast data import'",
+    )
     synth.set_defaults(handler=_synth)
+
+    lab_import = verbs.add_parser(
+        "import",
+        help="import lab files (C3D, OpenSim .mot/.sto, CSV) into a dataset",
+        description="Read SRC/subjects.csv and SRC/<subject_id>/*.c3d|.mot|.sto|.csv, pick and scale channels "
+        "with the mapping file, assign clean plate contacts to feet, set swing to 0 N, estimate and correct "
+        "the IMU lag, estimate unknown body mass, and write a dataset of format v1 to --out.",
+    )
+    lab_import.add_argument("src", type=Path, help="folder of lab files, one folder per subject")
+    lab_import.add_argument("--mapping", type=Path, required=True, help="mapping file (TOML)")
+    lab_import.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    lab_import.add_argument(
+        "--imu-lag",
+        default="auto",
+        help="IMU lag behind the force clock: auto (estimate per trial, default) or milliseconds to apply",
+    )
+    lab_import.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    lab_import.set_defaults(handler=_import)
 
     check = verbs.add_parser(
         "check",
@@ -91,6 +116,56 @@ def register(commands: Any) -> None:
     verify.set_defaults(handler=_package_verify)
 
 
+def _register_pair(edge_verbs: Any) -> None:
+    pair = edge_verbs.add_parser(
+        "pair",
+        help="let a new host pair with the running device for a while (run as root on the device)",
+        description="The local action that opens BLE pairing: asks the running forcecast service, over its Unix "
+        "socket ([ble] pairing_socket, mode 0600), to accept new hosts for [ble] pairing_window_s seconds. "
+        "Pairing is closed at every start; bonded hosts always reconnect. Exit 2 if no service answers.",
+    )
+    pair.add_argument("--config", type=Path, help="device.toml (for [ble] pairing_socket and pairing_window_s)")
+    pair.add_argument("--socket", type=Path, help="pairing socket (default: from --config, else the built-in default)")
+    pair.add_argument("--seconds", type=float, help="how long to accept new hosts (default [ble] pairing_window_s)")
+    action = pair.add_mutually_exclusive_group()
+    action.add_argument("--close", action="store_true", help="close the pairing window now")
+    action.add_argument("--status", action="store_true", help="only show whether pairing is open")
+    pair.add_argument("--json", action="store_true", help="print the service's reply as JSON")
+    pair.set_defaults(handler=_pair)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    from edge.ble.pairing import MAX_OPEN_S, PairingError, request_pairing
+    from edge.runtime.config import BleConfig, load_device_config
+
+    ble = load_device_config(args.config).ble if args.config else BleConfig()
+    path = args.socket or ble.pairing_socket
+    command = "close" if args.close else "status" if args.status else "open"
+    seconds = None
+    if command == "open":
+        seconds = ble.pairing_window_s if args.seconds is None else args.seconds
+        if not 0 < seconds <= MAX_OPEN_S:
+            print(
+                f"forcecast edge pair: error: --seconds must be in (0, {MAX_OPEN_S:g}], got {seconds:g}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        reply = request_pairing(path, command, seconds)
+    except PairingError as exc:
+        print(f"forcecast edge pair: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(reply))
+    elif not reply.get("ok"):
+        print(f"forcecast edge pair: refused by the service: {reply.get('error')}", file=sys.stderr)
+    elif reply.get("open"):
+        print(f"pairing open for {reply['closes_in_s']:g} s: pair the new host now (forcecast host log --device ADDR)")
+    else:
+        print(f"pairing closed (bonds accepted {reply.get('accepted', 0)}, refused {reply.get('refused', 0)})")
+    return 0 if reply.get("ok") else 2
+
+
 def _progress(json_output: bool, unit: str, desc: str) -> Any:
     from tqdm import tqdm
 
@@ -114,7 +189,7 @@ def _synth(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
     from edge.synth import SynthConfig, generate_dataset
 
-    config = load_config(SynthConfig, args.config, "synth") if args.config else SynthConfig()
+    config = load_config(SynthConfig, args.config, "synth") if args.config else _preset_config(args.preset)
     overrides: dict[str, Any] = {}
     for name in ("subjects", "seed", "duration_s", "file_format"):
         if getattr(args, name) is not None:
@@ -125,6 +200,8 @@ def _synth(args: argparse.Namespace) -> int:
         config = replace(config, **overrides)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.preset == "hard":
+        return _synth_overground(args, config)
     started = time.perf_counter()
     subjects = generate_dataset(args.out, config, _progress(args.json, "trial", "synth"))
     elapsed = time.perf_counter() - started
@@ -140,6 +217,29 @@ def _synth(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"wrote {len(subjects)} subjects, {n_trials} trials to {args.out} in {elapsed:.1f} s")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from edge.dataset.importers import load_mapping
+    from edge.dataset.importers.importer import import_lab_data, render_report
+
+    if args.imu_lag == "auto":
+        lag_ms = None
+    else:
+        try:
+            lag_ms = float(args.imu_lag)
+        except ValueError:
+            raise ConfigError(f"--imu-lag must be 'auto' or a number of milliseconds, got {args.imu_lag!r}") from None
+        if not -500.0 <= lag_ms <= 500.0:
+            raise ConfigError(f"--imu-lag {lag_ms:g} ms is beyond ±500 ms")
+    mapping = load_mapping(args.mapping)
+    report = import_lab_data(args.src, mapping, args.out, lag_ms, _progress(args.json, "file", "import"))
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print(render_report(report))
     return 0
 
 
@@ -160,11 +260,52 @@ def _check(args: argparse.Namespace) -> int:
         + ", ".join(f"{side} {100 * c:.1f} %" for side, c in summary["force_coverage"].items())
     )  # type: ignore[attr-defined]
     print(f"places    {', '.join(summary['places']) or '-'}")  # type: ignore[arg-type]
+    lags = summary.get("imu_lag_ms") or {}
+    if lags:
+        print("IMU lag   " + ", ".join(f"{name} {lag:+.0f} ms" for name, lag in lags.items()))  # type: ignore[attr-defined]
     for problem in report.problems:
         print(f"  {problem}")
     verdict = "OK" if report.ok else "FAILED"
     print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     return 0 if report.ok else 1
+
+
+def _preset_config(preset: str) -> Any:
+    """The synthetic lab's settings for a preset (the hard preset's IMU side, where defined, from edge.synth)."""
+    from edge.synth import SynthConfig
+    from edge.synth import config as synth_config
+
+    if preset == "hard" and hasattr(synth_config, "hard_preset"):
+        return synth_config.hard_preset()
+    return SynthConfig()
+
+
+def _synth_overground(args: argparse.Namespace, config: Any) -> int:
+    from edge.synth.c3d_export import OvergroundConfig, write_overground_dataset
+
+    started = time.perf_counter()
+    progress = _progress(args.json, "trial", "synth")
+    truth = write_overground_dataset(args.out, config, OvergroundConfig(seed=config.seed), progress)
+    elapsed = time.perf_counter() - started
+    subjects = truth["subjects"]
+    n_trials = sum(len(s["trials"]) for s in subjects.values())  # type: ignore[attr-defined]
+    result = {
+        "out": str(args.out),
+        "subjects": len(subjects),  # type: ignore[arg-type]
+        "trials": n_trials,
+        "seed": config.seed,
+        "seconds": round(elapsed, 2),
+        "preset": "hard",
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"wrote {len(subjects)} subjects, {n_trials} C3D trials, mapping.toml and subjects.csv to {args.out} "  # type: ignore[arg-type]
+            f"in {elapsed:.1f} s (true lags and masses in {args.out}/_truth); next: forcecast data import {args.out} "
+            f"--mapping {args.out}/mapping.toml --out DATASET"
+        )
+    return 0
 
 
 def _resample(args: argparse.Namespace) -> int:

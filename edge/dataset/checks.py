@@ -25,6 +25,9 @@ GAP_FACTOR = 3.0
 ZERO_FORCE_RUN_S = 5.0
 """Exactly 0 N for this long in every axis looks like a missing plate written as 0 instead of NaN."""
 MAX_LISTED = 5
+LAG_WARN_S = 0.02
+"""An estimated IMU lag beyond this (either way) is reported; the estimate itself is good to about 10 ms."""
+LAG_MIN_CONTACTS = 3
 ACC_LIMIT_MPS2 = 50.0 * GRAVITY_MPS2
 """|acc| beyond 50 g is not a body-worn sensor in walking (heel-strike peaks stay under 20 g): a spike."""
 GYR_LIMIT_RADPS = 50.0
@@ -48,6 +51,25 @@ def check_trial(trial: Trial, subject: Subject | None) -> list[Problem]:
             problems += _gap_problems(trial.force)
         problems += _force_problems(trial.force, subject)
     return problems
+
+
+def lag_problems(trial: Trial, lag_s: float, contacts: int) -> list[Problem]:
+    """A warning when the IMU clock is found to lag (or lead) the force clock by more than :data:`LAG_WARN_S`.
+
+    ``lag_s`` and ``contacts`` come from :func:`edge.dataset.importers.sync.trial_lag` (force onsets
+    against the foot/shank accelerometer's heel-strike shocks).
+    """
+    if trial.force is None or contacts < LAG_MIN_CONTACTS or not abs(lag_s) > LAG_WARN_S:
+        return []
+    return [
+        Problem(
+            trial.imu.source,
+            f"the IMU lags the force by {1000 * lag_s:.0f} ms (heel-strike shocks vs force onsets at {contacts} "
+            "contacts): correct it (forcecast data import --imu-lag auto) or the model learns a delayed force",
+            column="time_s",
+            severity="warning",
+        )
+    ]
 
 
 def _imu_problems(imu: Stream) -> list[Problem]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dataset.checks import check_trial
+from edge.dataset.checks import check_trial, lag_problems
 from edge.dataset.problems import DatasetError, Problem
 from edge.dataset.subjects import SUBJECTS_FILE, Subject, read_subjects
 from edge.dataset.trial import TRIALS_DIR, Trial, TrialRef, discover_trials, read_trial
@@ -95,6 +95,8 @@ class TrialSummary:
     places: tuple[str, ...]
     force_sides: tuple[str, ...]
     force_coverage: dict[str, float]
+    imu_lag_ms: float | None = None
+    """IMU lag behind the force estimated from heel strikes (None: no force onsets or no foot/shank IMU)."""
 
 
 @dataclass
@@ -141,6 +143,9 @@ class CheckReport:
             "force_rates_hz": force_rates,
             "places": places,
             "force_coverage": {k: round(v, 4) for k, v in coverage.items()},
+            "imu_lag_ms": {
+                f"{t.subject_id}/{t.trial_id}": t.imu_lag_ms for t in self.trials if t.imu_lag_ms is not None
+            },
             "errors": len(self.errors),
             "warnings": len(self.warnings),
         }
@@ -169,8 +174,13 @@ def check_dataset(root: Path | str, progress: Progress | None = None) -> CheckRe
         problems += trial_problems
         if trial is None:
             continue
+        from edge.dataset.importers.sync import trial_lag  # here: scipy filters, only when a trial is checked
+
+        lag = trial_lag(trial)
         problems += check_trial(trial, dataset.subjects.get(ref.subject_id))
+        problems += lag_problems(trial, lag.lag_s, lag.contacts)
         summaries.append(_summarise(trial))
+        summaries[-1].imu_lag_ms = lag.as_dict()["lag_ms"]  # type: ignore[assignment]
     if not dataset.trials and not any(p.file == TRIALS_DIR for p in problems):
         problems.append(Problem(TRIALS_DIR, "no trials found"))
     return CheckReport(root, len(dataset.subjects), summaries, problems)

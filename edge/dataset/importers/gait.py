@@ -63,7 +63,10 @@ def walking_direction(recording: Recording, setting: str, up_axis: str) -> tuple
             stop = np.median(track[valid[-span:]], axis=0)
             moved = stop - start
             if np.linalg.norm(moved) < MIN_WALK_M:
-                return None, f"static: the feet move {np.linalg.norm(moved):.2f} m (no walking)"
+                return (
+                    None,
+                    f"static: the feet move {np.linalg.norm(moved):.2f} m (no walking; standing still serves to weigh)",
+                )
             return moved / np.linalg.norm(moved), "from the foot markers"
     points = _cop_sequence(recording)
     if len(points) >= 2:

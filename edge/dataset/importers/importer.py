@@ -458,3 +458,34 @@ def read_lab_subjects(path: Path) -> dict[str, dict[str, str]]:
     if problems:
         raise DatasetError(problems)
     return out
+
+
+def render_report(report: ImportReport) -> str:
+    """Human summary: trials imported and skipped (with reasons), lag per trial, clean contacts, body mass."""
+    lines = []
+    for t in report.trials:
+        if t.status == "imported":
+            lag = t.lag.get("lag_ms")
+            spread = t.lag.get("spread_ms")
+            estimate = "not estimable" if lag is None else f"{lag:+.0f} ms" + (f" ±{spread:.0f}" if spread else "")
+            unclean = sum(t.unclean_contacts.values())
+            lines.append(
+                f"  {t.source:<32} -> {t.subject_id}/{t.trial_id}: clean contacts l {t.clean_contacts.get('l', 0)} "
+                f"r {t.clean_contacts.get('r', 0)}, unclean {unclean}; IMU lag {estimate} over "
+                f"{t.lag.get('contacts', 0)} contact(s), applied {t.lag_applied_ms:+.0f} ms"
+            )
+        else:
+            lines.append(f"  {t.source:<32} {t.reason if t.status == 'static' else t.status + ': ' + t.reason}")
+        lines += [f"      note: {note}" for note in t.notes if not note.startswith("IMU channels were")]
+    for s in report.subjects:
+        mass = s.get("body_mass_kg")
+        lines.append(
+            f"  subject {s['subject_id']}: body mass "
+            + (f"{mass:.1f} kg ({s[MASS_SOURCE_COLUMN]})" if mass is not None else "unknown: its trials are left out")
+        )
+    n_imported = len(report.imported)
+    lines.append(
+        f"imported {n_imported} trial(s), skipped {len(report.trials) - n_imported}; wrote {report.out} "
+        f"(details in {report.out / REPORT_FILE})"
+    )
+    return "\n".join(lines)
