@@ -106,15 +106,15 @@ def write_zip(path: Path, members: list[Member], listed: int | None = None, dire
     """A zip of ``members`` exactly as given (duplicates, lies and all).
 
     ``listed`` overrides the member count in the end record; ``directory_pad`` adds that many bytes of
-    extra field to the first directory entry (a directory far larger than a package's).
+    extra field to every directory entry (a directory far larger than a package's).
     """
     body, directory = bytearray(), bytearray()
-    for index, m in enumerate(members):
+    for m in members:
         name = m.name.encode()
         offset = len(body)
         header = (b"PK\x03\x04", 20, 0, m.flags, m.method, 0, 0x21, m.crc, len(m.stored), m.size, len(name), 0)
         body += struct.pack("<4s2B4HL2L2H", *header) + name + m.stored
-        extra = b"\x00" * directory_pad if index == 0 else b""
+        extra = b"\x00" * directory_pad
         directory += struct.pack(
             "<4s4B4HL2L5H2L",
             b"PK\x01\x02",
@@ -386,3 +386,203 @@ def test_a_1_gib_zip_bomb_is_refused_in_little_memory_everywhere(kind, bombs, ke
         assert runs[name]["peak_mb"] < RSS_LIMIT_MB, f"{name}: peak RSS {runs[name]['peak_mb']:.0f} MB"
     extra = runs["flash_path"]["peak_mb"] - baseline["peak_mb"]
     assert baseline["result"] == 1 and extra < 20, f"flash --path: the bomb cost {extra:.0f} MB over its baseline"
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a": ' * depth + b"1" + b"}" * depth
+
+
+def _with_manifest(manifest: bytes) -> Callable[[list[Member]], list[Member]]:
+    def change(members: list[Member]) -> list[Member]:
+        return [deflated(MANIFEST_FILE, manifest), *members[1:]]
+
+    return change
+
+
+def _manifest_field(field: str, value: Any) -> Callable[[list[Member]], list[Member]]:
+    def change(members: list[Member]) -> list[Member]:
+        manifest = json.loads(read_package(INT8).manifest_bytes)
+        manifest[field] = value
+        return [deflated(MANIFEST_FILE, json.dumps(manifest).encode()), *members[1:]]
+
+    return change
+
+
+HOSTILE_ZIPS: dict[str, tuple[Callable[[list[Member]], list[Member]], str, str]] = {
+    "nested_10000_deep": (_with_manifest(_nested(10_000)), "manifest_invalid", "nested too deeply"),
+    "nested_40_deep": (_with_manifest(_nested(40)), "manifest_invalid", "more than 32 levels"),
+    "manifest_a_list": (_with_manifest(b"[1, 2]"), "manifest_invalid", "JSON object"),
+    "manifest_not_utf8": (_with_manifest(b'{"format": "\xff"}'), "manifest_invalid", "not valid JSON"),
+    "manifest_huge_int": (_with_manifest(b'{"a": ' + b"9" * 5000 + b"}"), "manifest_invalid", "not valid JSON"),
+    "golden_not_a_list": (_manifest_field("golden", {"a": 1}), "manifest_invalid", "golden"),
+    "contract_not_an_object": (_manifest_field("contract", [1, 2]), "manifest_invalid", "contract"),
+    "model_bytes_text": (_manifest_field("model_bytes", "many"), "manifest_invalid", "model_bytes"),
+    "model_file_elsewhere": (_manifest_field("model_file", "../evil"), "manifest_invalid", "model_file"),
+    "accuracy_not_numbers": (
+        _manifest_field("accuracy", {"builds": {"int8": {"axes": {"v": {"r": "high"}}}}}),
+        "manifest_invalid",
+        "accuracy.builds.int8.axes.v",
+    ),
+    "duplicate_model": (lambda m: [*m, m[2]], "member_duplicate", "'model.tflite'"),
+    "duplicate_manifest": (lambda m: [m[0], *m], "member_duplicate", "'manifest.json'"),
+    "unknown_member": (lambda m: [*m, deflated("run.sh", b"rm -rf /")], "member_unknown", "'run.sh'"),
+    "five_members": (
+        lambda m: [*m, deflated(EDGETPU_MODEL_FILE, b"x"), deflated("a", b"")],
+        "too_many_members",
+        "at most 4",
+    ),
+    "signature_missing": (lambda m: [m[0], m[2]], "member_missing", SIGNATURE_FILE),
+    "manifest_declared_too_large": (
+        lambda m: [zeros_bomb(MANIFEST_FILE, 8 << 20), *m[1:]],
+        "too_large",
+        "manifest.json declares",
+    ),
+    "encrypted": (lambda m: [m[0], m[1], Member(**{**m[2].__dict__, "flags": 1})], "unsupported", "encrypted"),
+    "bzip2": (lambda m: [m[0], m[1], Member(**{**m[2].__dict__, "method": 12})], "unsupported", "method 12"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_ZIPS)
+def test_a_hostile_zip_is_refused_with_its_reason(case, tmp_path):
+    change, reason, text = HOSTILE_ZIPS[case]
+    path = write_zip(tmp_path / f"{case}.fcpkg", change(members_of(INT8)))
+    with pytest.raises(PackageError) as info:
+        read_package(path)
+    assert (info.value.reason, text in str(info.value)) == (reason, True), str(info.value)
+
+
+def test_a_zip_whose_end_record_or_directory_lies_is_refused_before_its_directory_is_parsed(tmp_path):
+    members = members_of(INT8)
+    many = write_zip(tmp_path / "many.fcpkg", members, listed=60_000)
+    with pytest.raises(PackageError, match="lists 60000 members") as info:
+        read_package(many)
+    assert info.value.reason == "too_many_members"
+    padded = write_zip(tmp_path / "padded.fcpkg", members, directory_pad=30_000)
+    with pytest.raises(PackageError, match="directory is") as info:
+        read_package(padded)
+    assert info.value.reason == "too_many_members"
+
+
+def test_a_package_file_over_the_limit_is_refused_unread(tmp_path):
+    big = tmp_path / "big.fcpkg"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_PACKAGE_BYTES + 1)  # sparse: nothing is written, nothing must be read
+    with pytest.raises(PackageError, match="at most") as info:
+        read_package(big)
+    assert info.value.reason == "too_large"
+    with pytest.raises(PackageError, match="not a file") as info:
+        read_package(tmp_path)
+    assert info.value.reason == "unreadable"
+
+
+@pytest.mark.parametrize("case", ["nested_10000_deep", "duplicate_model", "unknown_member"])
+def test_every_command_names_the_reason_of_a_hostile_zip_in_one_line(case, keys, tmp_path, capsys):
+    change, reason, _ = HOSTILE_ZIPS[case]
+    _, public = keys
+    path = write_zip(tmp_path / f"{case}.fcpkg", change(members_of(INT8)))
+    assert main(["package", "info", str(path)]) == 2
+    one_line(capsys, reason)
+    assert main(["package", "info", str(path), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["reason"] == reason
+    assert main(["package", "verify", str(path), "--pubkey", str(public)]) == 2
+    one_line(capsys, reason)
+    status, result = flash_path(path, tmp_path, public, capsys)
+    assert status == 1 and result["state"] == "refused" and result["reason"] == reason
+    assert main(["device", "info", "--path", str(tmp_path / "models"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["upload"] is None  # the refused upload is gone
+
+
+# ------------------------------------------------------------------ fuzzing the parsers
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+REAL = json.loads(read_package(INT8).manifest_bytes)
+
+
+def _package_with(folder: Path, manifest: bytes) -> Path:
+    return write_zip(folder / "fuzz.fcpkg", [deflated(MANIFEST_FILE, manifest), *members_of_cached()[1:]])
+
+
+_MEMBERS: list[Member] = []
+
+
+def members_of_cached() -> list[Member]:
+    if not _MEMBERS:
+        _MEMBERS.extend(members_of(INT8))
+    return _MEMBERS
+
+
+def _read_everything(path: Path, public: Any) -> None:
+    """Everything a command does with an untrusted package before it runs the model."""
+    package = read_package(path)
+    package.contract  # noqa: B018 - parsing it is the point
+    check_model(package)
+    verify(package, [public])
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(manifest=JSON)
+def test_fuzz_any_json_as_the_manifest_gives_only_package_errors(manifest, keys):
+    public = load_public_key(keys[1])
+    with tempfile.TemporaryDirectory() as folder:
+        path = _package_with(Path(folder), json.dumps(manifest).encode())
+        with pytest.raises(PackageError):
+            _read_everything(path, public)
+
+
+@FUZZ
+@given(field=st.sampled_from(sorted(REAL)), value=JSON)
+def test_fuzz_one_manifest_field_replaced_gives_only_package_errors(field, value, keys):
+    public = load_public_key(keys[1])
+    manifest = copy.deepcopy(REAL)
+    manifest[field] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = _package_with(Path(folder), json.dumps(manifest).encode())
+        try:
+            _read_everything(path, public)
+        except PackageError:
+            pass
+        else:
+            raise AssertionError("an edited manifest was accepted")  # its signature no longer matches
+
+
+@FUZZ
+@given(field=st.sampled_from(sorted(REAL["contract"])), value=JSON, extra=st.booleans())
+def test_fuzz_contract_fields_give_only_contract_errors(field, value, extra):
+    contract = copy.deepcopy(REAL["contract"])
+    contract[field] = value
+    if extra:
+        contract["unexpected"] = value
+    try:
+        parsed = ModelContract.from_dict(contract, "fuzz")
+    except ContractError:
+        return
+    # whatever was accepted is within the documented bounds
+    assert 10 <= parsed.rate_hz <= 2000 and 1 <= parsed.out_len <= parsed.window <= 4096
+    assert all(math.isfinite(v) for n in (parsed.inputs, parsed.targets) for v in (*n.mean, *n.std))
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_fuzz_random_bytes_as_the_manifest_or_the_package(data, keys):
+    public = load_public_key(keys[1])
+    with tempfile.TemporaryDirectory() as folder:
+        with pytest.raises(PackageError):
+            _read_everything(_package_with(Path(folder), data), public)
+        raw = Path(folder) / "raw.fcpkg"
+        raw.write_bytes(data)
+        with pytest.raises(PackageError):
+            _read_everything(raw, public)
