@@ -17,7 +17,7 @@ def register(commands: Any) -> None:
     """Add the ``data``, ``keys``, ``package`` and ``edge`` command groups to the top-level subparsers."""
     from edge.runtime.commands import register as register_runtime
 
-    register_runtime(commands)
+    _register_pair(register_runtime(commands))
     data = commands.add_parser(
         "data",
         help="synthesise, check and resample datasets (format v1)",
@@ -114,6 +114,56 @@ def register(commands: Any) -> None:
     verify.add_argument("--pubkey", type=Path, action="append", required=True, help="trusted public key (repeatable)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=_package_verify)
+
+
+def _register_pair(edge_verbs: Any) -> None:
+    pair = edge_verbs.add_parser(
+        "pair",
+        help="let a new host pair with the running device for a while (run as root on the device)",
+        description="The local action that opens BLE pairing: asks the running forcecast service, over its Unix "
+        "socket ([ble] pairing_socket, mode 0600), to accept new hosts for [ble] pairing_window_s seconds. "
+        "Pairing is closed at every start; bonded hosts always reconnect. Exit 2 if no service answers.",
+    )
+    pair.add_argument("--config", type=Path, help="device.toml (for [ble] pairing_socket and pairing_window_s)")
+    pair.add_argument("--socket", type=Path, help="pairing socket (default: from --config, else the built-in default)")
+    pair.add_argument("--seconds", type=float, help="how long to accept new hosts (default [ble] pairing_window_s)")
+    action = pair.add_mutually_exclusive_group()
+    action.add_argument("--close", action="store_true", help="close the pairing window now")
+    action.add_argument("--status", action="store_true", help="only show whether pairing is open")
+    pair.add_argument("--json", action="store_true", help="print the service's reply as JSON")
+    pair.set_defaults(handler=_pair)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    from edge.ble.pairing import MAX_OPEN_S, PairingError, request_pairing
+    from edge.runtime.config import BleConfig, load_device_config
+
+    ble = load_device_config(args.config).ble if args.config else BleConfig()
+    path = args.socket or ble.pairing_socket
+    command = "close" if args.close else "status" if args.status else "open"
+    seconds = None
+    if command == "open":
+        seconds = ble.pairing_window_s if args.seconds is None else args.seconds
+        if not 0 < seconds <= MAX_OPEN_S:
+            print(
+                f"forcecast edge pair: error: --seconds must be in (0, {MAX_OPEN_S:g}], got {seconds:g}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        reply = request_pairing(path, command, seconds)
+    except PairingError as exc:
+        print(f"forcecast edge pair: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(reply))
+    elif not reply.get("ok"):
+        print(f"forcecast edge pair: refused by the service: {reply.get('error')}", file=sys.stderr)
+    elif reply.get("open"):
+        print(f"pairing open for {reply['closes_in_s']:g} s: pair the new host now (forcecast host log --device ADDR)")
+    else:
+        print(f"pairing closed (bonds accepted {reply.get('accepted', 0)}, refused {reply.get('refused', 0)})")
+    return 0 if reply.get("ok") else 2
 
 
 def _progress(json_output: bool, unit: str, desc: str) -> Any:

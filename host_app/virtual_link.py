@@ -68,8 +68,11 @@ async def virtual_link(
     device_link
         The device's session logic, or a function building the whole server on a given bumble device
         (e.g. ``lambda device: edge.ble.serve.gatt_server(runtime, device)``).
-    name, output_rate_hz, pairing_window_s
+    name, output_rate_hz
         Server settings when ``device_link`` is a :class:`DeviceLink`.
+    pairing_window_s
+        The pairing window is opened for this long once the server runs, as ``forcecast edge pair`` (the
+        local action) opens it on a device; ``inf`` = for the whole session, ``0`` = never.
     """
     link = LocalLink()
     if isinstance(device_link, DeviceLink):
@@ -81,6 +84,7 @@ async def virtual_link(
         server = device_link(device)
     central = prepare_central(virtual_device(link, "host", CENTRAL_ADDRESS))
     await server.start()
+    server.open_pairing(pairing_window_s)
     await central.power_on()
     try:
         yield VirtualLink(link, server, central)

@@ -25,6 +25,7 @@ def gatt_server(runtime: Runtime, device: Device) -> GattServer:
         ble.name,
         pairing_window_s=ble.pairing_window_s,
         output_rate_hz=runtime.contract.rate_hz,
+        pairing_socket=ble.pairing_socket,
     )
     runtime.pipeline.listeners.append(server.listener)
     return server
@@ -51,8 +52,11 @@ async def serve_radio(runtime: Runtime, duration_s: float | None, log: TextIO | 
         async with radio_device(ble.transport, ble.name, address, ble.keystore) as device:
             server = gatt_server(runtime, device)
             if log is not None:
-                window = "always" if ble.pairing_window_s == float("inf") else f"for {ble.pairing_window_s:g} s"
-                print(f"BLE: advertising as {ble.name!r} ({address}) on {ble.transport}; pairing {window}", file=log)
+                print(
+                    f"BLE: advertising as {ble.name!r} ({address}) on {ble.transport}; pairing closed: "
+                    f"`sudo forcecast edge pair` opens it for {ble.pairing_window_s:g} s (socket {ble.pairing_socket})",
+                    file=log,
+                )
             return await run_with_server(runtime, server, duration_s)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,9 @@ One custom 128-bit service (``edge.protocol.SERVICE_UUID``) with four characteri
 - live (notify): live GRF blocks, while the host has asked for them;
 - records (notify): step/summary/event record fragments from where the host resumed;
 - control (write + notify): requests and their replies. The attribute needs an encrypted link
-  (ATT error 0x0F otherwise) and :class:`GattServer` additionally requires the peer to be bonded;
+  (ATT error 0x0F otherwise) and :class:`GattServer` additionally requires the peer to be bonded.
+  New bonds only while the pairing window is open, which only a local action opens
+  (:mod:`edge.ble.pairing`: ``forcecast edge pair`` over the service's Unix socket);
 - info (read, encrypted): a JSON object describing the device and its model;
 - upload (write without response + notify, encrypted and bonded): model package chunks in,
   durable acknowledgements out (see :mod:`edge.upload`).
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.pairing import PairingConfig, PairingDelegate
 
+from edge.ble.pairing import PairingControl, PairingError, PairingWindow
 from edge.ble.uncancelled import finish_within
 from edge.link import DeviceLink
 from edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID, UPLOAD_UUID
@@ -44,33 +47,6 @@ IDLE_POLL_S = 0.05
 DISCONNECT_TIMEOUT_S = 2.0
 DISCOVERABLE_LE_ONLY = AdvertisingData.LE_GENERAL_DISCOVERABLE_MODE_FLAG | AdvertisingData.BR_EDR_NOT_SUPPORTED_FLAG
 BUSY_POLL_S = 0.005
-
-
-class PairingWindow(PairingDelegate):
-    """A device without display or keys: LE Secure Connections "Just Works", accepted only while open.
-
-    Parameters
-    ----------
-    open_s
-        Seconds after construction during which new pairings are accepted (``inf`` = always).
-    """
-
-    def __init__(self, open_s: float) -> None:
-        super().__init__(io_capability=PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT)
-        self.closes_at = time.monotonic() + open_s
-        self.refused = 0
-
-    @property
-    def is_open(self) -> bool:
-        """Whether a new host may pair now."""
-        return time.monotonic() < self.closes_at
-
-    async def accept(self) -> bool:
-        """Accept a pairing request while the window is open."""
-        if not self.is_open:
-            self.refused += 1
-            log.warning("pairing request refused: the pairing window is closed (restart the device to pair)")
-        return self.is_open
 
 
 def pairing_config(delegate: PairingDelegate) -> PairingConfig:
@@ -96,7 +72,11 @@ class GattServer:
     name
         Advertised name (at most 8 bytes).
     pairing_window_s
-        How long new hosts may pair after :meth:`start` (``inf`` = always).
+        How long new hosts may pair after the local action opens the window (:meth:`open_pairing`). The
+        window is closed when the server is built: a restart never opens it.
+    pairing_socket
+        Where the running server takes the local action (``forcecast edge pair``); None = no socket (the
+        window then opens only through :meth:`open_pairing` in this process).
     output_rate_hz
         Rate of the model's GRF output (the contract's rate): the live blocks' sample period.
     """
@@ -106,17 +86,18 @@ class GattServer:
         device: Device,
         link: DeviceLink,
         name: str,
-        pairing_window_s: float = float("inf"),
+        pairing_window_s: float = 120.0,
         output_rate_hz: float = 100.0,
+        pairing_socket: Path | None = None,
     ) -> None:
         if not 1 <= len(name.encode()) <= 8:
             raise ValueError(f"advertised name must be 1..8 bytes, got {name!r}")
         self.device = device
         self.link = link
         self.name = name
-        self.pairing_window_s = pairing_window_s
         self.period_s = 1.0 / output_rate_hz
-        self.window: PairingWindow | None = None
+        self.window = PairingWindow(pairing_window_s)
+        self.pairing_control = PairingControl(pairing_socket, self.window) if pairing_socket is not None else None
         self.connection: Connection | None = None
         self.connections = 0
         self._bonded: set[int] = set()
@@ -154,7 +135,6 @@ class GattServer:
         """Power the device on, publish the service and advertise."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.window = PairingWindow(self.pairing_window_s)
         window = self.window
         self.device.pairing_config_factory = lambda _connection: pairing_config(window)
         self.device.add_service(Service(SERVICE_UUID, [self.live, self.records, self.control, self.info, self.upload]))
@@ -169,9 +149,25 @@ class GattServer:
         self._pump = asyncio.create_task(self._pump_forever(), name="forcecast-ble-pump")
         self._uploads = asyncio.Queue()
         self._upload_worker = asyncio.create_task(self._take_uploads(), name="forcecast-ble-upload")
+        if self.pairing_control is not None:
+            try:
+                await self.pairing_control.start()
+            except PairingError as exc:  # fail closed: bonded hosts still connect, new ones cannot pair
+                log.error("%s; new hosts cannot pair until this is fixed (bonded hosts still connect)", exc)
+                self.pairing_control = None
+
+    def open_pairing(self, seconds: float | None = None) -> float:
+        """The local action: let new hosts pair for ``seconds`` (default ``pairing_window_s``) from now.
+
+        ``forcecast edge pair`` reaches this through the pairing socket; in-process links (tests, the demo)
+        call it directly. Returns how long the window stays open.
+        """
+        return self.window.open(seconds)
 
     async def stop(self) -> None:
         """Stop advertising, drop the host and stop pumping."""
+        if self.pairing_control is not None:
+            await self.pairing_control.stop()
         tasks = [t for t in (self._pump, self._upload_worker) if t is not None]
         self._pump = self._upload_worker = None
         for task in tasks:
@@ -219,7 +215,8 @@ class GattServer:
             "records_sent": self.link.records_sent,
             "live_dropped": self.link.live_dropped,
             "rejected": dict(self.link.rejected),
-            "pairing_refused": self.window.refused if self.window else 0,
+            "pairing_refused": self.window.refused,
+            "pairing_accepted": self.window.accepted,
         }
 
     # ------------------------------------------------------------------ connection state

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 
-def register(commands: Any) -> None:
-    """Add the ``edge`` command group."""
+def register(commands: Any) -> Any:
+    """Add the ``edge`` command group; return its verbs (other modules add verbs there, e.g. ``edge pair``)."""
     edge = commands.add_parser(
         "edge",
         help="run the device runtime, or benchmark it",
@@ -67,6 +67,7 @@ def register(commands: Any) -> None:
     )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.set_defaults(handler=_bench)
+    return verbs
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -163,3 +163,209 @@ def test_device_info_of_the_real_test_package_has_no_patient_fields():
     info = device_info(config, package, package.contract)
     assert not {"patient_id", "body_mass_kg", "peak_limit_bw"} & set(info)
     assert len(encode_info(info)) <= 512 and info["model_version"] == package.manifest["model_version"][:32]
+
+
+# -- pairing: only after the local action ------------------------------------------------------------------
+
+DEVICE_ADDRESS = "C7:11:22:33:44:55"
+
+
+async def new_host(link, number: int):
+    from edge.ble.devices import virtual_device
+    from host_app.bleak_bumble import prepare_central
+
+    central = prepare_central(virtual_device(link, f"host{number}", f"C1:F0:CA:57:00:{number:02X}"))
+    await central.power_on()
+    return central
+
+
+async def try_to_pair(central) -> bool:
+    """A new host connects and pairs; True if it paired and may then use the control point."""
+    from bleak import BleakClient, BleakScanner
+    from bleak.exc import BleakError
+
+    from edge.protocol import CONTROL_UUID, SERVICE_UUID, Opcode, RecordKind, encode_request
+    from host_app.bleak_bumble import BumbleClient, BumbleScanner
+
+    found = await BleakScanner.find_device_by_filter(
+        lambda _d, adv: SERVICE_UUID in adv.service_uuids, timeout=3.0, backend=BumbleScanner, bumble_central=central
+    )
+    assert found is not None
+    async with BleakClient(found, backend=BumbleClient, bumble_central=central) as client:
+        try:
+            await client.pair()
+        except BleakError:
+            return False
+        await client.write_gatt_char(CONTROL_UUID, encode_request(Opcode.STATUS, 1, RecordKind.STEP), True)
+        return True
+
+
+async def boot(tmp_path: Path, socket_path: Path):
+    """One start of the device: a new server (as after a power cut) on a fresh in-process link."""
+    from bumble.link import LocalLink
+
+    from edge.ble.devices import virtual_device
+    from edge.ble.server import GattServer
+    from edge.link import DeviceLink
+    from edge.runtime.store import RecordStore
+
+    link = LocalLink()
+    store = RecordStore(tmp_path / "device.sqlite", device_id="fc-sec")
+    device = virtual_device(link, "fcast", DEVICE_ADDRESS)
+    server = GattServer(
+        device, DeviceLink(store, {"device_id": "fc-sec"}), "fcast", pairing_window_s=60.0, pairing_socket=socket_path
+    )
+    await server.start()
+    return link, server, device, store
+
+
+async def shut_down(server, device, store, *centrals) -> None:
+    await server.stop()
+    for central in centrals:
+        await central.power_off()
+    await device.power_off()
+    store.close()
+
+
+def test_pairing_is_refused_after_restarts_and_accepted_only_within_the_window_the_local_action_opens(tmp_path):
+    import asyncio
+
+    from edge.ble.pairing import request_pairing
+
+    socket_path = tmp_path / "run" / "pairing.sock"
+
+    async def scenario():
+        outcomes = {}
+        for start in (1, 2):  # two starts (a power cut in between): neither opens pairing by itself
+            link, server, device, store = await boot(tmp_path, socket_path)
+            host = await new_host(link, start)
+            outcomes[f"start {start}, no action"] = await try_to_pair(host)
+            refused = server.stats()["pairing_refused"]
+            if start == 2:
+                reply = await asyncio.to_thread(request_pairing, socket_path, "open", 30.0)  # forcecast edge pair
+                outcomes["action reply open"] = reply["open"]
+                outcomes["after the action"] = await try_to_pair(host)
+                await asyncio.to_thread(request_pairing, socket_path, "open", 0.3)  # a short window this time
+                await asyncio.sleep(0.5)
+                late = await new_host(link, 3)
+                outcomes["after the window closed"] = await try_to_pair(late)
+                await late.power_off()
+                stats = server.stats()
+            await shut_down(server, device, store, host)
+        return outcomes, refused, stats
+
+    outcomes, refused, stats = asyncio.run(scenario())
+    assert outcomes == {
+        "start 1, no action": False,
+        "start 2, no action": False,
+        "action reply open": True,
+        "after the action": True,
+        "after the window closed": False,
+    }
+    assert refused >= 1 and stats["pairing_accepted"] == 1 and stats["pairing_refused"] >= 2
+    assert not socket_path.exists()  # removed when the server stops
+
+
+def test_the_pairing_socket_is_0600_whatever_the_umask_and_refuses_other_users(tmp_path, umask):
+    import asyncio
+
+    from edge.ble.pairing import PairingControl, PairingWindow, request_pairing
+
+    path = tmp_path / "run" / "pairing.sock"
+
+    async def scenario():
+        window = PairingWindow(60.0)
+        control = PairingControl(path, window)
+        await control.start()
+        modes = mode(path), mode(path.parent)
+        status = await asyncio.to_thread(request_pairing, path, "status")
+        await control.stop()
+        stranger = PairingControl(path, window, allowed_uids={4242})  # the caller (this test) is not uid 4242
+        await stranger.start()
+        refused = await asyncio.to_thread(request_pairing, path, "open", 30.0)
+        await stranger.stop()
+        return modes, status, refused, window.is_open, stranger.refused_peers
+
+    (socket_mode, folder_mode), status, refused, opened, refused_peers = asyncio.run(scenario())
+    assert socket_mode == 0o600 and folder_mode == 0o700
+    assert status["ok"] and status["open"] is False
+    assert refused["ok"] is False and "may not control pairing" in refused["error"]
+    assert not opened and refused_peers == 1
+
+
+def test_a_stale_socket_is_replaced_but_another_file_or_an_open_folder_is_refused(tmp_path, caplog):
+    import asyncio
+    import socket
+
+    from edge.ble.pairing import PairingControl, PairingError, PairingWindow
+
+    stale = tmp_path / "stale.sock"
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(stale))
+    leftover.close()
+    file = tmp_path / "file.sock"
+    file.write_text("not a socket\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+
+    async def scenario():
+        control = PairingControl(stale, PairingWindow())
+        await control.start()
+        await control.stop()
+        errors = []
+        for path in (file, shared / "pairing.sock"):
+            with pytest.raises(PairingError) as info:
+                await PairingControl(path, PairingWindow()).start()
+            errors.append(str(info.value))
+        return errors
+
+    errors = asyncio.run(scenario())
+    assert "exists and is not a socket" in errors[0] and file.read_text() == "not a socket\n"
+    assert "only its owner can write" in errors[1] and not (shared / "pairing.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (b"", "not a JSON request line"),
+        (b"\xff\xfe", "not a JSON request line"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"command": "reboot"}', "unknown command 'reboot'"),
+        (b'{"command": "open", "seconds": 1e9}', "seconds must be a number in (0, 3600]"),
+        (b'{"command": "open", "seconds": -1}', "seconds must be a number"),
+        (b'{"command": "open", "seconds": "120"}', "seconds must be a number"),
+        (b'{"command": "open", "seconds": NaN}', "seconds must be a number"),
+    ],
+)
+def test_bad_requests_on_the_socket_are_answered_and_leave_pairing_closed(line, words):
+    from edge.ble.pairing import PairingControl, PairingWindow
+
+    window = PairingWindow(60.0)
+    reply = PairingControl(Path("/nonexistent/p.sock"), window).handle(line)
+    assert reply["ok"] is False and words in reply["error"] and not window.is_open
+
+
+def test_forcecast_edge_pair_opens_the_window_of_the_running_service_and_exits_2_without_one(tmp_path, capsys):
+    import asyncio
+
+    from edge.ble.pairing import PairingControl, PairingWindow
+
+    path = tmp_path / "run" / "pairing.sock"
+    assert main(["edge", "pair", "--socket", str(path)]) == 2
+    assert "no pairing socket" in capsys.readouterr().err
+
+    async def scenario():
+        window = PairingWindow(60.0)
+        control = PairingControl(path, window)
+        await control.start()
+        code = await asyncio.to_thread(main, ["edge", "pair", "--socket", str(path), "--seconds", "45"])
+        opened = window.is_open, round(window.closes_in_s)
+        closed = await asyncio.to_thread(main, ["edge", "pair", "--socket", str(path), "--close"])
+        await control.stop()
+        return code, opened, closed, window.is_open
+
+    code, opened, closed, still_open = asyncio.run(scenario())
+    out = capsys.readouterr().out
+    assert code == 0 and opened == (True, 45) and "pairing open for 45 s" in out
+    assert closed == 0 and not still_open and "pairing closed" in out
