@@ -72,8 +72,9 @@ def test_fold_spec_refusals():
         parse_folds("1")
     with pytest.raises(CVError, match="more folds than subjects"):
         make_folds(["a", "b", "c"], 4, {}, 0)
-    with pytest.raises(CVError, match="at least 3 subjects"):
-        make_folds(["a", "b"], "loso", {}, 0)
+    with pytest.raises(CVError, match="at least 2 subjects"):
+        make_folds(["a"], "loso", {}, 0)
+    assert len(make_folds(["a", "b"], "loso", {}, 0)) == 2
 
 
 def test_mean_sd_is_the_sample_sd_over_finite_folds():

@@ -101,13 +101,13 @@ def make_folds(subject_ids: list[str], folds: str | int, subjects: Mapping[str, 
     Raises
     ------
     CVError
-        If there are fewer than 3 subjects (a fold needs a test subject and two to train and
-        validate on) or more folds than subjects.
+        If there are fewer than 2 subjects (a fold needs a test subject and one to train on; with
+        one training subject, validation is a held-out block of its trials) or more folds than subjects.
     """
     ids = sorted(set(subject_ids))
-    if len(ids) < 3:
+    if len(ids) < 2:
         raise CVError(
-            f"cross-validation needs at least 3 subjects with force data, got {len(ids)} ({', '.join(ids) or 'none'})"
+            f"cross-validation needs at least 2 subjects with force data, got {len(ids)} ({', '.join(ids) or 'none'})"
         )
     if folds == "loso":
         return [Fold(s, (s,)) for s in ids]
