@@ -2,12 +2,13 @@
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from edge.contract import ModelContract, Normalisation
+from edge.contract import ContractError, ModelContract, Normalisation
 from edge.keys import PRIVATE_NAME, PUBLIC_NAME, KeyFileError, key_id, load_private_key, load_public_key, new_key_pair
 from edge.package import (
     EDGETPU_MODEL_FILE,
@@ -255,3 +256,88 @@ def test_edgetpu_compatibility_of_our_ops():
         compatibility_line(ops)
         == "Edge TPU: 3 of 4 op kinds supported; not supported: UNPACK (from the first of these on, ops run on the CPU)"
     )
+
+
+def _contract_with(**changes) -> ModelContract:
+    from dataclasses import replace
+
+    return replace(contract(), **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rate_hz": 10.0},
+        {"rate_hz": 2000.0},
+        {"window": 4096, "out_len": 4000, "delay": 0, "rate_hz": 2000.0},
+        {"window": 4, "out_len": 1, "delay": 3},
+        {"rate_hz": 50.0, "window": 256, "out_len": 1, "delay": 100},  # 2.0 s behind: the longest allowed
+    ],
+)
+def test_contract_bounds_accept_their_edges(changes):
+    assert _contract_with(**changes).window >= 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rate_hz": 9.99}, "rate_hz = 9.99 is outside 10..2000 Hz"),
+        ({"rate_hz": 2000.5}, "rate_hz"),
+        ({"rate_hz": float("nan")}, "rate_hz = nan"),
+        ({"window": 4097, "out_len": 4, "rate_hz": 2000.0}, "window = 4097 is outside 1..4096"),
+        ({"out_len": 33}, "out_len = 33 is outside 1..window (32)"),
+        ({"delay": 29}, "delay = 29 is outside 0..window - out_len (28)"),
+        ({"rate_hz": 50.0, "window": 256, "out_len": 1, "delay": 101}, "s of latency, over 2 s"),
+        ({"leg_places": ("ipsi_shank", "ipsi_shank")}, "leg_places: ipsi_shank listed more than once"),
+        ({"output_unit": "N"}, "output_unit = 'N'"),
+        ({"notes": {"a": 1}}, "notes must map text to text"),
+    ],
+)
+def test_contract_bounds_refuse_just_beyond(changes, message):
+    with pytest.raises(ContractError, match=re.escape(message)):
+        _contract_with(**changes)
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        ((0.0, float("nan")), (1.0, 1.0), "mean[1] = nan"),
+        ((0.0, 2e6), (1.0, 1.0), "mean[1] = 2000000.0"),
+        ((0.0, 0.0), (1.0, 0.0), "std[1] = 0.0"),
+        ((0.0, 0.0), (float("inf"), 1.0), "std[0] = inf"),
+        ((0.0, 0.0), (1e-7, 1.0), "std[0] = 1e-07"),
+        ((0.0,), (1.0, 1.0), "mean has 1 values but std has 2"),
+    ],
+)
+def test_normalisation_must_be_finite_with_a_usable_std(mean, std, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Normalisation(mean, std)
+    assert Normalisation((0.0, -1e6), (1e-6, 1e6)).std == (1e-6, 1e6)
+
+
+def test_a_manifest_contract_names_the_normalisation_field(tmp_path, keys):
+    private, public, _, _ = keys
+    broken = json.loads(json.dumps(contract().to_dict()))
+    broken["targets"]["std"][2] = float("inf")
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match=re.escape("targets.std[2] = inf")) as info:
+        open_package(path, [public])
+    assert info.value.reason == "contract_invalid"
+    broken = contract().to_dict()
+    broken["channels"] = ["ipsi_shank_acc_x"]
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match="are not the channels of leg_places") as info:
+        open_package(path, [public])
+
+
+def test_reading_stays_within_the_member_limits(tmp_path, keys, monkeypatch):
+    import edge.package as package_module
+
+    private = keys[0]
+    path = make(tmp_path, private)
+    monkeypatch.setitem(package_module.MEMBER_LIMITS, MODEL_FILE, len(MODEL) - 1)
+    with pytest.raises(PackageError, match=f"model.tflite declares {len(MODEL):,} bytes") as info:
+        read_package(path)
+    assert info.value.reason == "too_large"
+    monkeypatch.setitem(package_module.MEMBER_LIMITS, MODEL_FILE, len(MODEL))
+    assert read_package(path).model == MODEL
