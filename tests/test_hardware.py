@@ -160,6 +160,9 @@ def test_unit_sandbox_leaves_the_runtime_what_it_needs(unit):
     store = load_device_config(DEVICE_TOML).store.path
     assert str(store.parent) in service["ReadWritePaths"].split()
     assert service["StateDirectory"] == "forcecast"
+    socket = load_device_config(DEVICE_TOML).ble.pairing_socket  # `forcecast edge pair` reaches the service here
+    assert socket.parent == Path("/run") / service["RuntimeDirectory"] and service["RuntimeDirectoryMode"] == "0700"
+    assert "AF_UNIX" in service["RestrictAddressFamilies"].split()
     assert "AF_BLUETOOTH" in service["RestrictAddressFamilies"].split()
     assert "PrivateNetwork" not in service, "Bluetooth sockets exist only in the host's network namespace"
     if service.get("DevicePolicy") == "closed":
