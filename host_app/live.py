@@ -51,6 +51,7 @@ class LiveView:
         self._server: asyncio.base_events.Server | None = None
         self._totals_task: asyncio.Task[None] | None = None
         self._last_state = logger.state
+        self._patient = ""  # from the records: device info carries no patient id (issue 13 item 11)
         logger.on_live = self._on_live
         logger.on_state = self._on_state
         logger.on_record = self._on_record
@@ -81,7 +82,7 @@ class LiveView:
 
     def today(self) -> dict[str, Any]:
         """Today's steps, cumulative vertical impulse and cues of the connected patient."""
-        patient = str(self.logger.device_info.get("patient_id", ""))
+        patient = self._patient or str(self.logger.device_info.get("patient_id", ""))
         if not patient:
             return {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0}
         start, end = day_bounds(datetime.now(self.tz).date(), self.tz)
@@ -111,6 +112,8 @@ class LiveView:
         self._broadcast("state", {"state": state, "device_id": self.logger.device_id})
 
     def _on_record(self, kind: str, payload: dict[str, Any]) -> None:
+        if payload.get("patient_id"):
+            self._patient = str(payload["patient_id"])
         if kind == "event" and payload.get("event") == "cue":
             self._broadcast(
                 "cue", {"leg": payload.get("leg"), "peak_bw": payload.get("peak_bw"), "t_unix": payload.get("t_unix")}

@@ -369,3 +369,17 @@ def test_forcecast_edge_pair_opens_the_window_of_the_running_service_and_exits_2
     out = capsys.readouterr().out
     assert code == 0 and opened == (True, 45) and "pairing open for 45 s" in out
     assert closed == 0 and not still_open and "pairing closed" in out
+
+
+def test_the_live_view_learns_the_patient_from_the_records_now_that_device_info_has_none(tmp_path):
+    from datetime import UTC
+    from types import SimpleNamespace
+
+    from host_app.live import LiveView
+    from host_app.store import HostStore
+
+    logger = SimpleNamespace(state="streaming", device_id="fc-sec", device_info={"device_id": "fc-sec"})
+    view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+    assert view.today()["patient_id"] is None
+    logger.on_record("step", {"patient_id": "P7", "leg": "r", "peak1_bw": 1.1})
+    assert view.today()["patient_id"] == "P7"
