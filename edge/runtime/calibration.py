@@ -86,7 +86,9 @@ def identity(columns: tuple[str, ...]) -> Calibration:
     return Calibration(columns, {})
 
 
-def estimate(columns: tuple[str, ...], values: FloatArray, align_gravity: bool = True) -> Calibration:
+def estimate(
+    columns: tuple[str, ...], values: FloatArray, align_gravity: bool = True, max_tilt_deg: float | None = MAX_TILT_DEG
+) -> Calibration:
     """Calibrate every place in ``columns`` from samples of a still pose.
 
     Parameters
@@ -97,6 +99,9 @@ def estimate(columns: tuple[str, ...], values: FloatArray, align_gravity: bool =
         Shape ``(n, len(columns))``, quiet standing, NaN rows allowed (ignored).
     align_gravity
         Also rotate gravity onto +z; if false only the gyro bias is removed.
+    max_tilt_deg
+        Refuse a sensor tilted more than this from its nominal frame; ``None`` accepts any mounting (the
+        model's contract asks for segment alignment, which finds the sensor's frame while walking).
 
     Raises
     ------
@@ -129,7 +134,7 @@ def estimate(columns: tuple[str, ...], values: FloatArray, align_gravity: bool =
             )
         up = gravity / magnitude
         tilt = float(np.rad2deg(np.arccos(np.clip(up[2], -1.0, 1.0))))
-        if tilt > MAX_TILT_DEG:
+        if max_tilt_deg is not None and tilt > max_tilt_deg:
             raise CalibrationError(
                 f"{place}: tilted {tilt:.0f}° from its nominal frame (gravity reads {np.round(gravity, 2).tolist()} "
                 "m/s², expected about (0, 0, 9.81)); check how the sensor is mounted (hardware/README.md)"
@@ -148,5 +153,7 @@ def _rotation_onto_z(up: FloatArray) -> FloatArray:
     z = np.array([0.0, 0.0, 1.0])
     axis = np.cross(up, z)
     cos = float(up @ z)
+    if cos < -0.999999:  # upside down: any half turn about a horizontal axis will do
+        return np.diag([1.0, -1.0, -1.0])
     skew = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
     return np.eye(3) + skew + skew @ skew / (1.0 + cos)

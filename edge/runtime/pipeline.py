@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from edge.contract import ContractError, ModelContract
 from edge.dsp.resample import CausalResampler
+from edge.dsp.segment_alignment import SEGMENT_V1, SegmentAlignment, StreamAligner
 from edge.features import channel_sources, static_features
 from edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
 from edge.runtime.config import DeviceConfig, PatientConfig
@@ -185,6 +186,11 @@ class Pipeline:
         self.detectors = {leg: StepDetector() for leg in runtime.legs}
         self.feedback = FeedbackGate(self.patient.peak_limit_bw, cue)
         self.calibration: Calibration | None = None if runtime.calibration_s > 0 else identity(self.columns)
+        # Segment alignment (when the contract asks for it): learnt while walking, frozen once converged;
+        # until then the gravity calibration alone applies and steps are flagged ``alignment_pending``.
+        self.aligner = StreamAligner(self.columns, contract.rate_hz) if contract.alignment == SEGMENT_V1 else None
+        self.alignment: dict[str, SegmentAlignment] | None = None
+        self._aligned_since: float | None = None
         self._calibration_rows: list[tuple[FloatArray, FloatArray]] = []
         self._calibration_start: float | None = None
         self._recent_events: deque[QualityEvent] = deque(maxlen=256)
@@ -216,7 +222,11 @@ class Pipeline:
             needed = needed_columns(contract, self.config.runtime.legs, self.columns)
         except ContractError:
             return False
-        return contract.rate_hz == self.contract.rate_hz and set(needed) <= set(self.columns)
+        return (
+            contract.rate_hz == self.contract.rate_hz
+            and contract.alignment == self.contract.alignment
+            and set(needed) <= set(self.columns)
+        )
 
     def switch_model(
         self,
@@ -237,7 +247,7 @@ class Pipeline:
         """
         if not self.can_switch_to(contract):
             raise ContractError(
-                f"model {model_version} needs another rate or other sensors than the running model; "
+                f"model {model_version} needs another rate, alignment or other sensors than the running model; "
                 "it can only start with the runtime"
             )
         with self._switch_lock:
@@ -267,6 +277,8 @@ class Pipeline:
         closing = self.guard.flush()
         if closing:
             self._emit_events(closing)
+        if self.aligner is not None:
+            self.report.calibration["alignment"] = self._alignment_report()
         self._write_summary(force=True)
         self.report.quality = dict(self.guard.counters.events)
         for predictor in [*self._retired, *self.predictors.values()]:
@@ -287,14 +299,24 @@ class Pipeline:
         t = np.concatenate([r[0] for r in rows])
         x = np.vstack([r[1] for r in rows])
         try:
-            self.calibration = estimate(self.columns, x, self.config.runtime.align_gravity)
+            # With segment alignment any mounting is fine: the tilt limit only guards nominal-frame models.
+            self.calibration = estimate(
+                self.columns,
+                x,
+                self.config.runtime.align_gravity,
+                **({"max_tilt_deg": None} if self.aligner is not None else {}),
+            )
             self.report.calibration = {"calibrated": True, "places": self.calibration.describe()}
         except CalibrationError as exc:
             self.calibration = identity(self.columns)
             self.report.calibration = {"calibrated": False, "reason": str(exc)}
             self._store("event", [(float(t[0]), {"event": "calibration_skipped", "detail": str(exc)})])
-        # The pose itself is not processed: it holds no steps, and catching up on it at once would
-        # only produce results seconds late. Prediction starts with the next chunk.
+        # The pose itself is not predicted on: it holds no steps, and catching up on it at once would
+        # only produce results seconds late. Prediction starts with the next chunk. Segment alignment
+        # learns gravity from it (at the model rate, as from the rest of the stream).
+        if self.aligner is not None:
+            _, grid_x = self.resampler.push(t, self.calibration.apply(x))
+            self.aligner.update(grid_x)
         self._last_t = float(t[-1])
 
     def _process(self, t: FloatArray, x: FloatArray) -> None:
@@ -304,6 +326,8 @@ class Pipeline:
         grid_t, grid_x = self.resampler.push(t, self.calibration.apply(x))
         if grid_t.size == 0:
             return
+        if self.aligner is not None:
+            grid_x = self._align(grid_t, grid_x)
         self._remember(grid_t, grid_x)
         for leg, predictor in self.predictors.items():
             out_t, grf = predictor.push(grid_t, grid_x)
@@ -328,6 +352,43 @@ class Pipeline:
         if self._on_switched is not None and any(p.inferences for p in self.predictors.values()):
             on_switched, self._on_switched = self._on_switched, None
             on_switched()
+
+    def _align(self, grid_t: FloatArray, grid_x: FloatArray) -> FloatArray:
+        """Learn the segment alignment until it converges, then rotate every chunk with the frozen estimate."""
+        assert self.aligner is not None
+        if self.alignment is None:
+            self.aligner.update(grid_x)
+            results = self.aligner.results()
+            if not all(r.converged for r in results.values()):
+                return grid_x
+            self.alignment = results
+            self._aligned_since = float(grid_t[0])
+            self.report.calibration["alignment"] = self._alignment_report()
+            self._store(
+                "event",
+                [
+                    (
+                        float(grid_t[0]),
+                        {
+                            "event": "alignment_converged",
+                            "detail": ", ".join(
+                                f"{p} (gravity from {r.gravity_from}, {r.walking_s:.0f} s walking)"
+                                for p, r in results.items()
+                            ),
+                        },
+                    )
+                ],
+            )
+        return self.aligner.apply(grid_x, self.alignment)
+
+    def _alignment_report(self) -> dict[str, Any]:
+        assert self.aligner is not None
+        results = self.alignment or self.aligner.results()
+        return {
+            "converged": self.alignment is not None,
+            "since_s": self._aligned_since,
+            "places": {p: r.describe() for p, r in results.items()},
+        }
 
     def _remember(self, grid_t: FloatArray, grid_x: FloatArray) -> None:
         """Keep the last :data:`HISTORY_S` of resampled input, to prime a model that takes over."""
@@ -359,6 +420,12 @@ class Pipeline:
         lookback = self.contract.window / self.contract.rate_hz
         flags = sorted(
             {e.kind for e in self._recent_events if e.end_s >= stance.ic_s - lookback and e.start_s <= stance.tc_s}
+            | (
+                {"alignment_pending"}
+                if self.aligner is not None
+                and (self._aligned_since is None or stance.ic_s - lookback < self._aligned_since)
+                else set()
+            )
         )
         other = "l" if leg == "r" else "r"
         asymmetry = None
