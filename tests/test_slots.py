@@ -92,3 +92,41 @@ def test_a_model_that_never_confirms_is_rolled_back_at_the_next_start(tmp_path):
     assert slots.model_for_start() == (slots.active, False)
     with pytest.raises(SlotError, match="no previous"):
         ModelSlots(tmp_path / "new", TRUSTED).rollback()
+
+
+def test_the_folder_lock_is_reentrant_for_its_holder_and_exclusive_for_everyone_else(tmp_path):
+    import threading
+
+    slots = ModelSlots(tmp_path, TRUSTED)
+    other = ModelSlots(tmp_path, TRUSTED)  # another owner of the same folder (as another process would be)
+    refused: list[str] = []
+
+    def try_other() -> None:
+        try:
+            with other.locked(wait=False):
+                refused.append("got it")
+        except SlotError as exc:
+            refused.append(exc.reason)
+
+    with slots.locked(), slots.locked():  # nested: the holder's own operations call each other
+        upload(slots, PACKAGE)
+        thread = threading.Thread(target=try_other)
+        thread.start()
+        thread.join()
+        assert refused == ["busy"] and other.confirm(wait=False) is False
+    try_other()
+    assert refused == ["busy", "got it"]
+
+
+def test_a_commit_killed_before_its_switch_leaves_nothing_that_outlives_the_next_start(tmp_path):
+    slots = ModelSlots(tmp_path, TRUSTED)
+    upload(slots, PACKAGE)
+    slots.commit()
+    slots.confirm()
+    upload(slots, OTHER)
+    (tmp_path / "candidate.fcpkg").write_bytes(OTHER[: len(OTHER) // 2])  # killed while writing its candidate
+    assert slots.peek_upload().offset == len(OTHER)
+    path, rolled_back = slots.model_for_start()
+    assert not rolled_back and path.read_bytes() == PACKAGE and not (tmp_path / "candidate.fcpkg").exists()
+    slots.commit()  # the upload itself is still whole and commits
+    assert slots.active.read_bytes() == OTHER and slots.peek_upload() is None

@@ -30,10 +30,13 @@ from hypothesis import strategies as st
 import edge.runtime.updates as updates_module
 from edge.interpreter import TFLiteModel
 from edge.keys import load_public_key
+from edge.link import DeviceLink
 from edge.package import read_package
+from edge.protocol import UPLOAD_BEGIN_REPLY, Opcode, Status, decode_reply, encode_request
 from edge.runtime.config import load_device_config
 from edge.runtime.health import Health, HealthMonitor
 from edge.runtime.launch import build_runtime
+from edge.runtime.store import RecordStore
 from edge.runtime.updates import ModelUpdates, sensor_columns, start_model
 from edge.selftest import FLOAT_OUTPUT_STEP, TOLERANCE_STEPS, golden_rule, run_golden
 from edge.slots import CANDIDATE, PART, UPLOAD, ModelSlots, SlotError
@@ -212,8 +215,14 @@ def _weight_regions(model: bytes) -> list[tuple[int, int]]:
 
 
 def test_an_upload_begun_during_a_commit_never_replaces_the_verified_package(device, tmp_path, monkeypatch):
-    """UPLOAD_BEGIN for another package arrives while the commit self-tests (slowed); 50 rounds."""
+    """UPLOAD_BEGIN for another package arrives while the commit self-tests (slowed); 50 rounds.
+
+    Every other round goes over the link's control point, as a reconnected host's request would (each
+    request in a thread of its own, as the GATT server runs them).
+    """
     slots, updates = device["slots"], device["updates"]
+    link = DeviceLink(RecordStore(tmp_path / "d.sqlite", device_id="fc-race"), {}, updates=updates)
+    link.connected(247, encrypted=True)
     packages = [resign(INT8, tmp_path / f"v{i}.fcpkg", device["key"], f"int8-v{i}").read_bytes() for i in range(2)]
     in_selftest = threading.Event()
     real_golden = updates_module.run_golden
@@ -226,20 +235,32 @@ def test_an_upload_begun_during_a_commit_never_replaces_the_verified_package(dev
     monkeypatch.setattr(updates_module, "run_golden", slow_golden)
     for round_ in range(50):
         wanted, other = packages[round_ % 2], packages[(round_ + 1) % 2]
+        over_link = round_ % 2 == 1
         assert upload(updates, wanted)
         in_selftest.clear()
         outcome: dict[str, Any] = {}
 
-        def commit(outcome: dict[str, Any] = outcome) -> None:
-            outcome["note"] = updates.commit()
+        def commit(outcome: dict[str, Any] = outcome, over_link: bool = over_link) -> None:
+            if over_link:
+                reply = decode_reply(link.handle_control(encode_request(Opcode.UPLOAD_COMMIT, 1)))
+                outcome["note"] = reply.payload.decode() if reply.status is Status.OK else reply.status.name
+            else:
+                outcome["note"] = updates.commit()
 
         committing = threading.Thread(target=commit)
         committing.start()
         assert in_selftest.wait(10.0)
-        begun = updates.begin(len(other), sha256(other))  # the reconnected host's UPLOAD_BEGIN
+        if over_link:  # the reconnected host's UPLOAD_BEGIN
+            reply = decode_reply(
+                link.handle_control(encode_request(Opcode.UPLOAD_BEGIN, 2, len(other), bytes.fromhex(sha256(other))))
+            )
+            assert reply.status is Status.OK
+            begun = UPLOAD_BEGIN_REPLY.unpack(reply.payload)
+        else:
+            begun = updates.begin(len(other), sha256(other))
         committing.join(10.0)
-        assert outcome.get("note") == f"int8-v{round_ % 2}", round_
-        assert begun == (0, 0)  # the new upload starts from scratch, after the commit
+        assert outcome.get("note") == f"int8-v{round_ % 2}", (round_, outcome)
+        assert tuple(begun) == (0, 0)  # the new upload starts from scratch, after the commit
         assert sha256(slots.active.read_bytes()) == sha256(wanted), round_
         assert not (slots.folder / CANDIDATE).exists()
         trial = json.loads((slots.folder / "trial.json").read_text())
@@ -342,6 +363,7 @@ CRASHER = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from edge.runtime.launch import build_runtime
+from edge.runtime.store import RecordStore
     config, store, crash_version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     runtime = build_runtime(None, "synthetic:3", config, [], store, speed=0.0)
     print(runtime.pipeline.model_version, flush=True)
