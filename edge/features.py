@@ -8,6 +8,11 @@ mirrored across the sagittal plane so that one model serves both legs: accelerat
 
 Training and the device both call these functions, so a channel can never be mapped differently on
 the two sides.
+
+Mirroring assumes the nominal sensor frame (x anterior, y left, z up). A sensor strapped on in any other
+orientation, or with a vendor's axis convention, must first be rotated into its segment's frame: models
+whose contract says ``alignment = "segment_v1"`` get that from :mod:`edge.dsp.segment_alignment`, in
+training and on the device, before these functions run.
 """
 
 from __future__ import annotations
