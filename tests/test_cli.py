@@ -87,7 +87,7 @@ def test_synth_reads_a_toml_config_and_flags_override_it(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
-        ("[synth]\nsubject = 3\n", "unknown key(s) subject"),
+        ("[synth]\nsubject = 3\n", "unknown key 'subject' (did you mean 'subjects'?)"),
         ('[synth]\nduration_s = "sixty"\n', "duration_s: expected a number, got 'sixty'"),
         ("[synth]\nsubjects = 0\n", "subjects must be 1..999"),
         ("[other]\n", "no [synth] table"),
