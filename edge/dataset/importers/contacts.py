@@ -22,7 +22,7 @@ from edge.dataset.importers.recording import FloatArray, Plate, Recording
 MERGE_GAP_S = 0.03
 """Loaded runs of one plate closer than this are one contact."""
 MIN_CONTACT_S = 0.05
-TOUCH_MARGIN_M = 0.05
+TOUCH_MARGIN_M = 0.02
 """A marker this close outside a plate's edge counts as touching it (sole around the marker)."""
 STILL_SPEED_MPS = 0.25
 """A heel or toe marker slower than this rests on the ground (a swinging foot moves at metres per second)."""

@@ -145,7 +145,8 @@ def remove_sample_and_hold(
     grid_k = np.arange(0, int(k[-1]) + 1)
     grid_t = intercept + slope * grid_k
     dt_analog = float(np.median(np.diff(time_s)))
-    index = np.clip(np.searchsorted(time_s, grid_t + 0.5 * dt_analog, side="right") - 1, 0, time_s.size - 1)
+    # A sample shows up within one analog step after the fitted line: read the held value one step on.
+    index = np.clip(np.searchsorted(time_s, grid_t + dt_analog, side="right") - 1, 0, time_s.size - 1)
     # A sensor that started late or stopped early leaves one long held value at either end: those
     # repeats are not samples.
     first = time_s[starts[1]] - 1.5 * slope
