@@ -46,6 +46,15 @@ IMUs (feet, shanks, thighs, pelvis)
     noise, gyro drift, its own anti-alias filter and rate (100, 104, 128 or 200 Hz per session),
     16-bit quantisation and ±16 g / ±2000 °/s saturation.
 
+Hard preset (``SynthConfig(preset="hard")``, ``[synth] preset = "hard"``)
+    What real recordings hold, for end-to-end tests: each sensor placed on its segment's skin (lateral
+    thigh and shank, dorsal foot, sacrum) turned by any angle about the skin's normal and tilted by its
+    curvature, drawn per subject session; a vendor's axis convention (permutations with sign flips);
+    soft-tissue motion of each sensor against its bone (a slow wobble of about 1° and a damped
+    oscillation after every heel strike, loosest on the thigh); a quarter of the body masses written
+    blank. Each can also be set on its own (``mounting``, ``vendor_frames``, ``soft_tissue``,
+    ``unknown_mass_fraction``). The default ``easy`` preset is the demo lab described above.
+
 Not modelled: overground gait initiation, turns, stairs, running, trunk sensors, magnetometers,
 and clock drift between IMU and force plate (both share one clock here).
 """
