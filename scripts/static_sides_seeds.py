@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+import logging
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of walking per trial")
     args = parser.parse_args(argv)
 
+    logging.getLogger("edge.runtime.inference").setLevel(logging.ERROR)  # clipping is reported in the JSON
     base = SynthConfig(
         subjects=SUBJECTS,
         duration_s=args.duration,
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             run = train(data, args.out / f"seed{seed}", config, verbose=0, loaded=loaded)
         split, sets = split_sequences(loaded, config)
         every = [s for group in sets.values() for s in group]
-        fed = max(float(np.max(np.abs(static_inputs(run.contract, s.static)))) for s in every)
+        fed_all = np.abs(np.stack([static_inputs(run.contract, s.static) for s in every]))
+        fed = float(fed_all.max())
+        fed_feature = run.contract.static_features[int(np.argmax(fed_all.max(axis=0)))]
         old = Normalisation.fit(np.stack([s.static for s in sets["train"]]))  # the pre-issue-14 z-scoring
         old_max = max(float(np.max(np.abs(old.apply(s.static)))) for s in every)
         naive = run.metrics["subject_naive"]["pooled"]
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "r_stance": {a: m["r"] for a, m in naive["stance_axes"].items()},
                 "nrmse_v_pct": naive["axes"]["v"]["nrmse_pct"],
                 "max_abs_static_input": round(fed, 4),
+                "max_abs_static_feature": fed_feature,
                 "old_zscore_max_abs_static": round(old_max, 1),
                 "neutralised": run.metrics["static_neutralised"],
                 "warnings": len([w for w in caught if issubclass(w.category, TrainingDataWarning)]),
