@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
-import logging
 import warnings
 from dataclasses import replace
 from pathlib import Path
