@@ -56,7 +56,7 @@ def table_recording(table: LabTable, mapping: Mapping, time_label: str | None = 
     else:  # OpenSim files: time in seconds, always the first column
         index = table.labels.index(time_label)
         time = table.values[:, index]
-    check_time(time, table.source, 1)
+    check_time(time, table.source)
     notes: list[str] = []
     imu = None
     if mapping.channels:

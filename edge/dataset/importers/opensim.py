@@ -66,7 +66,9 @@ def parse_storage(text: str, source: str = "<text>") -> LabTable:
     if labels[0].lower() != "time":
         raise TableFormatError(f"{source}, line {label_line}: first column is {labels[0]!r}, expected 'time'")
     rows = []
+    line_numbers = []
     for line_number, line in body[1:]:
+        line_numbers.append(line_number)
         cells = line.split()
         if len(cells) != len(labels):
             raise TableFormatError(
@@ -85,7 +87,7 @@ def parse_storage(text: str, source: str = "<text>") -> LabTable:
         raise TableFormatError(f"{source}: {len(rows)} data row(s); a trial needs at least 2")
     values = np.asarray(rows, dtype=np.float64)
     _check_counts(header, len(rows), len(labels), source)
-    check_time(values[:, 0], source, label_line)
+    check_time(values[:, 0], source, line_numbers)
     return LabTable(source, labels, values, header)
 
 
@@ -98,16 +100,23 @@ def read_storage(path: Path) -> LabTable:
     return parse_storage(text, str(path))
 
 
-def check_time(time: NDArray[np.float64], source: str, label_line: int) -> None:
-    """Time must be finite and strictly increasing (line numbers count the label line)."""
+def check_time(time: NDArray[np.float64], source: str, line_numbers: list[int] | None = None) -> None:
+    """Time must be finite and strictly increasing; ``line_numbers`` (1-based, per row) name where it is not.
+
+    Without line numbers, rows are named as data rows (1-based, header not counted).
+    """
+
+    def where(row: int) -> str:
+        return f"line {line_numbers[row]}" if line_numbers is not None else f"row {row + 1}"
+
     bad = np.flatnonzero(~np.isfinite(time))
     if bad.size:
-        raise TableFormatError(f"{source}, line {label_line + 1 + int(bad[0])}: time is not a finite number")
+        raise TableFormatError(f"{source}, {where(int(bad[0]))}: time is not a finite number")
     backwards = np.flatnonzero(np.diff(time) <= 0)
     if backwards.size:
         row = int(backwards[0]) + 1
         raise TableFormatError(
-            f"{source}, line {label_line + 1 + row}: time {time[row]:g} does not increase (after {time[row - 1]:g})"
+            f"{source}, {where(row)}: time {time[row]:g} does not increase (after {time[row - 1]:g})"
         )
 
 

@@ -130,8 +130,8 @@ def remove_sample_and_hold(
     if float(np.mean(same)) <= HOLD_FRACTION:
         return time_s, values, None
     starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
-    if starts.size < 3:
-        raise ValueError(f"{source}: IMU channels hold {starts.size} distinct value(s) only: no signal")
+    if starts.size < 3:  # a dead (constant) sensor: nothing to recover; the dataset check reports it
+        return time_s, values, None
     # The sensor's period is not a whole number of analog samples (e.g. 104 Hz held at 1 kHz gives
     # steps of 9 and 10 samples): take it from the median step first, then refine it over the whole
     # recording, counting any step of about two periods as a repeated true value.
