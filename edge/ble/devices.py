@@ -7,10 +7,14 @@ and encryption included, with no Bluetooth hardware.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from bumble.controller import Controller
 from bumble.device import Device
@@ -35,12 +39,50 @@ def static_address(seed: str) -> str:
     return ":".join(f"{octet:02X}" for octet in octets)
 
 
+class PrivateJsonKeyStore(JsonKeyStore):
+    """bumble's JSON bond store, written mode 0600 whatever the umask and never through a symbolic link.
+
+    The file holds the long-term keys of every bonded host. bumble's own ``save`` writes a temporary file
+    with ``open()`` (following a link planted at its name, mode from the umask); this one creates it with
+    ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600, syncs it, then renames it over the store.
+    """
+
+    def __init__(self, namespace: str, filename: Path) -> None:
+        super().__init__(namespace=namespace, filename=str(filename))
+        self.filename = Path(filename).absolute()  # bumble resolved links here; keep the path as given
+        self.directory_name = self.filename.parent
+
+    async def save(self, db: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Write the whole store atomically (0600, no links followed)."""
+        filename = Path(self.filename)
+        temp = filename.with_name(filename.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # a leftover of a crash, or a planted link: unlink removes the link, not its target
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(temp, flags, 0o600), "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
+            json.dump(db, out, sort_keys=True, indent=4)
+            out.flush()
+            os.fsync(out.fileno())
+        temp.replace(filename)  # rename replaces a link at ``filename`` itself, never its target
+
+
 def keystore_at(path: Path | None, namespace: str) -> KeyStore:
-    """Bonds kept in a JSON file (``path``) or only in memory (``None``)."""
+    """Bonds kept in a JSON file (``path``, folder created 0700, file 0600) or only in memory (``None``).
+
+    Raises
+    ------
+    RadioError
+        If ``path`` is a symbolic link.
+    """
     if path is None:
         return MemoryKeyStore()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JsonKeyStore(namespace=namespace, filename=str(path))
+    if path.is_symlink():
+        raise RadioError(f"[ble] keystore {path} is a symbolic link; bonds are kept only in a real file")
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.chmod(0o700)
+    return PrivateJsonKeyStore(namespace, path)
 
 
 def virtual_device(link: LocalLink, name: str, address: str, keystore: KeyStore | None = None) -> Device:

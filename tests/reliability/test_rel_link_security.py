@@ -170,11 +170,11 @@ def test_device_info_of_the_real_test_package_has_no_patient_fields():
 DEVICE_ADDRESS = "C7:11:22:33:44:55"
 
 
-async def new_host(link, number: int):
+async def new_host(link, number: int, keystore=None):
     from edge.ble.devices import virtual_device
     from host_app.bleak_bumble import prepare_central
 
-    central = prepare_central(virtual_device(link, f"host{number}", f"C1:F0:CA:57:00:{number:02X}"))
+    central = prepare_central(virtual_device(link, f"host{number}", f"C1:F0:CA:57:00:{number:02X}", keystore))
     await central.power_on()
     return central
 
@@ -200,18 +200,18 @@ async def try_to_pair(central) -> bool:
         return True
 
 
-async def boot(tmp_path: Path, socket_path: Path):
+async def boot(tmp_path: Path, socket_path: Path, bonds: Path | None = None):
     """One start of the device: a new server (as after a power cut) on a fresh in-process link."""
     from bumble.link import LocalLink
 
-    from edge.ble.devices import virtual_device
+    from edge.ble.devices import keystore_at, virtual_device
     from edge.ble.server import GattServer
     from edge.link import DeviceLink
     from edge.runtime.store import RecordStore
 
     link = LocalLink()
     store = RecordStore(tmp_path / "device.sqlite", device_id="fc-sec")
-    device = virtual_device(link, "fcast", DEVICE_ADDRESS)
+    device = virtual_device(link, "fcast", DEVICE_ADDRESS, keystore_at(bonds, DEVICE_ADDRESS) if bonds else None)
     server = GattServer(
         device, DeviceLink(store, {"device_id": "fc-sec"}), "fcast", pairing_window_s=60.0, pairing_socket=socket_path
     )
@@ -383,3 +383,63 @@ def test_the_live_view_learns_the_patient_from_the_records_now_that_device_info_
     assert view.today()["patient_id"] is None
     logger.on_record("step", {"patient_id": "P7", "leg": "r", "peak1_bw": 1.1})
     assert view.today()["patient_id"] == "P7"
+
+
+def test_a_bonded_host_reconnects_after_a_restart_without_the_local_action_while_a_new_one_is_refused(tmp_path):
+    import asyncio
+
+    from bumble.keys import MemoryKeyStore
+
+    from edge.ble.pairing import request_pairing
+
+    socket_path, bonds = tmp_path / "run" / "pairing.sock", tmp_path / "bonds.json"
+    host_keys = MemoryKeyStore()  # the laptop keeps its bond across the device's restart
+
+    async def scenario():
+        link, server, device, store = await boot(tmp_path, socket_path, bonds)
+        host = await new_host(link, 1, host_keys)
+        await asyncio.to_thread(request_pairing, socket_path, "open", 30.0)
+        first = await try_to_pair(host)
+        await shut_down(server, device, store, host)
+        link, server, device, store = await boot(tmp_path, socket_path, bonds)  # restart: pairing closed again
+        same = await new_host(link, 1, host_keys)
+        again = await try_to_pair(same)
+        stranger = await new_host(link, 2)
+        other = await try_to_pair(stranger)
+        stats = server.stats()
+        await shut_down(server, device, store, same, stranger)
+        return first, again, other, stats
+
+    first, again, other, stats = asyncio.run(scenario())
+    assert first and again and not other
+    assert stats["pairing_accepted"] == 0 and stats["pairing_refused"] >= 1  # the bonded host did not pair anew
+
+
+def test_the_bond_store_is_written_0600_whatever_the_umask_and_never_through_a_link(tmp_path, umask):
+    import asyncio
+
+    from bumble.keys import PairingKeys
+
+    from edge.ble.devices import RadioError, keystore_at
+
+    bonds = tmp_path / "state" / "bonds.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    bonds.parent.mkdir(mode=0o700)
+    (bonds.parent / "bonds.json.tmp").symlink_to(victim)  # planted where the store writes its temporary file
+
+    async def scenario():
+        store = keystore_at(bonds, DEVICE_ADDRESS)
+        await store.update("C1:F0:CA:57:00:01/P", PairingKeys(address_type=1))
+        return await store.get("C1:F0:CA:57:00:01/P")
+
+    assert asyncio.run(scenario()) is not None
+    assert mode(bonds) == 0o600 and not bonds.is_symlink() and victim.read_text() == "precious\n"
+    assert not (bonds.parent / "bonds.json.tmp").exists()
+    link = tmp_path / "linked.json"
+    link.symlink_to(victim)
+    with pytest.raises(RadioError, match="is a symbolic link"):
+        keystore_at(link, DEVICE_ADDRESS)
+    fresh = tmp_path / "new" / "deeper" / "bonds.json"
+    keystore_at(fresh, DEVICE_ADDRESS)
+    assert mode(fresh.parent) == 0o700
