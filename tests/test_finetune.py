@@ -131,3 +131,27 @@ def test_init_from_refuses_what_does_not_match(source_run, tiny_dataset, tmp_pat
     assert _train(tiny_dataset, tmp_path / "f", config, "--freeze", "conv*") == 2
     assert "freeze needs init_from" in capsys.readouterr().err
     assert not (tmp_path / "a" / "model.keras").exists()
+
+
+def test_contract_differences_name_every_input_defining_field(source_run):
+    from dataclasses import replace
+
+    from edge.contract import ModelContract, Normalisation
+    from training.finetune import contract_differences
+
+    source, _ = source_run
+    contract = ModelContract.load(source / "contract.json")
+    assert contract_differences(contract, contract) == []
+    # normalisation and notes may differ (the source's normalisation is adopted)
+    shifted = Normalisation(tuple(m + 1.0 for m in contract.targets.mean), contract.targets.std)
+    assert contract_differences(contract, replace(contract, notes={"x": "y"}, targets=shifted)) == []
+    changed = replace(contract, rate_hz=50.0, delay=1)
+    assert contract_differences(contract, changed) == [
+        "delay: 2 in the source run, 1 here",
+        "rate_hz: 100.0 in the source run, 50.0 here",
+    ]
+    if hasattr(contract, "alignment"):  # segment alignment is part of what the model expects
+        other = "segment_v1" if contract.alignment == "none" else "none"
+        assert contract_differences(contract, replace(contract, alignment=other)) == [
+            f"alignment: {contract.alignment!r} in the source run, {other!r} here"
+        ]
