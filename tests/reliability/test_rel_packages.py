@@ -530,7 +530,7 @@ def _read_everything(path: Path, public: Any) -> None:
     verify(package, [public])
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
@@ -559,11 +559,27 @@ def test_fuzz_one_manifest_field_replaced_gives_only_package_errors(field, value
             raise AssertionError("an edited manifest was accepted")  # its signature no longer matches
 
 
+NESTED = [(table, key) for table in ("inputs", "static", "targets") for key in ("mean", "std")]
+
+
 @FUZZ
-@given(field=st.sampled_from(sorted(REAL["contract"])), value=JSON, extra=st.booleans())
-def test_fuzz_contract_fields_give_only_contract_errors(field, value, extra):
+@given(
+    field=st.sampled_from(sorted(REAL["contract"]) + NESTED),
+    value=JSON,
+    index=st.none() | st.integers(0, 5),
+    extra=st.booleans(),
+)
+def test_fuzz_contract_fields_give_only_contract_errors(field, value, index, extra):
     contract = copy.deepcopy(REAL["contract"])
-    contract[field] = value
+    if isinstance(field, tuple):  # one normalisation list, or one number in it
+        table, key = field
+        if index is None:
+            contract[table][key] = value
+        else:
+            values = contract[table][key]
+            values[index % len(values)] = value
+    else:
+        contract[field] = value
     if extra:
         contract["unexpected"] = value
     try:
