@@ -116,3 +116,8 @@ class SynthConfig:
         for name in ("control_fraction", "unknown_hka_fraction", "unknown_mass_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be 0..1, got {getattr(self, name)}")
+
+
+def hard_preset(**overrides: object) -> SynthConfig:
+    """The hard preset (see :class:`SynthConfig`), with any field overridden."""
+    return SynthConfig(preset="hard", **overrides)  # type: ignore[arg-type]

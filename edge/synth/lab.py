@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,9 @@ def generate_dataset(
     """
     out.mkdir(parents=True, exist_ok=True)
     subjects = subjects_for(config)
-    write_subjects(out / "subjects.csv", [s.as_subject() for s in subjects])
+    rows = [s.as_subject() for s in subjects]
+    rows = [r if s.mass_known else replace(r, body_mass_kg=float("nan")) for s, r in zip(subjects, rows, strict=True)]
+    write_subjects(out / "subjects.csv", rows)  # unknown masses are written blank
     conditions = (["static"] if config.static_s > 0 else []) + [f"walk_{s}" for s in config.speeds]
     work = [(s, c) for s in subjects for c in conditions]
     items: Iterable[tuple[VirtualSubject, str]] = progress(work, len(work)) if progress else work

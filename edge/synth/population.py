@@ -124,10 +124,13 @@ class VirtualSubject:
         return self.severity if {"left": "l", "right": "r"}.get(self.affected_side) == side else 0.0
 
     def as_subject(self) -> Subject:
-        """The row of ``subjects.csv`` (what a lab would know about this person; unknown mass is NaN)."""
+        """The row of ``subjects.csv`` (what a lab would know about this person).
+
+        The mass is the true one even when ``mass_known`` is false: the dataset writer blanks it.
+        """
         return Subject(
             self.subject_id,
-            round(self.body_mass_kg, 1) if self.mass_known else float("nan"),
+            round(self.body_mass_kg, 1),
             round(self.height_m, 3),
             round(self.hka_deg, 1) if self.hka_known else None,
             self.affected_side,
