@@ -363,13 +363,17 @@ CRASHER = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from edge.runtime.launch import build_runtime
-from edge.runtime.store import RecordStore
     config, store, crash_version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     runtime = build_runtime(None, "synthetic:3", config, [], store, speed=0.0)
     print(runtime.pipeline.model_version, flush=True)
+    first = []
     def crash(kind, payload):
+        # a second of output after its first inference (when the old rule had confirmed it), the model brings
+        # the process down (as a segfaulting delegate would)
         if kind == "grf" and runtime.pipeline.model_version == crash_version:
-            os._exit(70)  # the model's first inference brings the process down (as a segfaulting delegate would)
+            first.append(float(payload["time_s"][0]))
+            if float(payload["time_s"][-1]) - first[0] >= 1.0:
+                os._exit(70)
     runtime.pipeline.listeners.append(crash)
     report = runtime.run(duration_s=30.0)
     runtime.close()
