@@ -3,8 +3,11 @@
 The device's models live in :class:`edge.slots.ModelSlots` (``[models] folder`` in ``device.toml``).
 A candidate is accepted only if, on top of the slots' own checks (size, SHA-256, signature by a
 trusted key), its contract fits the device (its sensors, the legs it predicts, the Edge TPU if one is
-configured) and its golden input/output pairs reproduce on this device's interpreter. The same check
-runs for an upload over BLE and for ``forcecast flash --path`` on a mounted model folder.
+configured), its golden input/output pairs reproduce on this device's interpreter (in whole output
+steps, :mod:`edge.selftest`) and it is not older than the device's model (unless allowed). The same
+check runs for an upload over BLE and for ``forcecast flash --path`` on a mounted model folder, and
+:class:`ModelUpdates` is the one owner of the active model for both. A switched model stays on trial
+until its health period (:mod:`edge.runtime.health`) ends.
 """
 
 from __future__ import annotations
