@@ -48,6 +48,8 @@ MAX_DIRECTORY_BYTES: Final = 64 * 1024
 """Largest zip central directory (a package's is a few hundred bytes)."""
 _EOCD_SIGNATURE: Final = b"PK\x05\x06"
 _EOCD_SIZE: Final = 22
+_ZIP64_LOCATOR_SIGNATURE: Final = b"PK\x06\x07"
+_ZIP64_LOCATOR_SIZE: Final = 20
 REQUIRED_FIELDS: Final = (
     "format",
     "format_version",
@@ -164,6 +166,11 @@ def _check_member_count(path: Path, handle: BinaryIO, size: int) -> None:
     at = tail.rfind(_EOCD_SIGNATURE)
     if at < 0 or at + _EOCD_SIZE > len(tail):
         return  # not a zip: zipfile says so
+    end_record = size - tail_size + at
+    if end_record >= _ZIP64_LOCATOR_SIZE:  # zipfile would take the counts and sizes from a ZIP64 record instead
+        handle.seek(end_record - _ZIP64_LOCATOR_SIZE)
+        if handle.read(4) == _ZIP64_LOCATOR_SIGNATURE:
+            raise PackageError("unsupported", f"{path}: a ZIP64 archive; packages are plain zips of a few MiB")
     entries, directory_bytes = struct.unpack_from("<HI", tail, at + 10)
     if entries > len(MEMBER_LIMITS):
         raise PackageError(

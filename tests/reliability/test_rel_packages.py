@@ -102,11 +102,14 @@ def deflated(name: str, data: bytes) -> Member:
     return Member(name, packer.compress(data) + packer.flush(), zlib.crc32(data), len(data))
 
 
-def write_zip(path: Path, members: list[Member], listed: int | None = None, directory_pad: int = 0) -> Path:
+def write_zip(
+    path: Path, members: list[Member], listed: int | None = None, directory_pad: int = 0, zip64: bool = False
+) -> Path:
     """A zip of ``members`` exactly as given (duplicates, lies and all).
 
     ``listed`` overrides the member count in the end record; ``directory_pad`` adds that many bytes of
-    extra field to every directory entry (a directory far larger than a package's).
+    extra field to every directory entry (a directory far larger than a package's); ``zip64`` adds a ZIP64
+    end record (whose counts zipfile would trust over the plain end record's) claiming 100000 members.
     """
     body, directory = bytearray(), bytearray()
     for m in members:
@@ -140,6 +143,10 @@ def write_zip(path: Path, members: list[Member], listed: int | None = None, dire
         directory += name + extra
     count = len(members) if listed is None else listed
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(directory), len(body), 0)
+    if zip64:
+        at = len(body) + len(directory)
+        record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 100_000, 100_000, 8 << 20, len(body))
+        end = record + struct.pack("<4sLQL", b"PK\x06\x07", 0, at, 1) + end
     path.write_bytes(bytes(body + directory + end))
     return path
 
@@ -461,6 +468,10 @@ def test_a_zip_whose_end_record_or_directory_lies_is_refused_before_its_director
     with pytest.raises(PackageError, match="directory is") as info:
         read_package(padded)
     assert info.value.reason == "too_many_members"
+    zip64 = write_zip(tmp_path / "zip64.fcpkg", members, zip64=True)
+    with pytest.raises(PackageError, match="ZIP64") as info:
+        read_package(zip64)
+    assert info.value.reason == "unsupported"
 
 
 def test_a_package_file_over_the_limit_is_refused_unread(tmp_path):
