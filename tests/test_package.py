@@ -341,3 +341,31 @@ def test_reading_stays_within_the_member_limits(tmp_path, keys, monkeypatch):
     assert info.value.reason == "too_large"
     monkeypatch.setitem(package_module.MEMBER_LIMITS, MODEL_FILE, len(MODEL))
     assert read_package(path).model == MODEL
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_stopped_at_once(tmp_path):
+    from edge.package import READ_CHUNK, _read_member
+
+    class Lying:
+        """An archive whose member yields far more than its header declares (zipfile itself stops at the
+        declared size; this checks our own bound does not depend on it)."""
+
+        reads = 0
+
+        def open(self, info):
+            outer = self
+
+            class Stream(io.BytesIO):
+                def read(self, n=-1):
+                    assert n == READ_CHUNK  # bounded reads only
+                    outer.reads += 1
+                    return b"\0" * n
+
+            return Stream()
+
+    info = zipfile.ZipInfo(MANIFEST_FILE)
+    info.file_size = 3 * READ_CHUNK
+    archive = Lying()
+    with pytest.raises(PackageError, match=r"manifest\.json inflates past 196,608 bytes") as caught:
+        _read_member(tmp_path / "x.fcpkg", archive, info)  # type: ignore[arg-type]
+    assert caught.value.reason == "too_large" and archive.reads == 4
