@@ -14,7 +14,7 @@ import re
 from typing import Any, Final
 
 MAX_DEPTH: Final = 32
-"""Deepest nesting of objects and lists a manifest may have (a real one has 6)."""
+"""Deepest nesting of objects and lists a manifest may have (a real one has 7: golden pairs hold 3-D inputs)."""
 MAX_TEXT: Final = 200
 """Longest ``model_version``, ``created_utc`` or ``signed_by`` (they travel in 512-byte device info)."""
 MAX_GOLDEN_PAIRS: Final = 64
