@@ -438,3 +438,52 @@ def test_without_alignment_turned_sensors_are_refused_by_the_calibration_and_spo
     t_b, grf_b = strapped["grf"]["r"]
     _, ia, ib = np.intersect1d(np.round(t_a, 4), np.round(t_b, 4), return_indices=True)
     assert np.max(np.abs(grf_a[ia, 0] - grf_b[ib, 0])) > 0.3
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+
+def test_training_aligns_each_session_and_records_it_in_the_contract(tmp_path):
+    from edge.dataset import Dataset, DatasetError
+    from edge.dataset.trial import Stream, write_trial
+    from training.config import DataConfig, TrainConfig
+    from training.data import load_sequences
+    from training.fit import fit_contract
+
+    config = SynthConfig(
+        subjects=2,
+        seed=4,
+        duration_s=14.0,
+        static_s=4.0,
+        speeds=("comfortable",),
+        preset="hard",
+        unknown_mass_fraction=0,
+    )
+    generate_dataset(tmp_path / "a", config)
+    data = DataConfig(alignment="segment_v1", leg_places=("ipsi_shank", "ipsi_thigh", "pelvis"))
+    recorded = load_sequences(tmp_path / "a", data)
+    # The same people with S02's sensors turned: S02's aligned inputs do not change.
+    generate_dataset(tmp_path / "b", config)
+    dataset = Dataset.open(tmp_path / "b")
+    rng = np.random.default_rng(5)
+    rotations = {p: random_rotation(rng) for p in PLACES}
+    for ref in [r for r in dataset.trials if r.subject_id == "S02"]:
+        trial = dataset.load(ref)
+        imu = Stream(trial.imu.time_s, trial.imu.columns, rotate(trial.imu.columns, trial.imu.values, rotations))
+        write_trial(tmp_path / "b", dataclasses.replace(trial, imu=imu), file_format="csv", paired=True)
+    turned = load_sequences(tmp_path / "b", data)
+    for a, b in zip(recorded.sequences, turned.sequences, strict=True):
+        assert a.key == b.key
+        finite = np.all(np.isfinite(a.inputs), axis=1)
+        assert np.max(np.abs(a.inputs[finite] - b.inputs[finite])) < 1e-3, a.key  # CSV rounding
+    unaligned = load_sequences(tmp_path / "b", dataclasses.replace(data, alignment="none"))
+    s02 = [i for i, s in enumerate(unaligned.sequences) if s.subject_id == "S02"]
+    assert max(np.nanmax(np.abs(unaligned.sequences[i].inputs - turned.sequences[i].inputs)) for i in s02) > 1.0
+    contract = fit_contract(recorded.sequences, TrainConfig(data=data))
+    assert contract.alignment == "segment_v1"
+    # A session with too little walking cannot be aligned: the error names the subject and the sensor.
+    for ref in [r for r in dataset.trials if r.subject_id == "S01" and r.trial_id != "static"]:
+        for path in ref.paths:
+            path.unlink()
+    with pytest.raises(DatasetError, match=r"trials/S01.*r_shank: 0\.0 s of walking seen"):
+        load_sequences(tmp_path / "b", data)
