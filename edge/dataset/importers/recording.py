@@ -129,27 +129,29 @@ def remove_sample_and_hold(
     same = np.all(values[1:] == values[:-1], axis=1)
     if float(np.mean(same)) <= HOLD_FRACTION:
         return time_s, values, None
-    starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
-    if starts.size < 3:  # a dead (constant) sensor: nothing to recover; the dataset check reports it
+    changes = np.flatnonzero(~same) + 1  # rows where a new sample shows up (row 0 is just the record's start)
+    if changes.size < 2:  # a dead (constant) sensor: nothing to recover; the dataset check reports it
         return time_s, values, None
+    shown = time_s[changes]
     # The sensor's period is not a whole number of analog samples (e.g. 104 Hz held at 1 kHz gives
     # steps of 9 and 10 samples): take it from the median step first, then refine it over the whole
     # recording, counting any step of about two periods as a repeated true value.
-    step = float(np.median(np.diff(time_s[starts])))
-    k = np.cumsum(np.concatenate([[0.0], np.maximum(1.0, np.rint(np.diff(time_s[starts]) / step))]))
-    step = float(time_s[starts[-1]] - time_s[starts[0]]) / float(k[-1])
-    k = np.rint((time_s[starts] - time_s[starts[0]]) / step)
-    # Least-squares line through (k, time) gives the sensor's period and phase; the first held
-    # samples (a late start) and repeated true values only drop points, they do not bias it.
-    slope, intercept = np.polyfit(k, time_s[starts], 1)
-    grid_k = np.arange(0, int(k[-1]) + 1)
-    grid_t = intercept + slope * grid_k
+    step = float(np.median(np.diff(shown)))
+    k = np.cumsum(np.concatenate([[0.0], np.maximum(1.0, np.rint(np.diff(shown) / step))]))
+    step = float(shown[-1] - shown[0]) / float(k[-1])
+    k = np.rint((shown - shown[0]) / step)
+    # Least-squares line through (k, time): the sensor's own period and phase.
+    slope, intercept = np.polyfit(k, shown, 1)
+    # The value held at the record's start is the sample just before the first change, unless the
+    # system wrote zeros until the sensor's stream began.
+    first_k = 0 if np.all(values[0] == 0.0) else -1
+    grid_t = intercept + slope * np.arange(first_k, int(k[-1]) + 1)
     dt_analog = float(np.median(np.diff(time_s)))
-    # A sample shows up within one analog step after the fitted line: read the held value one step on.
-    index = np.clip(np.searchsorted(time_s, grid_t + dt_analog, side="right") - 1, 0, time_s.size - 1)
-    # A sensor that started late or stopped early leaves one long held value at either end: those
-    # repeats are not samples.
-    first = time_s[starts[1]] - 1.5 * slope
-    last = time_s[starts[-1]] + 0.5 * slope
-    keep = (grid_t >= max(first, time_s[0] - 0.5 * dt_analog)) & (grid_t <= min(last, time_s[-1]))
+    # Each grid step reads the row where its sample showed up (the nearest change, within half a
+    # period); a step without a change (the sensor repeated a value) reads the held value.
+    nearest = np.clip(np.searchsorted(shown, grid_t), 1, shown.size - 1)
+    nearest = np.where(np.abs(shown[nearest - 1] - grid_t) < np.abs(shown[nearest] - grid_t), nearest - 1, nearest)
+    held = np.clip(np.searchsorted(time_s, grid_t + 1.5 * dt_analog, side="right") - 1, 0, time_s.size - 1)
+    index = np.where(np.abs(shown[nearest] - grid_t) < 0.5 * slope, changes[nearest], held)
+    keep = grid_t <= time_s[-1]
     return grid_t[keep], values[index[keep]], 1.0 / float(slope)
