@@ -107,6 +107,8 @@ def register(commands: Any) -> None:
     cv.add_argument("--limit", type=int, help="train at most this many missing folds now; re-run to continue")
     cv.add_argument("--seed", type=int, help="random seed (fold assignment, initialisation, window draws)")
     cv.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    cv.add_argument("--init-from", type=Path, metavar="RUN", help="every fold fine-tunes from RUN (see train)")
+    cv.add_argument("--freeze", metavar="PATTERN,...", help="with --init-from: layer-name patterns to keep fixed")
     cv.set_defaults(handler=_cv)
 
 
