@@ -428,7 +428,28 @@ def cross_validate(
 
     started = time.perf_counter()
     loaded = load_sequences(data_dir, config.data)
-    _LOADED[(str(data_dir), json.dumps(to_dict(config.data), sort_keys=True))] = loaded
+    cache_key = (str(data_dir), json.dumps(to_dict(config.data), sort_keys=True))
+    _LOADED[cache_key] = loaded  # in-process folds (jobs = 1) reuse it
+    try:
+        return _cross_validate(data_dir, out, config, loaded, folds, static, jobs, limit, progress, started)
+    finally:
+        _LOADED.pop(cache_key, None)
+
+
+def _cross_validate(
+    data_dir: Path,
+    out: Path,
+    config: TrainConfig,
+    loaded: LoadedData,
+    folds: str | int,
+    static: str,
+    jobs: int,
+    limit: int | None,
+    progress: bool,
+    started: float,
+) -> CVOutcome:
+    import time
+
     tasks = plan(data_dir, out, config, loaded, folds, static)
     out.mkdir(parents=True, exist_ok=True)
     bar = None
