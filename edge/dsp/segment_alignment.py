@@ -176,21 +176,24 @@ class SegmentAlignment:
 
 
 class _Moments:
-    """Count, sum, second and third raw moments of 3-vectors."""
+    """Count, sum, second and (optionally) third raw moments of 3-vectors."""
 
-    def __init__(self) -> None:
+    def __init__(self, third: bool = True) -> None:
         self.n = 0
+        self.third = third
         self.s1 = np.zeros(3)
         self.s2 = np.zeros((3, 3))
         self.s3 = np.zeros((3, 3, 3))
 
     def add(self, v: FloatArray) -> None:
-        if v.shape[0] == 0:
+        n = v.shape[0]
+        if n == 0:
             return
-        self.n += v.shape[0]
+        self.n += n
         self.s1 += v.sum(axis=0)
         self.s2 += v.T @ v
-        self.s3 += np.einsum("ni,nj,nk->ijk", v, v, v, optimize=True)
+        if self.third:
+            self.s3 += ((v[:, :, None] * v[:, None, :]).reshape(n, 9).T @ v).reshape(3, 3, 3)
 
     def mean(self) -> FloatArray:
         return self.s1 / self.n
@@ -261,9 +264,11 @@ class SegmentAligner:
         self._bout_sum = np.zeros(3)  # the quiet bout still open at the end of the last update
         self._bout_n = 0
         self._bouts: list[tuple[FloatArray, int]] = []  # (sum of acc, samples) of finished standing bouts
-        self._acc = _Moments()
-        self._gyr = _Moments()
-        self._jerk = _Moments()
+        self._pelvis = place == "pelvis"
+        self._foot = place.endswith("foot")
+        self._acc = _Moments(third=False)
+        self._gyr = _Moments(third=not self._pelvis)
+        self._jerk = _Moments(third=self._pelvis)
         self._cross = np.zeros((3, 3))  # sum of gyr accᵀ over walking samples
 
     @property
@@ -298,12 +303,13 @@ class SegmentAligner:
         walking = ok & (rms > s.min_activity_rads)
         gravity_error = np.abs(np.linalg.norm(np.where(ok[:, None], acc, 0.0), axis=1) - GRAVITY_MPS2)
         quiet = ok & (rms < s.max_standing_rads) & (gravity_error < s.max_standing_acc_error)
-        jerk, jerk_ok = self._smoothed_jerk(np.where(ok[:, None], acc, np.nan))
-        jerk_ok &= walking
         self._acc.add(acc[walking])
         self._gyr.add(gyr[walking])
-        self._jerk.add(jerk[jerk_ok])
-        self._cross += gyr[walking].T @ acc[walking]
+        if self._pelvis:
+            jerk, jerk_ok = self._smoothed_jerk(np.where(ok[:, None], acc, np.nan))
+            self._jerk.add(jerk[jerk_ok & walking])
+        if self._foot:
+            self._cross += gyr[walking].T @ acc[walking]
         self._add_bouts(acc, quiet)
 
     def _smoothed_jerk(self, acc: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:

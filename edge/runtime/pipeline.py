@@ -191,6 +191,7 @@ class Pipeline:
         self.aligner = StreamAligner(self.columns, contract.rate_hz) if contract.alignment == SEGMENT_V1 else None
         self.alignment: dict[str, SegmentAlignment] | None = None
         self._aligned_since: float | None = None
+        self._align_rows: list[FloatArray] = []  # fed to the aligner once a second (its cost is per call)
         self._calibration_rows: list[tuple[FloatArray, FloatArray]] = []
         self._calibration_start: float | None = None
         self._recent_events: deque[QualityEvent] = deque(maxlen=256)
@@ -357,7 +358,11 @@ class Pipeline:
         """Learn the segment alignment until it converges, then rotate every chunk with the frozen estimate."""
         assert self.aligner is not None
         if self.alignment is None:
-            self.aligner.update(grid_x)
+            self._align_rows.append(grid_x)
+            if sum(rows.shape[0] for rows in self._align_rows) < self.contract.rate_hz:
+                return grid_x
+            self.aligner.update(np.vstack(self._align_rows))
+            self._align_rows = []
             results = self.aligner.results()
             if not all(r.converged for r in results.values()):
                 return grid_x
