@@ -2,11 +2,11 @@
 
 For every subject of a hard-preset cohort (arbitrary placements, vendor frames, soft tissue), one
 session (a static trial and walks at comfortable and fast speed, resampled to 100 Hz) is aligned
-offline, once with the static trial and once without. The angle between the estimated rotation and
-the true one (from the lab's mounting) is reported per group of sensors: the whole rotation, and the
-axis found from motion alone (``motion_axis``: medio-lateral for leg sensors, forward for the pelvis).
-Without standing, gravity comes from the walking posture and the frame leans by the segment's mean lean
-while walking; the motion axis does not.
+offline, once with the static trial (``segment_v1``) and once without (``segment_v1_walking``). The
+angle between the estimated rotation and the true one (from the lab's mounting) is reported per group
+of sensors: the whole rotation, and the axis found from motion alone (``motion_axis``: medio-lateral for
+leg sensors, forward for the pelvis). Without standing, gravity comes from the walking posture and the
+frame leans by the segment's mean lean while walking; the motion axis does not.
 
 Prints one JSON object.
 
@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from edge.dataset import resample_trial
-from edge.dsp.segment_alignment import StreamAligner, angle_deg
+from edge.dsp.segment_alignment import StreamAligner, angle_deg, settings_for
 from edge.synth import SynthConfig, make_subject, static_trial, walking_trial
 from edge.synth.body import mount_matrix
 
@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         subject = make_subject(config, index)
         walks = [resample_trial(walking_trial(subject, c, config), RATE) for c in ("comfortable", "fast")]
         still = resample_trial(static_trial(subject, config), RATE)
-        for standing, trials in (("with_standing", [still, *walks]), ("walking_only", walks)):
-            aligner = StreamAligner(trials[0].imu.columns, RATE)
+        for standing, trials, alignment in (
+            ("with_standing", [still, *walks], "segment_v1"),
+            ("walking_only", walks, "segment_v1_walking"),
+        ):
+            aligner = StreamAligner(trials[0].imu.columns, RATE, settings_for(alignment))
             for trial in trials:
                 aligner.update(np.vstack([trial.imu.values, np.full((1, len(trial.imu.columns)), np.nan)]))
             for place, result in aligner.results().items():

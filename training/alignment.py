@@ -3,8 +3,9 @@
 One estimate per sensor and subject session: every trial of a subject (walking, static, with or without
 force) feeds one :class:`~edge.dsp.segment_alignment.SegmentAligner` per place at the model rate, as the
 device feeds it chunk by chunk, and the result rotates all of that subject's trials. A subject is one
-session in format v1 (sensors strapped on once); static trials give gravity from standing, walking trials
-the medio-lateral axis and the direction of progression.
+session in format v1 (sensors strapped on once); with ``segment_v1`` static trials (IMU-only is enough)
+give gravity from standing, walking trials the medio-lateral axis and the direction of progression; with
+``segment_v1_walking`` gravity comes from the walking posture (for datasets without static trials).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import numpy as np
 from edge.dataset import Dataset, DatasetError, Problem
 from edge.dataset.trial import Trial, TrialRef
 from edge.dsp.resample import resample
-from edge.dsp.segment_alignment import SegmentAligner, SegmentAlignment, apply_alignment
+from edge.dsp.segment_alignment import (
+    DEFAULT_SETTINGS,
+    AlignmentSettings,
+    SegmentAligner,
+    SegmentAlignment,
+    apply_alignment,
+)
 from edge.features import sensor_place
 from edge.schema import SENSOR_AXES, imu_column
 
@@ -35,6 +42,7 @@ def fit_session_alignments(
     rate_hz: float,
     places: list[str],
     progress: Progress | None = None,
+    settings: AlignmentSettings = DEFAULT_SETTINGS,
 ) -> dict[str, dict[str, SegmentAlignment]]:
     """Estimate every subject's sensor rotations from all of the subject's trials.
 
@@ -48,6 +56,8 @@ def fit_session_alignments(
         Places to estimate (those the model reads).
     progress
         Progress wrapper over the trials.
+    settings
+        The estimator's settings (``settings_for(alignment)``).
 
     Returns
     -------
@@ -71,7 +81,7 @@ def fit_session_alignments(
         mine = aligners.setdefault(trial.subject_id, {})
         gap = np.full((1, 3), np.nan)  # trials do not join: a NaN row ends standing bouts and jerk windows
         for place in present:
-            aligner = mine.setdefault(place, SegmentAligner(place, rate_hz))
+            aligner = mine.setdefault(place, SegmentAligner(place, rate_hz, settings))
             acc = values[:, [index[imu_column(place, "acc", a)] for a in SENSOR_AXES]]
             gyr = values[:, [index[imu_column(place, "gyr", a)] for a in SENSOR_AXES]]
             aligner.update(np.vstack([acc, gap]), np.vstack([gyr, gap]))
@@ -82,7 +92,7 @@ def fit_session_alignments(
         for result in results[subject_id].values():
             if not result.converged:
                 problems.append(
-                    Problem(f"trials/{subject_id}", f"segment alignment (data.alignment = segment_v1): {result.reason}")
+                    Problem(f"trials/{subject_id}", f"segment alignment ([data] alignment): {result.reason}")
                 )
     if problems:
         raise DatasetError(problems)

@@ -39,10 +39,12 @@ class DataConfig:
     include_static_trials
         Train on quiet-standing trials too (they teach the model what standing looks like).
     alignment
-        ``none`` (IMU data in the sensor frame as recorded) or ``segment_v1``: every sensor rotated into
-        its segment's frame by the device's estimator (:mod:`edge.dsp.segment_alignment`), one estimate
-        per subject session from all of its trials, before left legs are mirrored. Recorded in the
-        contract; the device then aligns its own stream the same way.
+        ``none`` (IMU data in the sensor frame as recorded), ``segment_v1`` or ``segment_v1_walking``:
+        every sensor rotated into its segment's frame by the device's estimator
+        (:mod:`edge.dsp.segment_alignment`), one estimate per subject session from all of its trials,
+        before left legs are mirrored; gravity from a static trial (``segment_v1``, every subject needs
+        one) or from the walking posture (``segment_v1_walking``). Recorded in the contract; the device
+        then aligns its own stream the same way.
     short_trials
         What to do with a leg sequence shorter than the window: ``pad`` repeats its first sample
         before it (``window - delay - out_len`` samples, targets unknown there) so every sample can
@@ -56,7 +58,7 @@ class DataConfig:
     delay: int = 2
     train_stride: int = 16
     include_static_trials: bool = True
-    alignment: Literal["none", "segment_v1"] = "none"
+    alignment: Literal["none", "segment_v1", "segment_v1_walking"] = "none"
     short_trials: Literal["pad", "skip"] = "pad"
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.dataset import Dataset, DatasetError, Problem, Subject, check_dataset, resample_trial
+from edge.dsp.segment_alignment import settings_for
 from edge.features import leg_inputs, static_features
 from edge.schema import GRAVITY_MPS2
 from training.alignment import align_trial, fit_session_alignments, model_places
@@ -113,7 +114,13 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
     if not refs:
         raise DatasetError([Problem(str(root), "the dataset has no trials to train on")])
     alignments = (
-        fit_session_alignments(dataset, dataset.trials, config.rate_hz, model_places(config.leg_places))
+        fit_session_alignments(
+            dataset,
+            dataset.trials,
+            config.rate_hz,
+            model_places(config.leg_places),
+            settings=settings_for(config.alignment),
+        )
         if config.alignment != "none"
         else None
     )

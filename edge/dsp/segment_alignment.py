@@ -6,12 +6,15 @@ per sensor, the rotation ``R`` with ``v_segment = R @ v_sensor`` into the nomina
 :mod:`edge.schema` (x anterior, y to the person's left, z superior), from the data alone:
 
 ``z`` (up)
-    Gravity: the mean acceleration over bouts of quiet standing (at least ``min_standing_s`` in bouts of
-    ``min_standing_bout_s``, leaning no more than ``max_standing_lean_deg`` from the walking posture, so
-    sitting or lying is never taken for standing). Without standing, the mean specific force over walking:
-    over whole strides the body's accelerations average out and what remains is gravity seen through the
+    ``segment_v1``: gravity from quiet standing, the mean acceleration over bouts of standing (at least
+    ``min_standing_s`` in bouts of ``min_standing_bout_s``, leaning no more than ``max_standing_lean_deg``
+    from the walking posture, so sitting or lying is never taken for standing); no estimate before some
+    standing was seen (on the device the calibration pose provides it; in a dataset, a static trial).
+    ``segment_v1_walking``: gravity from the walking posture, the mean specific force over walking: over
+    whole strides the body's accelerations average out and what remains is gravity seen through the
     segment's *mean orientation while walking*, which differs from standing by the segment's mean lean
-    (about 10° for a shank or thigh in the synthetic lab). :attr:`SegmentAlignment.gravity_from` says which.
+    (about 10° for a shank or thigh in the synthetic lab). For datasets without static trials. The two
+    never mix: a model trained with one is fed with the same one on the device, so its frames match.
 ``y`` (medio-lateral, left positive) for foot, shank and thigh
     The principal axis of the gyroscope's covariance while walking, in the plane normal to ``z``: walking
     is mostly sagittal rotation about the medio-lateral axis. Its sign: in the nominal frame the fastest
@@ -40,7 +43,7 @@ Numpy only: this is device code.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,9 +52,11 @@ from edge.schema import GRAVITY_MPS2, PLACES, SENSOR_AXES, imu_column
 
 FloatArray = NDArray[np.float64]
 
-ALIGNMENTS: Final = ("none", "segment_v1")
-"""Alignments a model contract may ask for: ``none`` (sensor frame as recorded) or ``segment_v1`` (this module)."""
+ALIGNMENTS: Final = ("none", "segment_v1", "segment_v1_walking")
+"""Alignments a model contract may ask for: ``none`` (sensor frame as recorded), ``segment_v1`` (this module,
+gravity from standing) or ``segment_v1_walking`` (this module, gravity from the walking posture)."""
 SEGMENT_V1: Final = "segment_v1"
+SEGMENT_V1_WALKING: Final = "segment_v1_walking"
 MAX_BOUTS: Final = 64
 """Standing bouts remembered (the oldest are forgotten)."""
 
@@ -92,6 +97,9 @@ class AlignmentSettings:
     gravity_range
         Plausible magnitude of the mean specific force while walking, as fractions of g (a foot reads up
         to about 1.6 g: centripetal acceleration in swing).
+    gravity
+        ``standing`` (``segment_v1``: standing bouts required) or ``walking`` (``segment_v1_walking``:
+        the walking posture, standing ignored).
     """
 
     activity_window_s: float = 1.0
@@ -108,9 +116,27 @@ class AlignmentSettings:
     jerk_smooth_s: float = 0.1
     jerk_lag_s: float = 0.2
     gravity_range: tuple[float, float] = (0.6, 1.8)
+    gravity: Literal["standing", "walking"] = "standing"
 
 
 DEFAULT_SETTINGS: Final = AlignmentSettings()
+
+
+def settings_for(alignment: str) -> AlignmentSettings:
+    """The estimator settings an alignment name stands for.
+
+    Raises
+    ------
+    AlignmentError
+        If ``alignment`` is ``none`` or unknown (naming the known ones).
+    """
+    if alignment == SEGMENT_V1:
+        return DEFAULT_SETTINGS
+    if alignment == SEGMENT_V1_WALKING:
+        return replace(DEFAULT_SETTINGS, gravity="walking")
+    raise AlignmentError(
+        f"alignment {alignment!r} is not a segment alignment; use {SEGMENT_V1} or {SEGMENT_V1_WALKING}"
+    )
 
 
 @dataclass(frozen=True)
@@ -387,9 +413,16 @@ class SegmentAligner:
                 "(gravity): check the accelerometer's units and range"
             )
         walking_up = gravity / magnitude
-        standing_up, standing_s = self._standing_up(walking_up)
-        up = walking_up if standing_up is None else standing_up
-        source = "walking" if standing_up is None else "standing"
+        if s.gravity == "standing":
+            standing_up, standing_s = self._standing_up(walking_up)
+            if standing_up is None:
+                return not_converged(
+                    f"{standing_s:.1f} s of quiet standing seen, need {s.min_standing_s:g} s to take gravity from "
+                    "(a static trial; or use alignment segment_v1_walking)"
+                )
+            up, source = standing_up, "standing"
+        else:
+            up, source, standing_s = walking_up, "walking", 0.0
         horizontal = np.eye(3) - np.outer(up, up)
         if self.place == "pelvis":
             odd = horizontal @ self._jerk.odd_vector(horizontal)

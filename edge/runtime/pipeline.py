@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from edge.contract import ContractError, ModelContract
 from edge.dsp.resample import CausalResampler
-from edge.dsp.segment_alignment import SEGMENT_V1, SegmentAlignment, StreamAligner
+from edge.dsp.segment_alignment import SegmentAlignment, StreamAligner, settings_for
 from edge.features import channel_sources, static_features
 from edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
 from edge.runtime.config import DeviceConfig, PatientConfig
@@ -188,7 +188,11 @@ class Pipeline:
         self.calibration: Calibration | None = None if runtime.calibration_s > 0 else identity(self.columns)
         # Segment alignment (when the contract asks for it): learnt while walking, frozen once converged;
         # until then the gravity calibration alone applies and steps are flagged ``alignment_pending``.
-        self.aligner = StreamAligner(self.columns, contract.rate_hz) if contract.alignment == SEGMENT_V1 else None
+        self.aligner = (
+            StreamAligner(self.columns, contract.rate_hz, settings_for(contract.alignment))
+            if contract.alignment != "none"
+            else None
+        )
         self.alignment: dict[str, SegmentAlignment] | None = None
         self._aligned_since: float | None = None
         self._align_rows: list[FloatArray] = []  # fed to the aligner once a second (its cost is per call)
