@@ -82,8 +82,9 @@ class ModelContract:
         ``v``, ``ap``, ``ml`` (up, forward, medial), in body weights.
     alignment
         How IMU data are rotated before mirroring: ``none`` (the sensor frame as recorded, after the
-        device's gravity calibration) or ``segment_v1`` (each sensor rotated into its segment's frame by
-        :mod:`edge.dsp.segment_alignment`). Older contracts lack the field and mean ``none``.
+        device's gravity calibration), ``segment_v1`` (each sensor rotated into its segment's frame by
+        :mod:`edge.dsp.segment_alignment`, gravity from standing) or ``segment_v1_walking`` (the same,
+        gravity from the walking posture). Older contracts lack the field and mean ``none``.
     """
 
     rate_hz: float
