@@ -42,7 +42,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("overground")
     raw, out = root / "raw", root / "dataset"
     config = SynthConfig(subjects=3, seed=11, speeds=("comfortable", "fast"))
-    truth = write_overground_dataset(raw, config, OvergroundConfig(passes=3, lags_ms=LAGS_MS, seed=11))
+    truth = write_overground_dataset(
+        raw, config, OvergroundConfig(passes=3, lags_ms=LAGS_MS, mass_known=False, seed=11)
+    )
     code = main(["data", "import", str(raw), "--mapping", str(raw / "mapping.toml"), "--out", str(out), "--json"])
     assert code == 0
     report = json.loads((out / "import.json").read_text())

@@ -12,7 +12,8 @@ is what an overground lab does to them:
   vendor units (g, deg/s), held from sample to sample at the analog rate (sample-and-hold), and
   delayed by a per-session lag (a wireless-sensor delay of 0–110 ms);
 - EMG channels that the mapping must not pick up;
-- a quiet-standing trial with both feet on one plate, and a ``subjects.csv`` without body mass.
+- a quiet-standing trial with both feet on one plate, and a ``subjects.csv`` with body mass left blank
+  (for all subjects, or as the synth config's ``unknown_mass_fraction`` says).
 
 Next to the C3D files it writes the mapping file that imports them and, under ``_truth/``, the
 source trials in format v1 with the true body mass and a ``truth.json`` of lags and plate layout,
@@ -70,7 +71,9 @@ class OvergroundConfig:
     static
         Write a quiet-standing trial per subject (both feet on plate 2).
     mass_known
-        Write body mass into the lab's ``subjects.csv`` (else blank, for the importer to estimate).
+        Write every subject's body mass into the lab's ``subjects.csv`` (``True``), none (``False``:
+        the importer must estimate them all), or follow each subject's ``mass_known`` of the synth
+        config (``None``: the hard preset leaves a quarter blank).
     seed
         Seed of the overground randomness (start positions, lags, marker gaps).
     """
@@ -85,7 +88,7 @@ class OvergroundConfig:
     lags_ms: tuple[float, ...] = ()
     marker_gaps: int = 2
     static: bool = True
-    mass_known: bool = False
+    mass_known: bool | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -335,11 +338,12 @@ def _finish_plate(accumulated: FloatArray) -> FloatArray:
     return out
 
 
-def _write_lab_subjects(path: Path, subjects: list[VirtualSubject], mass_known: bool) -> None:
+def _write_lab_subjects(path: Path, subjects: list[VirtualSubject], mass_known: bool | None) -> None:
     lines = ["subject_id,body_mass_kg,height_m,hka_deg,affected_side,group"]
     for s in subjects:
         row = s.as_subject()
-        mass = f"{row.body_mass_kg:.1f}" if mass_known else ""
+        known = getattr(s, "mass_known", True) if mass_known is None else mass_known
+        mass = f"{row.body_mass_kg:.1f}" if known else ""
         hka = "" if row.hka_deg is None else f"{row.hka_deg:.1f}"
         lines.append(f"{row.subject_id},{mass},{row.height_m:.3f},{hka},{row.affected_side},{s.group}")
     path.parent.mkdir(parents=True, exist_ok=True)
