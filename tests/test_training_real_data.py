@@ -60,6 +60,11 @@ def leg(subject: str, side: str, affected: str, hka: float | None = 3.0, mass: f
     )
 
 
+def vars_of(seq: LegSequence) -> tuple:
+    """The fields of a sequence after its trial id."""
+    return (seq.side, seq.inputs, seq.targets, seq.static, seq.body_weight_n, seq.time_s)
+
+
 def contract_for(static: Normalisation | None, window: int = 16) -> ModelContract:
     return ModelContract(
         100.0,
@@ -223,6 +228,12 @@ def test_two_subjects_validate_on_a_held_out_block_and_one_subject_is_refused():
     (train,), (val,) = sets["train"], sets["val"]
     assert train.inputs.shape[0] == 320 and val.inputs.shape[0] == 400 - 320 - 16
     assert train.time_s[-1] + 16 / 100.0 < val.time_s[0] + 1e-9
+    # Trials too short to cut (single steps): the last trials by id are held out whole, both legs.
+    steps = [leg("A", side, "none", n=120) for _ in range(5) for side in "lr"]
+    steps = [LegSequence(s.subject_id, f"step{i // 2}", *vars_of(s)) for i, s in enumerate(steps)]
+    short_sets = partition([*steps, leg("B", "l", "none", n=120)], split, 0.5, gap=32)
+    assert sorted({s.trial_id for s in short_sets["val"]}) == ["step4"] and len(short_sets["val"]) == 2
+    assert len(short_sets["train"]) == 8 and not {s.trial_id for s in short_sets["train"]} & {"step4"}
     from edge.dataset import DatasetError
 
     with pytest.raises(DatasetError, match=r"1 subject\(s\) with force data \(A\)"):

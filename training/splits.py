@@ -130,18 +130,13 @@ def partition(
 
     An exposed subject's sequence is cut in time: the leading ``exposed_train_share`` trains, the
     rest after ``gap`` samples (one window, so no window straddles both) is tested. With
-    ``split.val_block_share`` > 0 each training sequence is cut likewise: its trailing share (after
-    ``gap`` samples) is validation; a sequence too short to cut stays whole in training.
+    ``split.val_block_share`` > 0 (two subjects) each training subject gives a validation block
+    (:func:`validation_block`).
     """
     sets: dict[str, list[LegSequence]] = {"train": [], "val": [], "test": [], "exposed": []}
     for seq in sequences:
         if seq.subject_id in split.train:
-            n = seq.inputs.shape[0]
-            cut = round((1.0 - split.val_block_share) * n)
-            if split.val_block_share > 0 and cut > gap and n - (cut + gap) > gap:
-                sets["train"].append(seq.part(0, cut))
-                sets["val"].append(seq.part(cut + gap, n))
-            else:
+            if split.val_block_share == 0:
                 sets["train"].append(seq)
         elif seq.subject_id in split.val:
             sets["val"].append(seq)
@@ -154,7 +149,35 @@ def partition(
                 sets["train"].append(seq.part(0, cut))
             if n - (cut + gap) > gap:
                 sets["exposed"].append(seq.part(cut + gap, n))
+    if split.val_block_share > 0:
+        for subject in split.train:
+            train, val = validation_block([s for s in sequences if s.subject_id == subject], split.val_block_share, gap)
+            sets["train"] += train
+            sets["val"] += val
     return sets
+
+
+def validation_block(
+    sequences: list[LegSequence], share: float, gap: int
+) -> tuple[list[LegSequence], list[LegSequence]]:
+    """Split one training subject's sequences into training and a held-out validation block.
+
+    When every sequence is long enough, each is cut in time: its trailing ``share`` (after ``gap``
+    samples, so no window straddles both) validates. Otherwise (short trials, e.g. single steps)
+    whole trials are held out: the last ``share`` of the subject's trials by trial id (at least one,
+    both legs), as long as one trial is left to train on.
+    """
+    cuts = [round((1.0 - share) * s.inputs.shape[0]) for s in sequences]
+    if all(c > gap and s.inputs.shape[0] - (c + gap) > gap for s, c in zip(sequences, cuts, strict=True)):
+        return (
+            [s.part(0, c) for s, c in zip(sequences, cuts, strict=True)],
+            [s.part(c + gap, s.inputs.shape[0]) for s, c in zip(sequences, cuts, strict=True)],
+        )
+    trials = sorted({s.trial_id for s in sequences})
+    if len(trials) < 2:
+        return sequences, []
+    held = set(trials[-min(len(trials) - 1, max(1, round(share * len(trials)))) :])
+    return [s for s in sequences if s.trial_id not in held], [s for s in sequences if s.trial_id in held]
 
 
 def split_sequences(loaded: LoadedData, config: TrainConfig) -> tuple[Split, dict[str, list[LegSequence]]]:
