@@ -30,6 +30,7 @@ from edge.runtime.inference import LegPredictor, Model
 from edge.runtime.quality import QualityEvent, StreamGuard
 from edge.runtime.step_metrics import step_metrics
 from edge.runtime.steps import StepDetector
+from edge.runtime.storage_guard import StorageGuard
 from edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
 from edge.sources.base import Source
 
@@ -87,6 +88,7 @@ class RunReport:
     cues: int = 0
     cue_latency_ms: list[float] = field(default_factory=list)
     compute_ms: list[float] = field(default_factory=list)
+    storage: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (latency lists reduced to medians and maxima)."""
@@ -112,6 +114,7 @@ class RunReport:
             "cues": self.cues,
             "cue_latency_ms": stats(self.cue_latency_ms),
             "inference_ms": stats(self.compute_ms),
+            "storage": self.storage,
         }
 
 
@@ -165,6 +168,8 @@ class Pipeline:
         self.config = config
         self.patient = patient or config.patient
         self.sink = sink
+        # Storage that fails (a full disk) never stops the pipeline: records wait in memory, then a storage_full event.
+        self.storage = StorageGuard(sink) if sink is not None else None
         self.listeners = listeners or []
         self.model_version = model_version
         runtime = config.runtime
@@ -284,8 +289,12 @@ class Pipeline:
             self._emit_events(closing)
         if self.aligner is not None:
             self.report.calibration["alignment"] = self._alignment_report()
+        if self.storage is not None:
+            self.storage.retry_now()  # the last summary tries to commit whatever storage failures held back
         self._write_summary(force=True)
         self.report.quality = dict(self.guard.counters.events)
+        if self.storage is not None:
+            self.report.storage = self.storage.stats()
         for predictor in [*self._retired, *self.predictors.values()]:
             self.report.inferences += predictor.inferences
             self.report.compute_ms.extend(1000 * s for s in predictor.compute_s)
@@ -514,9 +523,12 @@ class Pipeline:
         """Date records, commit them, then tell listeners (with each record's sequence number once stored)."""
         origin = self.time_origin_unix or 0.0
         records = [(t, {**payload, "t_unix": round(origin + t, 3)}) for t, payload in records]
-        seqs = self.sink.append(kind, records) if self.sink is not None and records else [None] * len(records)
+        seqs = self.storage.append(kind, records) if self.storage is not None else [None] * len(records)
         for seq, (_, payload) in zip(seqs, records, strict=True):
             self._notify(kind, payload if seq is None else {"seq": seq, **payload})
+        outage = self.storage.take_outage() if self.storage is not None else None
+        if outage is not None:  # storage is back: say when it failed and what it cost
+            self._store("event", [(outage.end_s, outage.payload())])
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:

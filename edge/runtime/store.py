@@ -61,7 +61,7 @@ _TABLES = {"meta", "kinds", "records"}
 SQLITE_FULL = 13
 QUARANTINE_KEEP = 64
 """Quarantined records kept for inspection (the oldest go first)."""
-RESERVE_BYTES = 128 * 1024
+RESERVE_BYTES = 1024 * 1024
 _QUARANTINE = """
 CREATE TABLE IF NOT EXISTS quarantine (
     kind TEXT NOT NULL,
@@ -537,7 +537,11 @@ class RecordStore:
         # Checkpoint and trim the WAL at 1/8 of the cap (at most SQLite's default 1000 pages) so that the
         # WAL, which the cap does not count, stays small next to the database.
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        # The WAL also stays within half the reserve: on a full disk, what it holds must fit into the database
+        # (a checkpoint) with the reserve's space alone, before anything can be freed.
         wal_pages = max(16, min(1000, self.max_bytes // page_size // 8))
+        if self.reserve_bytes:
+            wal_pages = max(4, min(wal_pages, self.reserve_bytes // page_size // 2))
         conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
         conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
         with self._transaction():
