@@ -266,3 +266,19 @@ def test_real_file_without_imu_is_skipped_with_a_reason(real_mapping, tmp_path, 
     code = main(["data", "import", str(src), "--mapping", str(real_mapping), "--out", str(tmp_path / "out")])
     assert code == 2
     assert "no IMU channels mapped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_c3d_is_skipped_with_a_reason_and_the_rest_imported(lab, tmp_path, damage):
+    src = tmp_path / "raw"
+    src.mkdir()
+    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
+    shutil.copytree(Path(lab["raw"]) / "S01", src / "S01")
+    good = (src / "S01" / "walk01.c3d").read_bytes()
+    broken = b"\x00not a c3d file" * 100 if damage == "garbage" else good[: len(good) // 3]
+    (src / "S01" / "broken.c3d").write_bytes(broken)
+    report = import_lab_data(src, load_mapping(Path(lab["raw"]) / "mapping.toml"), tmp_path / "out")
+    outcome = next(t for t in report.trials if t.source.endswith("broken.c3d"))
+    assert outcome.status == "skipped" and "broken.c3d" in outcome.reason
+    assert ("cannot be read" if damage == "garbage" else "truncated: the header announces") in outcome.reason
+    assert len(report.imported) == 3

@@ -12,6 +12,7 @@ rate, its own samples are recovered (:func:`remove_sample_and_hold`).
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,10 @@ def read_c3d(path: Path, mapping: Mapping) -> Recording:
         c3d = ezc3d.c3d(str(path), extract_forceplat_data=True)
     except Exception as exc:  # ezc3d raises plain RuntimeError/ValueError for every kind of damage
         raise C3DError(f"{path}: cannot be read as C3D ({exc})") from None
+    expected = _header_frames(path)
+    found = int(c3d["data"]["points"].shape[2]) if c3d["data"]["points"].size else None
+    if expected is not None and found is not None and found < expected:
+        raise C3DError(f"{path}: truncated: the header announces {expected} frames, the file holds {found}")
     params = c3d["parameters"]
     rotation = up_rotation(mapping.lab.up_axis)
     notes: list[str] = []
@@ -133,6 +138,26 @@ def read_c3d(path: Path, mapping: Mapping) -> Recording:
         markers=markers,
         notes=tuple(notes),
     )
+
+
+def _header_frames(path: Path) -> int | None:
+    """Frame count announced by the C3D header (ezc3d silently reads fewer from a truncated file).
+
+    ``None`` when the header cannot tell (over 65535 frames, or an unknown processor type).
+    """
+    with path.open("rb") as handle:
+        header = handle.read(512)
+        if len(header) < 512 or header[0] < 2:
+            return None
+        handle.seek((header[0] - 1) * 512)
+        parameter_start = handle.read(4)
+    if len(parameter_start) < 4 or parameter_start[3] not in (84, 85, 86):
+        return None
+    order = ">" if parameter_start[3] == 86 else "<"  # MIPS is big-endian; Intel and DEC little
+    first, last = struct.unpack(order + "HH", header[6:10])
+    if last == 65535 or last < first:
+        return None
+    return last - first + 1
 
 
 def _point_unit(params: dict) -> str:  # type: ignore[type-arg]

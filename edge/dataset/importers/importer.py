@@ -159,6 +159,9 @@ def import_lab_data(
         except (C3DError, TableFormatError, MappingError) as exc:
             outcome.status, outcome.reason = "skipped", str(exc)
             continue
+        except (ValueError, IndexError, OSError) as exc:  # damage the readers did not foresee: skip, say so
+            outcome.status, outcome.reason = "skipped", f"cannot be read: {type(exc).__name__}: {exc}"
+            continue
         outcome.notes += recording.notes
         prepared = _prepare_trial(recording, mapping, outcome, subject_evidence)
         if prepared is not None:
