@@ -198,6 +198,7 @@ def _channels(place: str, kind: str, unit: str, axes: str = "xyz") -> str:
         ('[lab]\nup_axis = "w"\n', ["up_axis", "'w'"]),
         ('[lab]\nwalking_direction = "north"\n', ["walking_direction", "north"]),
         ('[lab]\nupaxis = "z"\n', ["unknown key", "upaxis"]),
+        ('[lab]\nup_axis = "y"\nwalking_direction = "-y"\n', ["walking_direction", "along up_axis"]),
         ('[markers]\nl_heal = "LHEE"\n', ["l_heal"]),
         ('[[force]]\npattern = "Fx"\ntarget = "r_force_x"\n', ["r_force needs x, y and z"]),
         ('[[force]]\npattern = "Fx"\ntarget = "r_grf_v"\n', ["r_grf_v", "<l|r>_<force|cop>"]),

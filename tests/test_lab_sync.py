@@ -183,3 +183,44 @@ def test_shift_moves_only_the_clock(walks):
     assert isinstance(moved, Stream)
     np.testing.assert_allclose(moved.time_s, trial.imu.time_s - 0.05)
     assert moved.values is trial.imu.values
+
+
+# --- gait events without markers -------------------------------------------------------------------
+
+
+def test_swing_from_the_gyroscope_is_never_stance(walks):
+    from edge.dataset.importers.gait import mask_at, swing_from_gyro
+
+    for _, trial in walks:
+        for side in ("l", "r"):
+            swing = swing_from_gyro(trial.imu, side)
+            assert swing is not None
+            on_force = mask_at(trial.force.time_s, trial.imu.time_s, swing)
+            v = trial.force.column(f"{side}_grf_v")
+            assert np.all(v[on_force] == 0.0)  # only true swing is claimed
+            assert on_force.sum() > 0.3 * np.sum(v == 0.0)  # and a good part of it
+
+
+def test_walking_direction_from_the_centre_of_pressure_sequence():
+    from edge.dataset.importers.gait import walking_direction
+    from edge.dataset.importers.recording import Plate, Recording
+
+    t = np.arange(0.0, 3.0, 0.001)
+    plates = []
+    for number, (start, x) in enumerate(((0.5, 0.3), (1.1, 0.9), (1.7, 1.5)), start=1):
+        force = np.zeros((t.size, 3))
+        cop = np.full((t.size, 3), np.nan)
+        loaded = (t >= start) & (t < start + 0.6)
+        force[loaded, 2] = 700.0
+        cop[loaded] = [-x, 0.05, 0.0]  # walking towards -x
+        corners = np.array([[-x + 0.3, 0.2, 0], [-x + 0.3, -0.2, 0], [-x - 0.3, -0.2, 0], [-x - 0.3, 0.2, 0]], float)
+        plates.append(Plate(number, corners, force, cop))
+    direction, how = walking_direction(Recording("x.c3d", None, t, tuple(plates)), "auto", "z")
+    assert direction is not None and direction[0] < -0.99 and "centres of pressure" in how
+    direction, how = walking_direction(Recording("x.c3d", None, t, tuple(plates[:1])), "auto", "z")
+    assert direction is None and "walking_direction" in how
+    empty = Recording("x.mot", None, t, ())
+    direction, how = walking_direction(empty, "+z", "y")  # OpenSim: y up, +z to the right = lab -y once z is up
+    assert direction is not None and np.allclose(direction, [0.0, -1.0]) and "mapping" in how
+    with pytest.raises(ValueError, match="up axis"):
+        walking_direction(empty, "-y", "y")

@@ -71,6 +71,11 @@ def table_recording(table: LabTable, mapping: Mapping, time_label: str | None = 
         if held is not None:
             notes.append(f"IMU columns were sample-and-hold: kept the sensors' own samples at {held:.2f} Hz")
         imu = Stream(imu_time, tuple(columns), values, table.source)
+    in_degrees = next((v for k, v in table.header.items() if k.lower() == "indegrees"), "").strip().lower() == "yes"
+    if in_degrees and any("_gyr_" in r.channel and r.unit.lower() != "deg/s" for r in mapping.channels):
+        notes.append(
+            "the file says inDegrees=yes but the mapping reads its gyroscope columns as radians: check the units"
+        )
     rotation = up_rotation(mapping.lab.up_axis)
     picked: dict[str, np.ndarray] = {}
     for i, rule in enumerate(mapping.forces, start=1):

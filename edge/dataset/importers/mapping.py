@@ -121,6 +121,8 @@ class Lab:
     def __post_init__(self) -> None:
         if self.walking_direction not in DIRECTIONS:
             raise ValueError(f"walking_direction {self.walking_direction!r} is not one of {', '.join(DIRECTIONS)}")
+        if self.walking_direction[1:] == self.up_axis:
+            raise ValueError(f"walking_direction {self.walking_direction!r} is along up_axis {self.up_axis!r}")
         if not 1.0 <= self.force_threshold_n <= 200.0:
             raise ValueError(f"force_threshold_n must be 1..200 N, got {self.force_threshold_n}")
         if self.length_unit.lower() not in LENGTH_UNITS:
