@@ -197,6 +197,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         window=contract.window,
         out_len=contract.out_len,
         delay=contract.delay,
+        alignment=contract.alignment,  # type: ignore[arg-type]  # the contract only holds known alignments
     )
     loaded = load_sequences(args.data, data, None if args.json else _progress("load"))
     sequences = loaded.sequences
