@@ -282,3 +282,22 @@ def test_damaged_c3d_is_skipped_with_a_reason_and_the_rest_imported(lab, tmp_pat
     assert outcome.status == "skipped" and "broken.c3d" in outcome.reason
     assert ("cannot be read" if damage == "garbage" else "truncated: the header announces") in outcome.reason
     assert len(report.imported) == 3
+
+
+def test_synth_hard_preset_writes_raw_c3d_mapping_and_subjects(tmp_path, capsys):
+    out = tmp_path / "raw"
+    assert (
+        main(["data", "synth", "--preset", "hard", "--subjects", "4", "--seed", "3", "--out", str(out), "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["preset"] == "hard" and result["subjects"] == 4 and result["trials"] == 4 * 5
+    assert len(list(out.glob("S0*/walk*.c3d"))) == 16 and len(list(out.glob("S0*/static01.c3d"))) == 4
+    mapping = load_mapping(out / "mapping.toml")
+    assert len(mapping.channels) == 7 * 6 and mapping.markers.patterns()["r_toe"] == "RTOE"
+    rows = (out / "subjects.csv").read_text().splitlines()
+    assert rows[0].startswith("subject_id,body_mass_kg,")
+    truth = json.loads((out / TRUTH_DIR / "truth.json").read_text())
+    assert all(s["lag_ms"] == 0.0 or 20.0 <= s["lag_ms"] <= 110.0 for s in truth["subjects"].values())
+    recording = read_c3d(out / "S01" / "walk01.c3d", mapping)
+    assert recording.imu is not None and len(recording.plates) == 5
+    assert any("sample-and-hold" in note for note in recording.notes)
