@@ -203,6 +203,34 @@ def test_no_thousand_sd_static_input_when_training_subjects_share_one_side():
         assert np.max(raw) < 10.0, seed  # even before clipping, nothing is a thousand SDs out
 
 
+def test_unusable_statistics_stop_training_naming_channel_and_sequence():
+    from edge.dataset import DatasetError
+    from training.normalise import fit_checked
+
+    names = tuple(f"pelvis_{k}_{a}" for k in ("acc", "gyr") for a in "xyz")
+    calm, spiky = leg("A", "l", "none"), leg("B", "r", "none")
+    spiky.inputs[50, 4] = 1e30  # in float32 its square overflows: the SD would be inf, the channel zeroed
+    with pytest.raises(DatasetError) as caught:
+        fit_checked([calm, spiky], "inputs", names, "IMU channel")
+    (problem,) = caught.value.problems
+    assert problem.file == "trials/B/walk/r" and problem.column == "pelvis_gyr_y" and "1e+30" in problem.message
+    fitted = fit_checked([calm], "inputs", names, "IMU channel")
+    assert all(np.isfinite(fitted.std)) and all(s >= 1e-3 for s in fitted.std)
+    unknown = leg("A", "l", "none")
+    unknown.targets[:, 2] = np.nan
+    with pytest.raises(DatasetError, match="force grf_ml: no known sample"):
+        fit_checked([unknown], "targets", ("grf_v", "grf_ap", "grf_ml"), "force")
+
+
+def test_a_set_without_usable_windows_is_named():
+    from training.fit import no_window_problem
+
+    problem = no_window_problem(Path("ds"), "validation", [leg("A", "l", "none")], block=True)
+    assert "no usable validation window" in problem.message and "A/walk/l" in problem.message
+    assert "two subjects" in problem.message
+    assert "no sequence at all" in no_window_problem(Path("ds"), "training", [], block=False).message
+
+
 # --- splits and short trials ----------------------------------------------------------------------
 
 

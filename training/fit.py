@@ -76,6 +76,20 @@ def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract
     )
 
 
+def no_window_problem(data_dir: Path, name: str, sequences: list[LegSequence], block: bool) -> Problem:
+    """Why a set has no usable window, naming its sequences (``block``: two-subject validation block)."""
+    keys = ", ".join(sorted({s.key for s in sequences})) or "no sequence at all"
+    hint = (
+        ": with two subjects, validation is a held-out block of the training subject's data; record longer or more "
+        "trials"
+        if block and name == "validation"
+        else ""
+    )
+    return Problem(
+        str(data_dir), f"no usable {name} window (finite inputs and a known target in its output block) in {keys}{hint}"
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same run: Python, NumPy and TensorFlow seeds and deterministic TF ops."""
     import keras
@@ -142,17 +156,9 @@ def train(
     ]
     for entry in unused:
         warnings.warn(f"left out of training: {entry['sequence']}: {entry['reason']}", TrainingDataWarning, 2)
-    for name, src in (("training", train_src), ("validation", val_src)):
+    for name, key, src in (("training", "train", train_src), ("validation", "val", val_src)):
         if len(src) == 0:
-            raise DatasetError(
-                [
-                    Problem(
-                        str(data_dir),
-                        f"no complete {name} window: trials are shorter than the "
-                        f"{config.data.window}-sample window or all NaN",
-                    )
-                ]
-            )
+            raise DatasetError([no_window_problem(data_dir, name, sets[key], split.val_block_share > 0)])
     out.mkdir(parents=True, exist_ok=True)
     strategy = distribution_strategy(config.fit.strategy)
     with strategy.scope():
