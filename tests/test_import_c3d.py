@@ -301,3 +301,25 @@ def test_synth_hard_preset_writes_raw_c3d_mapping_and_subjects(tmp_path, capsys)
     recording = read_c3d(out / "S01" / "walk01.c3d", mapping)
     assert recording.imu is not None and len(recording.plates) == 5
     assert any("sample-and-hold" in note for note in recording.notes)
+
+
+def test_out_folder_is_reimported_cleanly_or_refused_when_foreign(lab, tmp_path, capsys):
+    src = tmp_path / "raw"
+    src.mkdir()
+    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
+    shutil.copytree(Path(lab["raw"]) / "S01", src / "S01")
+    mapping = load_mapping(Path(lab["raw"]) / "mapping.toml")
+    out = tmp_path / "out"
+    import_lab_data(src, mapping, out)
+    stale = out / "trials" / "S01" / "old.imu.csv"
+    stale.write_text("time_s\n")
+    import_lab_data(src, mapping, out)  # a previous import is replaced, stale trials included
+    assert not stale.exists() and check_dataset(out).ok
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code = main(
+        ["data", "import", str(src), "--mapping", str(Path(lab["raw"]) / "mapping.toml"), "--out", str(foreign)]
+    )
+    assert code == 2 and "not empty" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "mine"

@@ -297,3 +297,56 @@ def test_one_bad_cell_is_named_by_line(row, column, junk):
     text = GOOD + "\n".join("\t".join(r) for r in rows) + "\n"
     with pytest.raises(TableFormatError, match=r"line \d+"):
         parse_storage(text, "walk.sto")
+
+
+def _key(pair: tuple[str, str]) -> str:
+    return pair[0]
+
+
+_VALUES = st.one_of(
+    st.integers(-5, 5).map(str),
+    st.floats(-1e3, 1e3, allow_nan=False).map(repr),
+    st.sampled_from(['"z"', '"y"', '"+x"', '"g"', '"deg/s"', '"r_foot_acc_x"', '"*"', '"re:("', "true", "[]", '["*"]']),
+    st.text(alphabet="abcxyz_*:/ ", max_size=8).map(lambda t: '"' + t + '"'),
+)
+_KEYS = st.sampled_from(
+    [
+        "up_axis",
+        "walking_direction",
+        "force_coverage",
+        "force_threshold_n",
+        "pattern",
+        "channel",
+        "unit",
+        "scale",
+        "target",
+        "l_heel",
+        "r_toe",
+        "include",
+        "exclude",
+        "time_unit",
+        "bogus",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tables=st.lists(
+        st.tuples(
+            st.sampled_from(["[lab]", "[markers]", "[trials]", "[[channel]]", "[[force]]"]),
+            st.lists(st.tuples(_KEYS, _VALUES), max_size=4, unique_by=_key),
+        ),
+        max_size=4,
+    )
+)
+def test_any_mapping_file_loads_or_is_refused_with_a_config_error(tmp_path, tables):
+    text = "\n".join(header + "\n" + "\n".join(f"{k} = {v}" for k, v in pairs) for header, pairs in tables)
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text)
+    try:
+        mapping = load_mapping(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert mapping.source == str(path)

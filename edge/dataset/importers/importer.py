@@ -126,6 +126,7 @@ def import_lab_data(
         raise NotADirectoryError(f"{src}: not a folder")
     if out.resolve() == src.resolve():
         raise FileExistsError(f"--out must differ from the source folder ({out})")
+    _prepare_out(out)
     lab_subjects = read_lab_subjects(src / SUBJECTS_FILE)
     files = sorted(
         (d.name, f)
@@ -179,6 +180,19 @@ def import_lab_data(
             or [Problem(str(src), f"no lab files ({', '.join(SUFFIXES)}) in subject folders")]
         )
     return report
+
+
+def _prepare_out(out: Path) -> None:
+    """Refuse a folder with other content; clear a previous import so no stale trial survives."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / REPORT_FILE).is_file():
+        raise FileExistsError(
+            f"--out {out} is not empty and holds no previous import ({REPORT_FILE}): choose a new folder"
+        )
+    shutil.rmtree(out / TRIALS_DIR, ignore_errors=True)
+    for name in (SUBJECTS_FILE, REPORT_FILE):
+        (out / name).unlink(missing_ok=True)
 
 
 def read_recording(path: Path, mapping: Mapping) -> Recording:
