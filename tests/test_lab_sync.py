@@ -224,3 +224,43 @@ def test_walking_direction_from_the_centre_of_pressure_sequence():
     assert direction is not None and np.allclose(direction, [0.0, -1.0]) and "mapping" in how
     with pytest.raises(ValueError, match="up axis"):
         walking_direction(empty, "-y", "y")
+
+
+def test_sensors_held_out_of_step_share_one_time_base():
+    from edge.dataset.importers.recording import held_imu
+
+    rate, analog = 148.148, 2000.0
+    analog_time = np.arange(int(5 * analog)) / analog
+    rng = np.random.default_rng(1)
+    columns, blocks, truth = [], [], {}
+    for place, phase in (("l_foot", 0.0), ("r_foot", 0.0031), ("pelvis", 0.0052)):  # each sensor its own phase
+        sample_time = phase + np.arange(int(4.9 * rate)) / rate
+        samples = rng.normal(size=(sample_time.size, 6))
+        truth[place] = (sample_time, samples)
+        index = np.clip(np.searchsorted(sample_time, analog_time, side="right") - 1, 0, sample_time.size - 1)
+        blocks.append(samples[index])
+        columns += [f"{place}_{k}_{a}" for k in ("acc", "gyr") for a in "xyz"]
+    values = np.hstack(blocks)
+    _, _, union_rate = remove_sample_and_hold(analog_time, values)  # all channels as one block: misread
+    assert union_rate is None or abs(union_rate - rate) > 10.0
+    stream, note = held_imu(analog_time, values, tuple(columns), "lab.c3d")
+    assert note is not None and "148.1" in note
+    assert stream.rate_hz == pytest.approx(rate, rel=2e-3)
+    assert np.isfinite(stream.values).all()
+    for place, (sample_time, samples) in truth.items():
+        block = stream.select(tuple(c for c in columns if c.startswith(place))).values
+        k = np.searchsorted(sample_time, stream.time_s - 0.5 / rate)  # each row holds that sensor's nearest sample
+        np.testing.assert_array_equal(block, samples[np.clip(k, 0, sample_time.size - 1)])
+
+
+def test_sensors_held_at_different_rates_are_refused():
+    from edge.dataset.importers.recording import held_imu
+
+    analog_time = np.arange(4000) / 1000.0
+    blocks = []
+    for rate in (100.0, 128.0):
+        index = np.floor(analog_time * rate).astype(int)
+        blocks.append(np.random.default_rng(0).normal(size=(index.max() + 1, 6))[index])
+    columns = tuple(f"{p}_{k}_{a}" for p in ("l_foot", "r_foot") for k in ("acc", "gyr") for a in "xyz")
+    with pytest.raises(ValueError, match="different rates"):
+        held_imu(analog_time, np.hstack(blocks), columns, "lab.c3d")

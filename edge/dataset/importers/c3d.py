@@ -22,11 +22,10 @@ from edge.dataset.importers.recording import (
     FloatArray,
     Plate,
     Recording,
+    held_imu,
     missing_markers,
-    remove_sample_and_hold,
     up_rotation,
 )
-from edge.dataset.trial import Stream
 
 LENGTH_TO_M = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}
 
@@ -119,14 +118,9 @@ def read_c3d(path: Path, mapping: Mapping) -> Recording:
             index = find_label(rule.pattern, labels, f"{mapping.source}: [[channel]] #{i} ({rule.channel})", str(path))
             columns.append(rule.channel)
             blocks.append(analogs[0, index, :].astype(np.float64) * mapping.imu_factor(rule))
-        values = np.column_stack(blocks)
-        time, values, held_rate = remove_sample_and_hold(analog_time, values, str(path))
-        if held_rate is not None:
-            notes.append(
-                f"IMU channels were sample-and-hold at {analog_rate:g} Hz: kept the sensors' own samples "
-                f"at {held_rate:.2f} Hz"
-            )
-        imu = Stream(time, tuple(columns), values, str(path))
+        imu, note = held_imu(analog_time, np.column_stack(blocks), tuple(columns), str(path))
+        if note is not None:
+            notes.append(note)
     elif not markers and not plates:
         raise MappingError(f"{mapping.source}: maps no IMU channel and no marker, and {path} has no force plate")
     return Recording(

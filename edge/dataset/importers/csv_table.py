@@ -14,8 +14,7 @@ import pandas as pd
 
 from edge.dataset.importers.mapping import Mapping, MappingError, find_label
 from edge.dataset.importers.opensim import LabTable, TableFormatError, check_time
-from edge.dataset.importers.recording import Recording, remove_sample_and_hold, up_rotation
-from edge.dataset.trial import Stream
+from edge.dataset.importers.recording import Recording, held_imu, up_rotation
 
 
 def read_csv_table(path: Path) -> LabTable:
@@ -67,10 +66,9 @@ def table_recording(table: LabTable, mapping: Mapping, time_label: str | None = 
             )
             columns.append(rule.channel)
             blocks.append(table.values[:, j] * mapping.imu_factor(rule))
-        imu_time, values, held = remove_sample_and_hold(time, np.column_stack(blocks), table.source)
-        if held is not None:
-            notes.append(f"IMU columns were sample-and-hold: kept the sensors' own samples at {held:.2f} Hz")
-        imu = Stream(imu_time, tuple(columns), values, table.source)
+        imu, note = held_imu(time, np.column_stack(blocks), tuple(columns), table.source)
+        if note is not None:
+            notes.append(note)
     in_degrees = next((v for k, v in table.header.items() if k.lower() == "indegrees"), "").strip().lower() == "yes"
     if in_degrees and any("_gyr_" in r.channel and r.unit.lower() != "deg/s" for r in mapping.channels):
         notes.append(

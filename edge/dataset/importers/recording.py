@@ -155,3 +155,51 @@ def remove_sample_and_hold(
     index = np.where(np.abs(shown[nearest] - grid_t) < 0.5 * slope, changes[nearest], held)
     keep = grid_t <= time_s[-1]
     return grid_t[keep], values[index[keep]], 1.0 / float(slope)
+
+
+def held_imu(
+    time_s: FloatArray, values: FloatArray, columns: tuple[str, ...], source: str = ""
+) -> tuple[Stream, str | None]:
+    """An IMU stream from analog channels, with sample-and-hold undone per sensor.
+
+    Wireless sensors each hold their own samples, so their steps need not fall on the same analog
+    rows: each place (its six channels) is de-duplicated on its own. When every place is held at
+    (nearly) one rate, all are put on the grid of the place with the most samples, each taking its
+    own sample nearest in time (at most half a period away, never interpolated). When none is held,
+    the channels are kept at the analog rate.
+
+    Returns
+    -------
+    stream, note
+        The IMU stream (format v1 columns) and a note for the import report (``None`` if not held).
+    """
+    places: dict[str, list[int]] = {}
+    for j, column in enumerate(columns):
+        places.setdefault(column.rsplit("_", 2)[0], []).append(j)
+    found = {p: remove_sample_and_hold(time_s, values[:, index], source) for p, index in places.items()}
+    rates = [rate for _, _, rate in found.values() if rate is not None]
+    if not rates:
+        return Stream(time_s, columns, values, source), None
+    if len(rates) != len(places) or max(rates) > 1.01 * min(rates):
+        shown = ", ".join(f"{p} {r:.2f} Hz" if r else f"{p} not held" for p, (_, _, r) in found.items())
+        raise ValueError(f"{source}: IMU channels are held at different rates ({shown}): cannot share one time base")
+    reference = max(found, key=lambda p: found[p][0].size)
+    grid = found[reference][0]
+    out = np.empty((grid.size, len(columns)))
+    for place, index in places.items():
+        t, v, rate = found[place]
+        assert rate is not None
+        k = np.clip(np.searchsorted(t, grid), 1, t.size - 1)
+        k = np.where(np.abs(t[k - 1] - grid) <= np.abs(t[k] - grid), k - 1, k)
+        block = v[k].copy()
+        block[np.abs(t[k] - grid) > 0.5 / rate + 1e-9] = np.nan  # a place that started late or ended early
+        out[:, index] = block
+    complete = np.flatnonzero(np.all(np.isfinite(out), axis=1))
+    if complete.size == 0:
+        raise ValueError(f"{source}: the IMU sensors' samples never overlap in time")
+    span = slice(int(complete[0]), int(complete[-1]) + 1)  # where every sensor has its samples
+    grid, out = grid[span], out[span]
+    note = (
+        f"IMU channels were sample-and-hold: kept the sensors' own samples at {1.0 / np.median(np.diff(grid)):.2f} Hz"
+    )
+    return Stream(grid, columns, out, source), note
