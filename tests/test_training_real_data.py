@@ -171,7 +171,8 @@ def test_static_inputs_are_clipped_by_the_devices_own_function():
     heavy = leg("H", "r", "none", hka=3.0, mass=400.0, n=64)  # 32 SD above the training mean
     expected = bounded_static(contract, heavy.static)
     assert expected[STATIC_FEATURES.index("body_mass_kg")] == STATIC_LIMIT_SD
-    src = WindowSource([heavy], contract, use_static=True)
+    with pytest.warns(TrainingDataWarning, match="body_mass_kg of subject H lie beyond"):
+        src = WindowSource([heavy], contract, use_static=True)
     np.testing.assert_array_equal(src.s[0], expected.astype(np.float32))
     seen = []
 
@@ -179,7 +180,8 @@ def test_static_inputs_are_clipped_by_the_devices_own_function():
         seen.append(s)
         return np.zeros((x.shape[0], 4, 3), dtype=np.float32)
 
-    predict_sequence(spy, heavy, contract, use_static=True)
+    with pytest.warns(TrainingDataWarning):
+        predict_sequence(spy, heavy, contract, use_static=True)
     np.testing.assert_array_equal(seen[0][0], expected.astype(np.float32))
 
 
@@ -374,6 +376,10 @@ def _train(root: Path, tmp_path: Path, *extra: str) -> tuple[int, Path]:
 def test_overground_data_with_unknown_stance_trains_and_reports_stance_only(dataset_copy, tmp_path, capsys):
     pytest.importorskip("tensorflow")
     _overground(dataset_copy)
+    _edit(
+        dataset_copy / "subjects.csv",
+        lambda t: t.__setitem__("body_mass_source", ["measured", "measured", "estimated_force"]),
+    )
     _edit(dataset_copy / "trials/S01/static.force.csv", lambda t: t.__setitem__("l_grf_v", np.nan))
     for axis in ("ap", "ml"):
         _edit(dataset_copy / "trials/S01/static.force.csv", lambda t, a=axis: t.__setitem__(f"l_grf_{a}", np.nan))
@@ -388,7 +394,11 @@ def test_overground_data_with_unknown_stance_trains_and_reports_stance_only(data
     assert 0 < naive["stance_axes"]["v"]["n_samples"] < naive["axes"]["v"]["n_samples"]
     assert metrics["gradient_steps"] >= 6 and metrics["steps_per_epoch"] >= 3
     card = (run / "model_card.md").read_text()
-    assert "stance-only" in card and "S01/static/l" in card and "Body mass: measured for 3" in card
+    assert (
+        "stance-only" in card
+        and "S01/static/l" in card
+        and "Body mass: measured for 2 subject(s), estimated from force for 1 (S03: estimated_force)" in card
+    )
 
 
 @pytest.mark.tf

@@ -37,11 +37,19 @@ def metrics_table(results: dict[str, Any]) -> list[str]:
 
 
 def body_mass_line(loaded: LoadedData) -> str:
-    """How many subjects' body mass was measured and how many estimated from force (``body_mass_source``)."""
-    sources = [s.extra.get("body_mass_source", "") or "measured" for s in loaded.subjects.values()]
-    estimated = [sid for sid, s in loaded.subjects.items() if s.extra.get("body_mass_source") == "estimated_force"]
-    line = f"- Body mass: measured for {len(sources) - len(estimated)} subject(s), estimated from force for "
-    line += f"{len(estimated)}" + (f" ({', '.join(sorted(estimated))})" if estimated else "")
+    """How many subjects' body mass was measured and how many estimated from the force data.
+
+    Read from the ``body_mass_source`` column (``measured``, ``estimated_force``, ``estimated_standing``...).
+    """
+    estimated = {
+        sid: s.extra["body_mass_source"]
+        for sid, s in loaded.subjects.items()
+        if s.extra.get("body_mass_source", "").startswith("estimated")
+    }
+    line = f"- Body mass: measured for {len(loaded.subjects) - len(estimated)} subject(s), estimated from force for "
+    line += f"{len(estimated)}" + (
+        f" ({', '.join(f'{sid}: {how}' for sid, how in sorted(estimated.items()))})" if estimated else ""
+    )
     return line + " (column body_mass_source of subjects.csv)"
 
 

@@ -12,6 +12,8 @@ the same numbers.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +22,9 @@ from numpy.typing import NDArray
 
 from edge.contract import ModelContract
 from edge.features import output_positions
-from edge.runtime.inference import bounded_static
+from edge.runtime.inference import STATIC_LIMIT_SD, bounded_static
 from training.config import AugmentConfig
-from training.data import LegSequence
+from training.data import LegSequence, TrainingDataWarning
 
 Predict = Callable[[NDArray[np.float32], NDArray[np.float32] | None], NDArray[np.float32]]
 """``(x (b, window, c), static (b, s) or None) -> normalised outputs (b, out_len, 3)``."""
@@ -52,9 +54,30 @@ def valid_ends(
     return ends[clean_in & some_known]
 
 
-def static_inputs(contract: ModelContract, raw: NDArray[np.floating]) -> NDArray[np.float32]:
-    """Normalised static features exactly as the device computes them (clipped to ±5 training SDs)."""
-    return bounded_static(contract, np.asarray(raw, dtype=np.float64)).astype(np.float32)
+def static_inputs(contract: ModelContract, raw: NDArray[np.floating], who: str = "") -> NDArray[np.float32]:
+    """Normalised static features exactly as the device computes them (clipped to ±5 training SDs).
+
+    The device's own function does the work; its log line (written for a patient's ``device.toml``)
+    is replaced here by one :class:`~training.data.TrainingDataWarning` naming the features and ``who``.
+    """
+    values = np.asarray(raw, dtype=np.float64)
+    device_log = logging.getLogger(bounded_static.__module__)
+    was_disabled, device_log.disabled = device_log.disabled, True
+    try:
+        z = bounded_static(contract, values)
+    finally:
+        device_log.disabled = was_disabled
+    assert contract.static is not None
+    far = np.abs(contract.static.apply(values)) > STATIC_LIMIT_SD
+    if far.any():
+        names = ", ".join(n for n, f in zip(contract.static_features, far, strict=True) if f)
+        warnings.warn(
+            f"static feature(s) {names}{' of ' + who if who else ''} lie beyond ±{STATIC_LIMIT_SD:g} training SDs; "
+            "clipped there, as the device does",
+            TrainingDataWarning,
+            2,
+        )
+    return z.astype(np.float32)
 
 
 class WindowSource:
@@ -65,7 +88,10 @@ class WindowSource:
         self.use_static = use_static
         self.x = [contract.inputs.apply(s.inputs) for s in sequences]
         self.y = [contract.targets.apply(s.targets) for s in sequences]
-        self.s = [static_inputs(contract, s.static) if (use_static and contract.static) else None for s in sequences]
+        self.s = [
+            static_inputs(contract, s.static, f"subject {s.subject_id}") if (use_static and contract.static) else None
+            for s in sequences
+        ]
         seq_index, ends = [], []
         for i, seq in enumerate(sequences):
             e = valid_ends(
@@ -262,7 +288,11 @@ def predict_sequence(
     if ends.size == 0:
         return out
     x = contract.inputs.apply(seq.inputs)
-    s = static_inputs(contract, seq.static)[None, :] if (use_static and contract.static) else None
+    s = (
+        static_inputs(contract, seq.static, f"subject {seq.subject_id}")[None, :]
+        if (use_static and contract.static)
+        else None
+    )
     for start in range(0, ends.size, batch_size):
         chunk = ends[start : start + batch_size]
         xb = np.stack([x[e - w : e] for e in chunk])
