@@ -126,8 +126,8 @@ def import_lab_data(
         raise NotADirectoryError(f"{src}: not a folder")
     if out.resolve() == src.resolve():
         raise FileExistsError(f"--out must differ from the source folder ({out})")
-    _prepare_out(out)
     lab_subjects = read_lab_subjects(src / SUBJECTS_FILE)
+    _prepare_out(out)
     files = sorted(
         (d.name, f)
         for d in src.iterdir()
@@ -164,7 +164,11 @@ def import_lab_data(
             outcome.status, outcome.reason = "skipped", f"cannot be read: {type(exc).__name__}: {exc}"
             continue
         outcome.notes += recording.notes
-        prepared = _prepare_trial(recording, mapping, outcome, subject_evidence)
+        try:
+            prepared = _prepare_trial(recording, mapping, outcome, subject_evidence)
+        except ValueError as exc:  # e.g. markers or plates too damaged to find gait events
+            outcome.status, outcome.reason = "skipped", f"cannot be analysed: {exc}"
+            continue
         if prepared is not None:
             prepared.stem = path.stem
             pending.append(prepared)
