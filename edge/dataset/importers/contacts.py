@@ -27,6 +27,8 @@ TOUCH_MARGIN_M = 0.02
 STILL_SPEED_MPS = 0.25
 """A heel or toe marker slower than this rests on the ground (a swinging foot moves at metres per second)."""
 MIN_TOUCH_FRAMES = 3
+MAX_AIR_GAP_S = 0.4
+"""Longest stretch between a clean contact and the detected swing next to it that is taken as air."""
 PAD_S = 0.02
 """Known 0 N kept either side of a clean contact (the plate reads nothing there)."""
 
@@ -182,6 +184,8 @@ def leg_forces(
         plate = next(p for p in recording.plates if p.number == contact.plate)
         lo, hi = max(0, contact.start - pad), min(n, contact.stop + pad)
         out[contact.side][lo:hi] = to_leg_frame(_zeroed(plate.force_n[lo:hi], threshold_n), contact.side, direction)
+        if contact.side in swing_force_time:
+            _air_around(out[contact.side], swing_force_time[contact.side], lo, hi, recording.force_time_s)
     for contact in contacts:  # an unclean contact is unknown even where swing was claimed
         if contact.side is None:
             for side in contact.touching:
@@ -189,6 +193,25 @@ def leg_forces(
                 claimed_zero = np.all(stance == 0.0, axis=1)
                 stance[claimed_zero] = np.nan
     return out
+
+
+def _air_around(leg: FloatArray, swing: NDArray[np.bool_], lo: int, hi: int, time_s: FloatArray) -> None:
+    """0 N between a clean contact and the swings either side of it.
+
+    A clean contact is the whole stance of that foot: it landed on the plate at the force onset and
+    left it at the offset, so from the end of the swing before until the onset, and from the offset
+    until the next swing, the foot is in the air. Gaps longer than :data:`MAX_AIR_GAP_S` (a swing
+    missed) are left unknown.
+    """
+    starts, stops = runs(swing)
+    before = stops[stops <= lo]
+    if before.size and time_s[lo] - time_s[before[-1] - 1] <= MAX_AIR_GAP_S:
+        gap = leg[before[-1] : lo]
+        gap[np.isnan(gap[:, 0])] = 0.0
+    after = starts[starts >= hi]
+    if after.size and time_s[after[0]] - time_s[hi - 1] <= MAX_AIR_GAP_S:
+        gap = leg[hi : after[0]]
+        gap[np.isnan(gap[:, 0])] = 0.0
 
 
 def swing_on_force_time(
