@@ -220,3 +220,23 @@ def test_store_id_request_and_reply():
     with pytest.raises(ProtocolError) as info:
         decode_request(encode_request(Opcode.STORE_ID, 4) + b"\x00")
     assert info.value.status is Status.BAD_LENGTH
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 3), st.integers(0, 3), st.integers(0, 70000), st.integers(0, 70000), st.integers(0, 493)
+        ),
+        max_size=300,
+    )
+)
+def test_no_fragment_sequence_buffers_more_than_the_record_limit(headers):
+    assembler = RecordAssembler()
+    peak = 0
+    for kind, seq, index, count, length in headers:
+        packet = _HEADER.pack(1, kind, seq, index % 65536, count % 65536, 0, length) + bytes(length)
+        assert assembler.feed(packet) is None  # all-zero bodies are never valid zlib: nothing completes
+        peak = max(peak, assembler.buffered_bytes)
+    assert peak <= 3 * MAX_RECORD_BYTES
+    assert all(total <= MAX_RECORD_BYTES for _, _, total in assembler._pending.values())
