@@ -343,6 +343,9 @@ class HostLogger:
             record = assembler.feed(bytes(data))
             if record is not None:
                 kind, seq, payload = record
+                if seq < 1:  # no store assigns 0; storing it would fail the whole batch, every session
+                    self.stats.reject("record_BAD_SEQ")
+                    return
                 inbox.append((KIND_NAMES[kind], seq, payload))
 
         await client.start_notify(CONTROL_UUID, control.on_notify)

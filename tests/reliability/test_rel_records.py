@@ -121,7 +121,8 @@ def test_a_flooding_device_is_refused_counted_and_the_records_after_it_arrive(tm
             await until(lambda: logger.state == "streaming")
             server, connection = link.server, link.server.connection
             assert connection is not None
-            for packet in [*flood, *bomb_fragments]:
+            seq_zero = encode_record(RecordKind.STEP, 0, {"i": 0}, 247)  # no store assigns 0: refused, not stored
+            for packet in [*flood, *bomb_fragments, *seq_zero]:
                 await server.device.notify_subscriber(connection, server.records, packet)
             steps(device, 1, 5, "after")
             server.listener("step", {})
@@ -135,6 +136,7 @@ def test_a_flooding_device_is_refused_counted_and_the_records_after_it_arrive(tm
     assert all(r.payload["tag"] == "after" for r in host.records(DEVICE, "step"))
     assert logger.stats.rejected.get("record_TOO_LARGE") == 2  # the flood's first fragment and the bomb
     assert logger.stats.rejected.get("record_BAD_ARGUMENT") == len(flood) - 1  # the rest of the flood, unbuffered
+    assert logger.stats.rejected.get("record_BAD_SEQ") == 1
     assert logger.stats.sessions == 1
     device.close()
     host.close()
