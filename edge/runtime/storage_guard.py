@@ -2,8 +2,9 @@
 
 The pipeline commits every record through a :class:`StorageGuard`. While the store's writes fail
 (:class:`~edge.runtime.store.StoreError`, e.g. :class:`~edge.runtime.store.StorageFullError` after the
-store has already freed what the host acknowledged), records are held in memory, in order, up to a
-bound (the oldest go first beyond it, counted), and the write is tried again every ``retry_s``; the
+store has already freed what the host acknowledged), records are held in memory as JSON text (a step
+with its waveform is about 2.5 kB, so the default bound of 5000 records is about 13 MB), in order, up to
+a bound (the oldest go first beyond it, counted), and the write is tried again every ``retry_s``; the
 pipeline goes on detecting steps and cueing meanwhile. When a write succeeds again, the held records
 are committed first and :meth:`StorageGuard.take_outage` hands the pipeline one summary to record as
 a ``storage_full`` (or ``storage_error``) event: when it started and ended, how many records were
@@ -12,6 +13,7 @@ held and committed late, how many were lost.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,7 +84,7 @@ class StorageGuard:
         self.retry_s = retry_s
         self.max_held = max_held
         self._now = float("-inf")
-        self._held: deque[tuple[str, Record]] = deque()
+        self._held: deque[tuple[str, float, str]] = deque()
         self._outage: Outage | None = None
         self._recovered: Outage | None = None
         self._next_try = float("-inf")
@@ -105,7 +107,8 @@ class StorageGuard:
         Raises
         ------
         ValueError
-            For records the sink refuses as such (unknown kind, bad payload): a bug, not storage.
+            For records the sink refuses as such (unknown kind, a payload that is not finite JSON): a
+            bug, not storage. Nothing of the batch is held then.
         """
         if not records:
             return []
@@ -151,11 +154,17 @@ class StorageGuard:
 
     def _hold(self, kind: str, records: list[Record]) -> None:
         assert self._outage is not None
-        for record in records:
-            self._held.append((kind, record))
-            self._outage.end_s = max(self._outage.end_s, record[0])
+        texts = []
+        for i, (_, payload) in enumerate(records):
+            try:
+                texts.append(json.dumps(payload, allow_nan=False, separators=(",", ":")))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{kind} record {i}: payload is not JSON-serialisable: {exc}") from None
+        for (t, _), text in zip(records, texts, strict=True):
+            self._held.append((kind, t, text))
+            self._outage.end_s = max(self._outage.end_s, t)
         while len(self._held) > self.max_held:
-            lost_kind, _ = self._held.popleft()
+            lost_kind, _, _ = self._held.popleft()
             self._outage.lost[lost_kind] = self._outage.lost.get(lost_kind, 0) + 1
             self.lost_total += 1
 
@@ -168,9 +177,9 @@ class StorageGuard:
         while self._held:
             kind = self._held[0][0]
             batch: list[Record] = []
-            for held_kind, record in self._held:
+            for held_kind, t, text in self._held:
                 if held_kind == kind:
-                    batch.append(record)
+                    batch.append((t, json.loads(text)))
                     if len(batch) == FLUSH_BATCH:
                         break
             try:
@@ -186,7 +195,7 @@ class StorageGuard:
 
     def _remove(self, kind: str, count: int) -> None:
         """Drop the first ``count`` held records of ``kind`` (those just committed), keeping the rest in order."""
-        kept: deque[tuple[str, Record]] = deque()
+        kept: deque[tuple[str, float, str]] = deque()
         for item in self._held:
             if item[0] == kind and count > 0:
                 count -= 1

@@ -135,5 +135,10 @@ def test_other_storage_errors_are_reported_as_such_and_bugs_are_not_swallowed():
     assert outage is not None and outage.payload()["event"] == "storage_error"
     with pytest.raises(ValueError, match="unknown record kind"):
         guard.append("stride", [(3.0, {})])
+    sink.full = True
+    guard.append("step", [(4.0, {"ok": 1})])
+    with pytest.raises(ValueError, match="step record 1: payload is not JSON-serialisable"):
+        guard.append("step", [(5.0, {"ok": 2}), (5.0, {"peak": float("nan")})])  # held as JSON: checked now
+    assert guard.held == 1  # nothing of the refused batch was held
     with pytest.raises(ValueError, match="max_held"):
         StorageGuard(sink, max_held=0)
