@@ -63,6 +63,12 @@ def register(commands: Any) -> None:
         default="auto",
         help="IMU lag behind the force clock: auto (estimate per trial, default) or milliseconds to apply",
     )
+    lab_import.add_argument(
+        "--skip-static",
+        action="store_true",
+        help="do not keep quiet-standing (static) trials as IMU-only trials for the segment_v1 alignment "
+        "(they still weigh the subject)",
+    )
     lab_import.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     lab_import.set_defaults(handler=_import)
 
@@ -235,7 +241,9 @@ def _import(args: argparse.Namespace) -> int:
         if not -500.0 <= lag_ms <= 500.0:
             raise ConfigError(f"--imu-lag {lag_ms:g} ms is beyond ±500 ms")
     mapping = load_mapping(args.mapping)
-    report = import_lab_data(args.src, mapping, args.out, lag_ms, _progress(args.json, "file", "import"))
+    report = import_lab_data(
+        args.src, mapping, args.out, lag_ms, _progress(args.json, "file", "import"), keep_static=not args.skip_static
+    )
     if args.json:
         print(json.dumps(report.as_dict()))
     else:

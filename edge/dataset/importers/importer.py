@@ -2,11 +2,16 @@
 
 Input layout: ``SRC/subjects.csv`` (``subject_id, body_mass_kg, height_m, hka_deg, affected_side``;
 mass and HKA may be blank) and ``SRC/<subject_id>/<trial>.c3d|.mot|.sto|.csv`` (folders starting
-with ``_`` or ``.`` are ignored). Per trial: read the file, find the walking direction (static and
-range-of-motion trials are skipped, but quiet standing still serves to weigh the subject), find
+with ``_`` or ``.`` are ignored). Per trial: read the file, find the walking direction, find
 swing from the foot markers (else the gyroscopes), give each clean plate contact to its foot,
 estimate and correct the IMU lag, and write each leg's force (known, 0 N in swing, NaN unknown) with
 the IMU as an ``.imu``/``.force`` pair.
+
+Trials without walking: quiet standing (static) weighs the subject and, unless ``keep_static`` is off
+(``--skip-static``), is kept as an IMU-only trial (``<trial_id>.imu.csv``, no force file) because the
+``segment_v1`` alignment takes each sensor's up axis from standing; it is never a training window.
+Range-of-motion and other non-walking trials are skipped (their rotations would spoil the alignment's
+medio-lateral axis); :mod:`edge.dataset.importers.standing` tells the two apart from the IMU.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from edge.dataset.importers.gait import swing_from_gyro, swing_from_markers, wal
 from edge.dataset.importers.mapping import Mapping, MappingError
 from edge.dataset.importers.opensim import TableFormatError, read_storage
 from edge.dataset.importers.recording import Recording
+from edge.dataset.importers.standing import StandingCheck, check_quiet_standing
 from edge.dataset.importers.sync import combine_scores, force_onsets, lag_scores, shift_imu
 from edge.dataset.problems import DatasetError, Problem
 from edge.dataset.subjects import MASS_RANGE_KG, SUBJECTS_FILE, Subject, write_subjects
@@ -42,13 +48,18 @@ MIN_OWN_LAG_CONTACTS = 4
 """A trial with fewer clean contacts takes the lag pooled over its subject's trials (one session)."""
 MASS_SOURCE_COLUMN = "body_mass_source"
 """Extra column of ``subjects.csv``: ``measured``, ``estimated_standing`` or ``estimated_strides``."""
+IMPORTED, STATIC_KEPT, STATIC, SKIPPED = "imported", "static_kept", "static", "skipped"
+"""Trial outcomes: a walking trial written; a quiet-standing trial written IMU-only for the sensor alignment;
+a static trial not written (``--skip-static``, not quiet, no IMU); any other file not written."""
+WRITTEN = (IMPORTED, STATIC_KEPT)
+KEPT_FOR_ALIGNMENT = "static: kept for sensor alignment (IMU only, no force: never a training window)"
 
 Progress = Callable[[Iterator[tuple[str, Path]], int], Iterator[tuple[str, Path]]]
 
 
 @dataclass
 class TrialOutcome:
-    """What happened to one lab file."""
+    """What happened to one lab file (``status``: ``imported``, ``static_kept``, ``static`` or ``skipped``)."""
 
     subject_id: str
     source: str
@@ -73,15 +84,21 @@ class ImportReport:
 
     @property
     def imported(self) -> list[TrialOutcome]:
-        """Trials written to the dataset."""
-        return [t for t in self.trials if t.status == "imported"]
+        """Walking trials written to the dataset."""
+        return [t for t in self.trials if t.status == IMPORTED]
+
+    @property
+    def static_kept(self) -> list[TrialOutcome]:
+        """Quiet-standing trials written IMU-only, for the sensor alignment."""
+        return [t for t in self.trials if t.status == STATIC_KEPT]
 
     def as_dict(self) -> dict[str, object]:
         """Plain data (for ``--json`` and ``import.json``)."""
         return {
             "out": str(self.out),
             "imported": len(self.imported),
-            "skipped": len(self.trials) - len(self.imported),
+            "static_kept": len(self.static_kept),
+            "skipped": len(self.trials) - len(self.imported) - len(self.static_kept),
             "trials": [asdict(t) for t in self.trials],
             "subjects": self.subjects,
         }
@@ -99,6 +116,7 @@ def import_lab_data(
     out: Path,
     imu_lag_ms: float | None = None,
     progress: Progress | None = None,
+    keep_static: bool = True,
 ) -> ImportReport:
     """Import every lab file under ``src`` into the dataset folder ``out``.
 
@@ -115,6 +133,9 @@ def import_lab_data(
         other trials, then to 0, when a trial has no usable contact); a number applies that lag.
     progress
         Optional wrapper around the file iterator.
+    keep_static
+        Keep quiet-standing trials as IMU-only trials (for the ``segment_v1`` alignment); ``False``
+        (``--skip-static``) only weighs the subject with them.
 
     Raises
     ------
@@ -140,11 +161,13 @@ def import_lab_data(
     used_ids: set[tuple[str, str]] = set()
     out.mkdir(parents=True, exist_ok=True)
     pending: list[_Pending] = []
+    statics: list[_Static] = []
     items: Iterator[tuple[str, Path]] = iter(files)
     for subject_id, path in progress(items, len(files)) if progress else items:
-        if pending and pending[-1].outcome.subject_id != subject_id:
+        if (pending or statics) and (pending + statics)[-1].outcome.subject_id != subject_id:
             _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
-            pending = []
+            _write_statics(statics, pending, keep_static, out, used_ids)
+            pending, statics = [], []
         outcome = TrialOutcome(subject_id, str(path.relative_to(src)))
         outcomes.append(outcome)
         if subject_id not in lab_subjects:
@@ -171,9 +194,10 @@ def import_lab_data(
             continue
         if prepared is not None:
             prepared.stem = path.stem
-            pending.append(prepared)
-    if pending:
+            (statics if isinstance(prepared, _Static) else pending).append(prepared)  # type: ignore[arg-type]
+    if pending or statics:
         _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
+        _write_statics(statics, pending, keep_static, out, used_ids)
     subjects = _write_subjects(out, lab_subjects, outcomes, evidence)
     report = ImportReport(out, outcomes, subjects)
     (out / REPORT_FILE).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -222,19 +246,36 @@ class _Pending:
     stem: str = ""
 
 
+@dataclass
+class _Static:
+    """A trial without walking, waiting for its subject's walking trials to be written."""
+
+    outcome: TrialOutcome
+    recording: Recording
+    standing: StandingCheck | None
+    stem: str = ""
+
+
 def _prepare_trial(
     recording: Recording, mapping: Mapping, outcome: TrialOutcome, evidence: _SubjectEvidence
-) -> _Pending | None:
-    """Direction, swing from markers, clean contacts and the lag evidence of one trial (``None``: not walking)."""
+) -> _Pending | _Static | None:
+    """Direction, swing from markers, clean contacts and the lag evidence of one trial.
+
+    Returns a :class:`_Static` for a trial whose feet do not travel or whose IMU shows quiet standing
+    (it weighs the subject), and ``None`` for a trial that cannot be used (the outcome says why).
+    """
     lab = mapping.lab
     direction, how = walking_direction(recording, lab.walking_direction, lab.up_axis)
-    if direction is None:
-        outcome.status, outcome.reason = ("static" if how.startswith("static") else "skipped"), how
-        standing = _standing_mass(recording)
-        if standing is not None:
-            evidence.standing.append(standing)
-            outcome.notes.append(f"quiet standing on the plates: {standing.mass_kg:.1f} kg")
-        return None
+    standing = check_quiet_standing(recording.imu) if recording.imu is not None else None
+    if direction is None or (standing is not None and standing.quiet):
+        is_static = how.startswith("static") or (standing is not None and standing.quiet)
+        outcome.status = STATIC if is_static else SKIPPED
+        outcome.reason = how if direction is None else "static: the IMU shows quiet standing (no walking)"
+        weight = _standing_mass(recording)
+        if weight is not None:
+            evidence.standing.append(weight)
+            outcome.notes.append(f"quiet standing on the plates: {weight.mass_kg:.1f} kg")
+        return _Static(outcome, recording, standing) if is_static else None
     outcome.direction = f"{how}: ({direction[0]:+.2f}, {direction[1]:+.2f})"
     if recording.imu is None:
         outcome.status, outcome.reason = "skipped", "no IMU channels mapped: a format v1 trial needs IMU data"
@@ -285,6 +326,36 @@ def _finish_subject(
         trial_id = _trial_id(item.stem, outcome.subject_id, used_ids)
         outcome.trial_id = trial_id
         write_trial(out, Trial(outcome.subject_id, trial_id, trial.imu, trial.force), paired=True)
+
+
+def _write_statics(
+    statics: list[_Static], pending: list[_Pending], keep: bool, out: Path, used_ids: set[tuple[str, str]]
+) -> None:
+    """Write a subject's quiet-standing trials IMU-only (after its walking trials, which they serve)."""
+    walking_written = any(p.outcome.status == IMPORTED for p in pending)
+    for item in statics:
+        outcome, standing, imu = item.outcome, item.standing, item.recording.imu
+        why_not = _why_static_not_kept(keep, standing, walking_written)
+        if why_not or imu is None or standing is None:
+            outcome.reason += f"; not kept for sensor alignment: {why_not}"
+            continue
+        trial_id = _trial_id(item.stem, outcome.subject_id, used_ids)
+        write_trial(out, Trial(outcome.subject_id, trial_id, imu, None), paired=True)
+        outcome.trial_id, outcome.status = trial_id, STATIC_KEPT
+        outcome.reason = f"{KEPT_FOR_ALIGNMENT}; {standing.describe()}"
+
+
+def _why_static_not_kept(keep: bool, standing: StandingCheck | None, walking_written: bool) -> str:
+    """Why a static trial is not kept for the sensor alignment (empty: it is kept)."""
+    if not keep:
+        return "--skip-static"
+    if standing is None:
+        return "no IMU channels mapped"
+    if not standing.quiet:
+        return standing.reason
+    if not walking_written:
+        return "no walking trial of this subject was imported (nothing to align)"
+    return ""
 
 
 def _finish_trial(item: _Pending, mapping: Mapping, lag_s: float, evidence: _SubjectEvidence) -> Trial | None:
@@ -382,7 +453,7 @@ def _write_subjects(
     outcomes: list[TrialOutcome],
     evidence: dict[str, _SubjectEvidence],
 ) -> list[dict[str, object]]:
-    with_trials = sorted({t.subject_id for t in outcomes if t.status == "imported"})
+    with_trials = sorted({t.subject_id for t in outcomes if t.status == IMPORTED})
     rows: list[Subject] = []
     summary: list[dict[str, object]] = []
     for subject_id in with_trials:
@@ -401,8 +472,8 @@ def _write_subjects(
             if estimate is None or not MASS_RANGE_KG[0] <= estimate.mass_kg <= MASS_RANGE_KG[1]:
                 shutil.rmtree(out / TRIALS_DIR / subject_id, ignore_errors=True)
                 for t in outcomes:
-                    if t.subject_id == subject_id and t.status == "imported":
-                        t.status, t.reason = "skipped", "body mass unknown and not estimable from force"
+                    if t.subject_id == subject_id and t.status in WRITTEN:
+                        t.status, t.reason = SKIPPED, "body mass unknown and not estimable from force"
                 info.update({"body_mass_kg": None, MASS_SOURCE_COLUMN: "unknown"})
                 summary.append(info)
                 continue
@@ -482,10 +553,12 @@ def read_lab_subjects(path: Path) -> dict[str, dict[str, str]]:
 
 
 def render_report(report: ImportReport) -> str:
-    """Human summary: trials imported and skipped (with reasons), lag per trial, clean contacts, body mass."""
+    """Human summary: trials imported, kept static and skipped (with reasons), lag, clean contacts, body mass."""
     lines = []
     for t in report.trials:
-        if t.status == "imported":
+        if t.status == STATIC_KEPT:
+            lines.append(f"  {t.source:<32} -> {t.subject_id}/{t.trial_id}: {t.reason}")
+        elif t.status == IMPORTED:
             lag = t.lag.get("lag_ms")
             spread = t.lag.get("spread_ms")
             estimate = "not estimable" if lag is None else f"{lag:+.0f} ms" + (f" ±{spread:.0f}" if spread else "")
@@ -496,7 +569,7 @@ def render_report(report: ImportReport) -> str:
                 f"{t.lag.get('contacts', 0)} contact(s), applied {t.lag_applied_ms:+.0f} ms"
             )
         else:
-            lines.append(f"  {t.source:<32} {t.reason if t.status == 'static' else t.status + ': ' + t.reason}")
+            lines.append(f"  {t.source:<32} {t.reason if t.status == STATIC else t.status + ': ' + t.reason}")
         lines += [f"      note: {note}" for note in t.notes if not note.startswith("IMU channels were")]
     for s in report.subjects:
         mass = s.get("body_mass_kg")
@@ -504,9 +577,10 @@ def render_report(report: ImportReport) -> str:
             f"  subject {s['subject_id']}: body mass "
             + (f"{mass:.1f} kg ({s[MASS_SOURCE_COLUMN]})" if mass is not None else "unknown: its trials are left out")
         )
-    n_imported = len(report.imported)
+    n_imported, n_static = len(report.imported), len(report.static_kept)
     lines.append(
-        f"imported {n_imported} trial(s), skipped {len(report.trials) - n_imported}; wrote {report.out} "
+        f"imported {n_imported} walking trial(s), kept {n_static} static trial(s) for sensor alignment (IMU only), "
+        f"skipped {len(report.trials) - n_imported - n_static}; wrote {report.out} "
         f"(details in {report.out / REPORT_FILE})"
     )
     return "\n".join(lines)
