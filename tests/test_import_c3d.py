@@ -51,12 +51,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"raw": raw, "out": out, "truth": truth, "report": report}
 
 
-def _pairs(lab: dict[str, object]):
+def _pairs(lab: dict[str, object], with_force: bool = True):
+    """(imported, source) trials; ``with_force`` leaves out the static trials kept IMU-only."""
     imported = Dataset.open(lab["out"])  # type: ignore[arg-type]
     source = Dataset.open(Path(lab["raw"]) / TRUTH_DIR)  # type: ignore[arg-type]
     for ref in imported.trials:
         match = next(r for r in source.trials if (r.subject_id, r.trial_id) == (ref.subject_id, ref.trial_id))
-        yield imported.load(ref), source.load(match)
+        trial = imported.load(ref)
+        if trial.force is not None or not with_force:
+            yield trial, source.load(match)
 
 
 def _common_force(a, b):
@@ -68,15 +71,18 @@ def _common_force(a, b):
 def test_round_trip_passes_data_check(lab, capsys):
     report = check_dataset(lab["out"])
     assert report.ok, [str(p) for p in report.errors]
-    assert report.summary()["trials"] == 9  # 3 subjects × 3 passes; the static trials are not walking
+    assert report.summary()["trials"] == 12  # 3 subjects × (3 passes + the static trial kept IMU-only)
     assert main(["data", "check", str(lab["out"])]) == 0
     assert "IMU lag" in capsys.readouterr().out
 
 
-def test_static_trials_are_skipped_with_a_reason(lab):
+def test_static_trials_are_kept_imu_only_for_the_alignment(lab):
     static = [t for t in lab["report"]["trials"] if t["source"].endswith("static01.c3d")]
-    assert len(static) == 3
-    assert all(t["status"] == "static" and "no walking" in t["reason"] for t in static)
+    assert len(static) == 3 and lab["report"]["static_kept"] == 3 and lab["report"]["imported"] == 9
+    assert all(t["status"] == "static_kept" and "kept for sensor alignment" in t["reason"] for t in static)
+    for t in static:
+        folder = Path(lab["out"]) / "trials" / t["subject_id"]
+        assert (folder / "static01.imu.csv").is_file() and not (folder / "static01.force.csv").exists()
 
 
 def test_known_forces_match_the_source(lab):
@@ -137,7 +143,7 @@ def test_dirty_contacts_are_refused(lab):
 
 
 def test_imu_samples_match_the_source(lab):
-    for imported, source in _pairs(lab):
+    for imported, source in _pairs(lab, with_force=False):
         a, b = imported.imu, source.imu
         assert a.columns == b.columns
         # The imported samples are the source's samples (float32 in the C3D file), in order, with none

@@ -165,8 +165,8 @@ def import_lab_data(
     items: Iterator[tuple[str, Path]] = iter(files)
     for subject_id, path in progress(items, len(files)) if progress else items:
         if (pending or statics) and (pending + statics)[-1].outcome.subject_id != subject_id:
-            _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
-            _write_statics(statics, pending, keep_static, out, used_ids)
+            session_lag_s = _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
+            _write_statics(statics, pending, keep_static, session_lag_s, out, used_ids)
             pending, statics = [], []
         outcome = TrialOutcome(subject_id, str(path.relative_to(src)))
         outcomes.append(outcome)
@@ -196,8 +196,8 @@ def import_lab_data(
             prepared.stem = path.stem
             (statics if isinstance(prepared, _Static) else pending).append(prepared)  # type: ignore[arg-type]
     if pending or statics:
-        _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
-        _write_statics(statics, pending, keep_static, out, used_ids)
+        session_lag_s = _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
+        _write_statics(statics, pending, keep_static, session_lag_s, out, used_ids)
     subjects = _write_subjects(out, lab_subjects, outcomes, evidence)
     report = ImportReport(out, outcomes, subjects)
     (out / REPORT_FILE).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -299,8 +299,11 @@ def _finish_subject(
     evidence: dict[str, _SubjectEvidence],
     out: Path,
     used_ids: set[tuple[str, str]],
-) -> None:
-    """Correct each trial's lag (its own estimate, or the subject's pooled one) and write the trials."""
+) -> float:
+    """Correct each trial's lag (its own estimate, or the subject's pooled one) and write the trials.
+
+    Returns the session's lag in seconds (``imu_lag_ms``, else the pooled estimate, else 0), for its static trials.
+    """
     pooled = combine_scores([row for p in pending for row in p.lag_rows])
     for item in pending:
         outcome = item.outcome
@@ -326,12 +329,23 @@ def _finish_subject(
         trial_id = _trial_id(item.stem, outcome.subject_id, used_ids)
         outcome.trial_id = trial_id
         write_trial(out, Trial(outcome.subject_id, trial_id, trial.imu, trial.force), paired=True)
+    if imu_lag_ms is not None:
+        return imu_lag_ms / 1000.0
+    return pooled.lag_s if pooled.ok else 0.0
 
 
 def _write_statics(
-    statics: list[_Static], pending: list[_Pending], keep: bool, out: Path, used_ids: set[tuple[str, str]]
+    statics: list[_Static],
+    pending: list[_Pending],
+    keep: bool,
+    lag_s: float,
+    out: Path,
+    used_ids: set[tuple[str, str]],
 ) -> None:
-    """Write a subject's quiet-standing trials IMU-only (after its walking trials, which they serve)."""
+    """Write a subject's quiet-standing trials IMU-only (after its walking trials, which they serve).
+
+    Their IMU clock is moved by the session's lag ``lag_s`` like the walking trials' (no contact of their own).
+    """
     walking_written = any(p.outcome.status == IMPORTED for p in pending)
     for item in statics:
         outcome, standing, imu = item.outcome, item.standing, item.recording.imu
@@ -340,8 +354,9 @@ def _write_statics(
             outcome.reason += f"; not kept for sensor alignment: {why_not}"
             continue
         trial_id = _trial_id(item.stem, outcome.subject_id, used_ids)
-        write_trial(out, Trial(outcome.subject_id, trial_id, imu, None), paired=True)
+        write_trial(out, Trial(outcome.subject_id, trial_id, shift_imu(imu, lag_s), None), paired=True)
         outcome.trial_id, outcome.status = trial_id, STATIC_KEPT
+        outcome.lag_applied_ms = round(1000.0 * lag_s, 1)
         outcome.reason = f"{KEPT_FOR_ALIGNMENT}; {standing.describe()}"
 
 
@@ -557,7 +572,10 @@ def render_report(report: ImportReport) -> str:
     lines = []
     for t in report.trials:
         if t.status == STATIC_KEPT:
-            lines.append(f"  {t.source:<32} -> {t.subject_id}/{t.trial_id}: {t.reason}")
+            lines.append(
+                f"  {t.source:<32} -> {t.subject_id}/{t.trial_id}: {t.reason}; "
+                f"IMU lag applied {t.lag_applied_ms:+.0f} ms (the session's)"
+            )
         elif t.status == IMPORTED:
             lag = t.lag.get("lag_ms")
             spread = t.lag.get("spread_ms")
