@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -211,3 +212,16 @@ def test_any_values_give_a_verdict_never_an_exception(n, value, where):
     assert check.quiet == (check.reason == "")
     if check.quiet:
         assert all(s >= DEFAULT_SETTINGS.min_standing_s for s in check.standing_s.values())
+
+
+def test_the_fingerprint_covers_the_standing_the_alignment_learnt_from(lab, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(lab["kept"], copy)
+    folder = copy / "trials" / "S01"
+    (folder / "static01.imu.csv").rename(folder / "static.imu.csv")  # a trial named "static" ...
+    data = replace(DATA, include_static_trials=False)  # ... is not training data, but the alignment uses it
+    before = load_sequences(copy, data).fingerprint
+    lines = (folder / "static.imu.csv").read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",0.00001"
+    (folder / "static.imu.csv").write_text("\n".join(lines) + "\n")
+    assert load_sequences(copy, data).fingerprint != before

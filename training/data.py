@@ -100,6 +100,10 @@ class LoadedData:
 def load_sequences(root: Path, config: DataConfig, progress: Progress | None = None) -> LoadedData:
     """Validate a dataset and turn every trial with force into two leg sequences.
 
+    IMU-only trials (e.g. static trials kept by ``data import``) give no sequence, hence no window and no
+    normalisation constant; with a segment alignment they (like every trial) feed the subject's estimate,
+    and the fingerprint covers them.
+
     Raises
     ------
     DatasetError
@@ -209,7 +213,7 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
     return LoadedData(
         sequences,
         dataset.subjects,
-        fingerprint(root, [p for r in refs for p in r.paths]),
+        fingerprint(root, [p for r in (dataset.trials if alignments is not None else refs) for p in r.paths]),
         root,
         dropped,
         padded,
