@@ -29,6 +29,9 @@ MAX_MOVING_SHARE = 0.2
 stepping onto and off the plates, which the trailing 1 s window stretches to about 1.5 s at each end of a
 10 s trial. Those samples join the alignment's walking statistics, a small part of a session's walking."""
 
+POWER_CAP = 1e4
+"""Squared angular rate cap, (rad/s)² (100 rad/s): keeps running sums exact to far below the thresholds."""
+
 
 @dataclass(frozen=True)
 class StandingCheck:
@@ -126,15 +129,16 @@ def check_quiet_standing(imu: Stream, settings: AlignmentSettings = DEFAULT_SETT
 def _trailing_rms(gyr: np.ndarray, window: int) -> np.ndarray:
     """Gyroscope magnitude RMS over the trailing ``window`` rows (NaN where the window holds a non-finite row).
 
-    A running sum (no cumulative sum, so one huge glitch cannot hide the samples after it by cancellation).
+    The power is capped at :data:`POWER_CAP` before the running sum, so one huge glitch cannot hide the
+    samples after it by cancellation (a capped sample is far above any threshold anyway).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # absurd values are not quiet: inf/NaN, never a warning
         power = np.sum(gyr * gyr, axis=1)
-        bad = ~np.isfinite(power)
-        kernel = np.ones(window)
-        n = power.size
-        sums = np.convolve(np.where(bad, 0.0, power), kernel)[:n]
-        bad_rows = np.convolve(bad.astype(np.float64), kernel)[:n]
-        out = np.sqrt(sums / np.minimum(np.arange(1, n + 1), window))
-    out[bad_rows > 0.5] = np.nan
+    bad = ~np.isfinite(power)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(bad, 0.0, np.minimum(power, POWER_CAP)))])
+    bad_rows = np.concatenate([[0], np.cumsum(bad)])
+    ends = np.arange(1, power.size + 1)
+    starts = np.maximum(ends - window, 0)
+    out = np.sqrt(np.maximum(sums[ends] - sums[starts], 0.0) / (ends - starts))
+    out[bad_rows[ends] - bad_rows[starts] > 0] = np.nan
     return out
