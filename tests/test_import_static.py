@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.dataset import Dataset, DatasetError
+from edge.dataset import Dataset, DatasetError, check_dataset
+from edge.dataset.importers import import_lab_data, load_mapping
 from edge.dataset.importers.standing import MAX_MOVING_SHARE, check_quiet_standing
 from edge.dataset.trial import Stream
 from edge.dsp.segment_alignment import DEFAULT_SETTINGS, settings_for
@@ -225,3 +226,18 @@ def test_the_fingerprint_covers_the_standing_the_alignment_learnt_from(lab, tmp_
     lines[5] = lines[5].rsplit(",", 1)[0] + ",0.00001"
     (folder / "static.imu.csv").write_text("\n".join(lines) + "\n")
     assert load_sequences(copy, data).fingerprint != before
+
+
+def test_a_static_trial_is_found_from_the_imu_when_the_walking_direction_is_set(lab, tmp_path):
+    src = tmp_path / "raw"
+    src.mkdir()
+    shutil.copy(lab["raw"] / "subjects.csv", src / "subjects.csv")
+    shutil.copytree(lab["raw"] / "S02", src / "S02")
+    mapping = tmp_path / "mapping.toml"
+    text = (lab["raw"] / "mapping.toml").read_text()
+    mapping.write_text(text.replace('walking_direction = "auto"', 'walking_direction = "+x"'))
+    report = import_lab_data(src, load_mapping(mapping), tmp_path / "out")
+    static = next(t for t in report.trials if t.source.endswith("static01.c3d"))
+    assert static.status == "static_kept" and static.trial_id == "static01"
+    assert any("no force known and the IMU shows quiet standing" in note for note in static.notes)
+    assert len(report.imported) == 3 and check_dataset(tmp_path / "out").ok

@@ -165,7 +165,7 @@ def import_lab_data(
     items: Iterator[tuple[str, Path]] = iter(files)
     for subject_id, path in progress(items, len(files)) if progress else items:
         if (pending or statics) and (pending + statics)[-1].outcome.subject_id != subject_id:
-            session_lag_s = _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
+            session_lag_s = _finish_subject(pending, statics, mapping, imu_lag_ms, evidence, out, used_ids)
             _write_statics(statics, pending, keep_static, session_lag_s, out, used_ids)
             pending, statics = [], []
         outcome = TrialOutcome(subject_id, str(path.relative_to(src)))
@@ -196,7 +196,7 @@ def import_lab_data(
             prepared.stem = path.stem
             (statics if isinstance(prepared, _Static) else pending).append(prepared)  # type: ignore[arg-type]
     if pending or statics:
-        session_lag_s = _finish_subject(pending, mapping, imu_lag_ms, evidence, out, used_ids)
+        session_lag_s = _finish_subject(pending, statics, mapping, imu_lag_ms, evidence, out, used_ids)
         _write_statics(statics, pending, keep_static, session_lag_s, out, used_ids)
     subjects = _write_subjects(out, lab_subjects, outcomes, evidence)
     report = ImportReport(out, outcomes, subjects)
@@ -243,6 +243,7 @@ class _Pending:
     swing_markers: dict[str, np.ndarray | None]
     contacts: list[contact_rules.Contact]
     lag_rows: list[np.ndarray]
+    standing: StandingCheck | None = None
     stem: str = ""
 
 
@@ -261,20 +262,23 @@ def _prepare_trial(
 ) -> _Pending | _Static | None:
     """Direction, swing from markers, clean contacts and the lag evidence of one trial.
 
-    Returns a :class:`_Static` for a trial whose feet do not travel or whose IMU shows quiet standing
-    (it weighs the subject), and ``None`` for a trial that cannot be used (the outcome says why).
+    Returns a :class:`_Static` for a trial without walking direction whose feet do not travel or whose
+    IMU shows quiet standing (it weighs the subject), and ``None`` for a trial that cannot be used (the
+    outcome says why). A trial with a direction (e.g. set in the mapping) is analysed as walking; if it
+    then has no known force and its IMU shows quiet standing, :func:`_finish_subject` makes it static.
     """
     lab = mapping.lab
     direction, how = walking_direction(recording, lab.walking_direction, lab.up_axis)
     standing = check_quiet_standing(recording.imu) if recording.imu is not None else None
-    if direction is None or (standing is not None and standing.quiet):
-        is_static = how.startswith("static") or (standing is not None and standing.quiet)
+    quiet = standing is not None and standing.quiet
+    if direction is None:
+        is_static = how.startswith("static") or quiet
         outcome.status = STATIC if is_static else SKIPPED
-        outcome.reason = how if direction is None else "static: the IMU shows quiet standing (no walking)"
-        weight = _standing_mass(recording)
-        if weight is not None:
-            evidence.standing.append(weight)
-            outcome.notes.append(f"quiet standing on the plates: {weight.mass_kg:.1f} kg")
+        outcome.reason = (
+            how if how.startswith("static") or not quiet else f"static: the IMU shows quiet standing ({how})"
+        )
+        if is_static:
+            _weigh(recording, outcome, evidence)
         return _Static(outcome, recording, standing) if is_static else None
     outcome.direction = f"{how}: ({direction[0]:+.2f}, {direction[1]:+.2f})"
     if recording.imu is None:
@@ -289,11 +293,20 @@ def _prepare_trial(
     outcome.unclean_contacts = dict(Counter(c.reason for c in found if c.side is None))
     rows = lag_scores(recording.imu, _onsets(recording, found, lab.force_threshold_n))
     outcome.lag = combine_scores(rows).as_dict()
-    return _Pending(outcome, recording, direction, swing_markers, found, rows)
+    return _Pending(outcome, recording, direction, swing_markers, found, rows, standing)
+
+
+def _weigh(recording: Recording, outcome: TrialOutcome, evidence: _SubjectEvidence) -> None:
+    """Body mass evidence from quiet standing on the plates, if the trial has it."""
+    weight = _standing_mass(recording)
+    if weight is not None:
+        evidence.standing.append(weight)
+        outcome.notes.append(f"quiet standing on the plates: {weight.mass_kg:.1f} kg")
 
 
 def _finish_subject(
     pending: list[_Pending],
+    statics: list[_Static],
     mapping: Mapping,
     imu_lag_ms: float | None,
     evidence: dict[str, _SubjectEvidence],
@@ -302,7 +315,8 @@ def _finish_subject(
 ) -> float:
     """Correct each trial's lag (its own estimate, or the subject's pooled one) and write the trials.
 
-    Returns the session's lag in seconds (``imu_lag_ms``, else the pooled estimate, else 0), for its static trials.
+    A trial without any known force whose IMU shows quiet standing joins ``statics``. Returns the
+    session's lag in seconds (``imu_lag_ms``, else the pooled estimate, else 0), for its static trials.
     """
     pooled = combine_scores([row for p in pending for row in p.lag_rows])
     for item in pending:
@@ -323,8 +337,14 @@ def _finish_subject(
                 "IMU lag not estimable (no clean contact with a foot/shank accelerometer): not corrected"
             )
         outcome.lag_applied_ms = round(1000.0 * lag_s, 1)
-        trial = _finish_trial(item, mapping, lag_s, evidence.setdefault(outcome.subject_id, _SubjectEvidence()))
+        subject_evidence = evidence.setdefault(outcome.subject_id, _SubjectEvidence())
+        trial = _finish_trial(item, mapping, lag_s, subject_evidence)
         if trial is None:
+            if item.standing is not None and item.standing.quiet:
+                outcome.status = STATIC
+                outcome.reason = "static: no force known and the IMU shows quiet standing"
+                _weigh(item.recording, outcome, subject_evidence)
+                statics.append(_Static(outcome, item.recording, item.standing, item.stem))
             continue
         trial_id = _trial_id(item.stem, outcome.subject_id, used_ids)
         outcome.trial_id = trial_id
@@ -357,6 +377,7 @@ def _write_statics(
         write_trial(out, Trial(outcome.subject_id, trial_id, shift_imu(imu, lag_s), None), paired=True)
         outcome.trial_id, outcome.status = trial_id, STATIC_KEPT
         outcome.lag_applied_ms = round(1000.0 * lag_s, 1)
+        outcome.notes.append(outcome.reason)  # why it was found static
         outcome.reason = f"{KEPT_FOR_ALIGNMENT}; {standing.describe()}"
 
 
