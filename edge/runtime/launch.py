@@ -202,21 +202,28 @@ class Runtime:
             if self.slots.confirm(wait=False):  # busy (a commit is running): try again at the next chunk
                 self.health.disarm()
                 detail = f"{version} ran {self.health.ran_s:.0f} s with plausible outputs"
-                self.store.append("event", [(at, {"event": "model_confirmed", "detail": detail})])
+                self.record_events([(at, {"event": "model_confirmed", "detail": detail})])
             return
         problem = str(self.health.problem)
         self.health.disarm()
         self.slots.mark_failed(problem)
-        self.store.append("event", [(at, {"event": "model_unhealthy", "detail": f"{version}: {problem}"})])
+        self.record_events([(at, {"event": "model_unhealthy", "detail": f"{version}: {problem}"})])
         if self.updates is not None and self.slots.previous.exists():
             try:
                 note = self.updates.rollback()
             except SlotError:
                 note = ""
             if note and self.updates.last_result.get("live"):
-                self.store.append("event", [(at, {"event": "model_rolled_back", "detail": f"to {note}: {problem}"})])
+                self.record_events([(at, {"event": "model_rolled_back", "detail": f"to {note}: {problem}"})])
                 return
         raise ModelHealthError(f"model {version} on trial misbehaved ({problem}); the next start rolls it back")
+
+    def record_events(self, records: list[tuple[float, dict[str, Any]]]) -> None:
+        """Record lifecycle events through the pipeline's storage guard: a full disk holds them, never stops us."""
+        if self.pipeline.storage is not None:
+            self.pipeline.storage.append("event", records)
+        else:
+            self.store.append("event", records)
 
     def close(self) -> None:
         """Stop the source and close the store."""
@@ -251,8 +258,6 @@ def build_runtime(
         package, contract, model = loaded.package, loaded.contract, loaded.model
     patient = patient_for(source, config, explicit=config_path is not None)
     store = RecordStore(store_path or config.store.path, config.store.max_bytes, config.device_id)
-    if notes:
-        store.append("event", [(0.0, {"event": "model_rolled_back", "detail": note}) for note in notes])
     pipeline = Pipeline(
         model,
         contract,
@@ -282,6 +287,8 @@ def build_runtime(
         health=HealthMonitor(config.models.health_s, config.models.health_steps),
     )
     pipeline.listeners.append(runtime.health.listener)
+    if notes:
+        runtime.record_events([(0.0, {"event": "model_rolled_back", "detail": note}) for note in notes])
     if slots is not None and slots.on_trial:
         runtime.watch_trial()  # this start is the new model's trial: its health period begins
     if slots is not None and config.models.updates:
