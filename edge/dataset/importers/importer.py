@@ -194,7 +194,10 @@ def import_lab_data(
             continue
         if prepared is not None:
             prepared.stem = path.stem
-            (statics if isinstance(prepared, _Static) else pending).append(prepared)  # type: ignore[arg-type]
+            if isinstance(prepared, _Static):
+                statics.append(prepared)
+            else:
+                pending.append(prepared)
     if pending or statics:
         session_lag_s = _finish_subject(pending, statics, mapping, imu_lag_ms, evidence, out, used_ids)
         _write_statics(statics, pending, keep_static, session_lag_s, out, used_ids)
