@@ -178,7 +178,8 @@ def test_verify_passes_only_when_verified_with_every_golden_pair():
     cdi.judge_verify(0, good, report)
     assert report.failures == [] and report.selftest_worst_error == 0.0
     for returncode, result, message in [
-        (1, {**good, "ok": False, "messages": ["untrusted_key"]}, "untrusted_key"),
+        (1, {"ok": False, "reason": "untrusted_key", "message": "signed by key 3dbe"}, "'untrusted_key', 'signed by"),
+        (1, {**good, "ok": False, "golden_failed": 1, "messages": ["golden pair 2 off by 0.4"]}, "off by 0.4"),
         (0, {**good, "golden_failed": 1}, "1 failed"),
         (0, {**good, "golden_passed": 0}, "0 passed"),
         (-11, None, "killed by SIGSEGV"),
@@ -328,3 +329,18 @@ def test_guest_probe_runs_the_console_command_and_keeps_its_exit_status(tmp_path
     assert "missing.fcpkg" in done.stdout + done.stderr
     usage = subprocess.run([sys.executable, str(PROBE), "frobnicate"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_summary_states_the_verdicts():
+    options = cdi.parse_options(["--mirror", "x"])
+    report = cdi.Report(ok=True, replay="synth/trials/S01/walk_comfortable.imu.csv")
+    cdi.judge_probe(_probe(), strict_lean=False, report=report)
+    cdi.judge_verify(0, {"ok": True, "golden_passed": 4, "golden_failed": 0, "worst_error": 0.0}, report)
+    cdi.judge_edge_run(0, {"steps": {"r": 24}, "stream_s": 27.9, "real_time_factor": 4.3}, report)
+    text = cdi.summary(report, options)
+    assert "VERIFIED; self-test 4 passed, 0 failed, worst error 0.0" in text
+    assert "24 steps detected" in text and text.endswith("PASS")
+    refused = cdi.Report()
+    cdi.judge_verify(1, {"ok": False, "reason": "untrusted_key", "message": "not trusted"}, refused)
+    text = cdi.summary(refused, options)
+    assert "REFUSED (untrusted_key)" in text and "None passed" not in text and text.endswith("FAIL")

@@ -432,7 +432,9 @@ def judge_verify(returncode: int, result: dict[str, object] | None, report: Repo
     report.selftest_worst_error = float(worst) if isinstance(worst, int | float) else None
     passed, failed = result.get("golden_passed"), result.get("golden_failed")
     if returncode != 0 or result.get("ok") is not True:
-        report.failures.append(f"package verify: refused ({exit_status(returncode)}): {result.get('messages')}")
+        # A refusal carries reason and message; a package that failed its self-test carries messages.
+        why = [str(result[key]) for key in ("reason", "message") if result.get(key)] or result.get("messages")
+        report.failures.append(f"package verify: refused ({exit_status(returncode)}): {why}")
     elif not isinstance(passed, int) or passed < 1 or failed != 0:
         report.failures.append(f"package verify: self-test {passed} passed, {failed} failed")
 
@@ -635,11 +637,13 @@ def summary(report: Report, options: Options) -> str:
         lines.append(f"  importable but not wanted on a device: {lean}" + (f" ({mode})" if lean != "none" else ""))
     if report.verify is not None:
         verify = report.verify
-        verdict = "VERIFIED" if verify.get("ok") is True else "REFUSED"
-        lines.append(
-            f"  package verify {options.package.name}: {verdict}; self-test {verify.get('golden_passed')} passed, "
-            f"{verify.get('golden_failed')} failed, worst error {report.selftest_worst_error}"
-        )
+        line = f"  package verify {options.package.name}: " + ("VERIFIED" if verify.get("ok") is True else "REFUSED")
+        if "golden_passed" in verify:
+            line += (
+                f"; self-test {verify.get('golden_passed')} passed, {verify.get('golden_failed')} failed, "
+                f"worst error {report.selftest_worst_error}"
+            )
+        lines.append(line + (f" ({verify['reason']})" if verify.get("reason") else ""))
     if report.edge_run is not None:
         run = report.edge_run
         inference = run.get("inference_ms")
