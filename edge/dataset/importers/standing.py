@@ -92,7 +92,6 @@ def check_quiet_standing(imu: Stream, settings: AlignmentSettings = DEFAULT_SETT
     places = dict.fromkeys(spec.place for spec in specs if spec is not None and spec.kind == "imu")
     standing_s: dict[str, float] = {}
     moving_share: dict[str, float] = {}
-    problems: list[str] = []
     for place in places:
         names = [imu_column(place, kind, axis) for kind in ("acc", "gyr") for axis in SENSOR_AXES]
         if not all(name in imu.columns for name in names):
@@ -109,18 +108,23 @@ def check_quiet_standing(imu: Stream, settings: AlignmentSettings = DEFAULT_SETT
         lengths = (stops - starts) / rate
         standing_s[place] = float(lengths[lengths >= settings.min_standing_bout_s].sum())
         moving_share[place] = float(moving.sum()) / float(max(valid.sum(), 1))
-        if moving_share[place] > MAX_MOVING_SHARE:
-            problems.append(
-                f"{place} moves for {100.0 * moving_share[place]:.0f} % of the trial (gyroscope RMS over "
-                f"{settings.min_activity_rads:g} rad/s; at most {100.0 * MAX_MOVING_SHARE:.0f} %)"
-            )
-        elif standing_s[place] < settings.min_standing_s:
-            problems.append(
-                f"{place} stands still for {standing_s[place]:.1f} s (need {settings.min_standing_s:g} s in bouts of "
-                f"{settings.min_standing_bout_s:g} s, gyroscope RMS under {settings.max_standing_rads:g} rad/s)"
-            )
     if not standing_s:
         return StandingCheck(False, "no sensor has both an accelerometer and a gyroscope mapped", {}, {})
+    problems = []
+    moving_places = [p for p, share in moving_share.items() if share > MAX_MOVING_SHARE]
+    if moving_places:
+        shares = ", ".join(f"{p} {100.0 * moving_share[p]:.0f} %" for p in moving_places)
+        problems.append(
+            f"moves (gyroscope RMS over {settings.min_activity_rads:g} rad/s) for more than "
+            f"{100.0 * MAX_MOVING_SHARE:.0f} % of the trial: {shares}"
+        )
+    still_places = [p for p, t in standing_s.items() if t < settings.min_standing_s and p not in moving_places]
+    if still_places:
+        times = ", ".join(f"{p} {standing_s[p]:.1f} s" for p in still_places)
+        problems.append(
+            f"stands still for less than {settings.min_standing_s:g} s (bouts of {settings.min_standing_bout_s:g} s, "
+            f"gyroscope RMS under {settings.max_standing_rads:g} rad/s, 1 g): {times}"
+        )
     if problems:
         return StandingCheck(False, "not quiet standing: " + "; ".join(problems), standing_s, moving_share)
     return StandingCheck(True, "", standing_s, moving_share)
