@@ -1,6 +1,6 @@
 """C3D import: synthetic overground lab -> C3D -> `forcecast data import` -> `data check`, against the source.
 
-Tolerances (stated in docs/lab-data.md):
+Tolerances (stated in README.md, "Bringing your lab's data"):
 - force over known samples: 99.9 % within 2 N of the source (plate noise 0.3 N rms), all within 25 N
   (a sample at a contact's edge can fall either side of the 20 N threshold that lab software zeroes);
 - clean contact onsets within 1 sample (1 ms) of the source's stance onsets;
