@@ -25,6 +25,29 @@ class SourceError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SubjectProfile:
+    """What a replayed or synthetic source knows of the person it plays (the runtime's default patient).
+
+    Attributes
+    ----------
+    subject_id
+        Identifier (the folder name under ``trials/``).
+    body_mass_kg, height_m
+        Anthropometrics.
+    hka_deg
+        Frontal-plane hip-knee-ankle alignment, varus positive; ``None`` when unknown.
+    affected_side
+        ``"left"``, ``"right"`` or ``"none"``.
+    """
+
+    subject_id: str
+    body_mass_kg: float
+    height_m: float
+    hka_deg: float | None
+    affected_side: str
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A block of samples, all columns sampled at the same instants.
 

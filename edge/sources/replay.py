@@ -7,17 +7,16 @@ gaps, NaN and all, so a replay exercises the same quality checks as a real senso
 
 from __future__ import annotations
 
+import csv
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edge.dataset.problems import DatasetError
-from edge.dataset.subjects import Subject, load_subjects
-from edge.dataset.trial import read_table
-from edge.schema import TIME_COLUMN, parse_column
-from edge.sources.base import Chunk, FloatArray, SourceError
+from edge.schema import AFFECTED_SIDES, TIME_COLUMN, parse_column
+from edge.sources.base import Chunk, FloatArray, SourceError, SubjectProfile
 from edge.sources.lsm6dsox import ACC_RANGE_MPS2, GYR_RANGE_RADS
 
 SUFFIXES = (".imu.csv", ".imu.parquet", ".csv", ".parquet")
@@ -65,15 +64,16 @@ class ReplaySource:
         self._closed = False
 
     @property
-    def subject(self) -> Subject | None:
-        """The trial's subject from the dataset's ``subjects.csv``, if the file sits in a dataset."""
+    def subject(self) -> SubjectProfile | None:
+        """The trial's subject from the dataset's ``subjects.csv``, if the file sits in a dataset.
+
+        ``None`` when there is no such file, the subject is not listed, or its row is not usable
+        (``forcecast data check`` names what is wrong with it).
+        """
         listing = self.path.parent.parent.parent / "subjects.csv"
         if not listing.is_file():
             return None
-        try:
-            return next((s for s in load_subjects(listing) if s.subject_id == self.subject_id), None)
-        except DatasetError:
-            return None
+        return _subject_row(listing, self.subject_id)
 
     def chunks(self) -> Iterator[Chunk]:
         """Yield the trial in chunks of ``chunk_s`` (paced when ``speed > 0``)."""
@@ -105,17 +105,88 @@ def _load(path: Path) -> tuple[str, FloatArray, tuple[str, ...], FloatArray]:
     """
     if not any(path.name.endswith(s) for s in SUFFIXES):
         raise SourceError(f"replay: {path}: not a format-v1 trial file ({', '.join(SUFFIXES)})")
-    table, problems = read_table(path, path.name)
-    if table is None:
-        raise SourceError(f"replay: {problems[0]}")
-    columns = tuple(c for c in table.columns if (spec := parse_column(c)) is not None and spec.kind == "imu")
-    if TIME_COLUMN not in table.columns or not columns:
+    header, table = _read_parquet(path) if path.suffix == ".parquet" else _read_csv(path)
+    columns = tuple(c for c in header if (spec := parse_column(c)) is not None and spec.kind == "imu")
+    if TIME_COLUMN not in header or not columns:
         raise SourceError(f"replay: {path}: needs a {TIME_COLUMN} column and IMU columns such as r_shank_acc_x")
-    try:
-        values = table[list(columns)].to_numpy(dtype=np.float64)
-        time_s = table[TIME_COLUMN].to_numpy(dtype=np.float64)
-    except ValueError as exc:
-        raise SourceError(f"replay: {path}: non-numeric cells ({exc}); run 'forcecast data check' on it") from None
+    if table.shape[0] < 2:
+        raise SourceError(f"replay: {path}: has {table.shape[0]} data row(s); a trial needs at least 2")
+    values = table[:, [header.index(c) for c in columns]]
+    time_s = table[:, header.index(TIME_COLUMN)]
     if not np.all(np.isfinite(time_s)):
         raise SourceError(f"replay: {path}: time_s has missing values")
     return path.parent.name, time_s, columns, values
+
+
+def _read_csv(path: Path) -> tuple[list[str], FloatArray]:
+    """Header and numbers of a CSV trial (blank cells are NaN); the standard library only, no pandas."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            header = [c.strip() for c in next(reader, [])]
+            rows: list[list[float]] = []
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise SourceError(f"replay: {path}, row {line}: {len(row)} cells, the header has {len(header)}")
+                rows.append([_cell(text, path, line, header[i]) for i, text in enumerate(row)])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"replay: {path}: cannot be read: {exc}") from None
+    return header, np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
+
+
+def _cell(text: str, path: Path, line: int, column: str) -> float:
+    text = text.strip()
+    if not text or text.lower() == "nan":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise SourceError(
+            f"replay: {path}, row {line}, column {column}: {text!r} is not a number; run 'forcecast data check' on it"
+        ) from None
+
+
+def _read_parquet(path: Path) -> tuple[list[str], FloatArray]:
+    """Header and numbers of a Parquet trial; needs pyarrow (the ``lab`` extra), which a device may lack."""
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise SourceError(
+            f"replay: {path}: reading Parquet needs pyarrow (pip install 'forcecast[lab]'); replay a .csv trial instead"
+        ) from None
+    try:
+        table = pq.read_table(path)
+        header = [str(c).strip() for c in table.column_names]
+        values = np.column_stack(
+            [np.asarray(table.column(i).to_numpy(zero_copy_only=False), dtype=np.float64) for i in range(len(header))]
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        raise SourceError(f"replay: {path}: cannot be read as parquet: {exc}") from None
+    return header, values.reshape(table.num_rows, len(header))
+
+
+def _subject_row(listing: Path, subject_id: str) -> SubjectProfile | None:
+    """The row of ``subject_id`` in ``subjects.csv`` as a profile, or ``None`` if absent or not usable."""
+    try:
+        with listing.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, skipinitialspace=True))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    for row in rows:
+        cells = {str(k).strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if cells.get("subject_id") != subject_id:
+            continue
+        try:
+            mass, height = float(cells["body_mass_kg"]), float(cells["height_m"])
+            hka = float(cells["hka_deg"]) if cells.get("hka_deg") else None
+        except (KeyError, ValueError):
+            return None
+        side = cells.get("affected_side", "")
+        if side not in AFFECTED_SIDES or not (math.isfinite(mass) and math.isfinite(height)):
+            return None
+        if hka is not None and not math.isfinite(hka):
+            return None
+        return SubjectProfile(subject_id, mass, height, hka, side)
+    return None
