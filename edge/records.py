@@ -26,7 +26,7 @@ record type's ``SCHEMA_VERSION``, and :meth:`from_payload` then keeps reading ev
 Every problem with a payload raises :class:`RecordError`, whose ``reason`` is a stable code (see
 :data:`REASONS`) and whose message names the record kind and the field.
 
-Device code: the standard library only.
+Device code: the standard library only (and the error root).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar, Final, Literal
+
+from forcecast.edge.errors import ForcecastValueError
 
 VERSION_KEY: Final = "v"
 """The payload key holding the record type's schema version (absent: version 1)."""
@@ -57,16 +59,19 @@ REASONS: Final = (
 """The reasons a :class:`RecordError` can carry."""
 
 
-class RecordError(ValueError):
-    """A record payload cannot be encoded or decoded.
+class RecordError(ForcecastValueError):
+    """A record payload cannot be encoded or decoded (still a ``ValueError``).
 
     Parameters
     ----------
     reason
-        Stable code, one of :data:`REASONS` (hosts count rejections by it).
+        Stable code, one of :data:`REASONS` (hosts count rejections by it); the class default says only
+        that a record was bad.
     message
         What was wrong and where (record kind, field).
     """
+
+    reason = "bad_record"
 
     def __init__(self, reason: str, message: str) -> None:
         if reason not in REASONS:
