@@ -6,6 +6,9 @@ wire protocol and the step metrics. It imports nothing else of forcecast and nev
 so that it installs and runs on a Raspberry Pi with only the ``edge`` extra.
 """
 
+if __name__ != "forcecast.edge":  # one module, one name (no bare import)
+    raise ImportError(f"import forcecast's device package as 'forcecast.edge', not {__name__!r}")
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.config import ConfigError, from_dict
-from edge.contract_limits import layout_problems, normalisation_problems, notes_problems, timing_problems
-from edge.dsp.resample import ANTIALIAS_FRACTION, FILTER_ORDER
-from edge.dsp.segment_alignment import ALIGNMENTS
-from edge.features import OUTPUT_AXES, STATIC_FEATURES, STATIC_UNITS, input_channels
+from forcecast.edge.config import ConfigError, from_dict
+from forcecast.edge.contract_limits import layout_problems, normalisation_problems, notes_problems, timing_problems
+from forcecast.edge.dsp.resample import ANTIALIAS_FRACTION, FILTER_ORDER
+from forcecast.edge.dsp.segment_alignment import ALIGNMENTS
+from forcecast.edge.features import OUTPUT_AXES, STATIC_FEATURES, STATIC_UNITS, input_channels
 
 CONTRACT_VERSION = 1
 
@@ -67,7 +67,7 @@ class ModelContract:
     leg_places
         Leg-relative sensor places (``ipsi_shank``, ``contra_thigh``, ``pelvis``...). Channels are
         each place's acc x/y/z (m/s², gravity included) then gyr x/y/z (rad/s), in the sensor frame,
-        mirrored across the sagittal plane for left-leg predictions (see :mod:`edge.features`).
+        mirrored across the sagittal plane for left-leg predictions (see :mod:`forcecast.edge.features`).
     window
         Input length in samples.
     out_len
@@ -83,7 +83,7 @@ class ModelContract:
     alignment
         How IMU data are rotated before mirroring: ``none`` (the sensor frame as recorded, after the
         device's gravity calibration), ``segment_v1`` (each sensor rotated into its segment's frame by
-        :mod:`edge.dsp.segment_alignment`, gravity from standing) or ``segment_v1_walking`` (the same,
+        :mod:`forcecast.edge.dsp.segment_alignment`, gravity from standing) or ``segment_v1_walking`` (the same,
         gravity from the walking posture). Older contracts lack the field and mean ``none``.
     """
 
@@ -154,7 +154,7 @@ class ModelContract:
     def from_dict(cls, data: dict[str, Any], where: str = "contract") -> ModelContract:
         """Read from plain data, naming the field of anything missing, wrong or out of bounds.
 
-        Bounds: see :mod:`edge.contract_limits`. ``channels``, when present, must be the channels
+        Bounds: see :mod:`forcecast.edge.contract_limits`. ``channels``, when present, must be the channels
         ``leg_places`` gives.
         """
         if not isinstance(data, dict):

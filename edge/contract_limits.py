@@ -16,7 +16,7 @@ field                       accepted                               why
 latency                     ``(delay + out_len - 1) / rate_hz``    a GRF more than 2 s late cannot drive
                             ≤ 2 s                                  feedback or live step detection
 ``leg_places``              1 – 7 known places, none twice         one IMU per place
-``static_features``         known features, none twice             see :data:`edge.features.STATIC_FEATURES`
+``static_features``         known features, none twice             see :data:`forcecast.edge.features.STATIC_FEATURES`
 normalisation ``mean``      finite, within ±1e6                    sensor, body and force units
 normalisation ``std``       finite, 1e-6 – 1e6                     ``x / std`` stays finite in float32
 ``output_axes``             ``v, ap, ml`` in that order            what the step detector reads
@@ -25,7 +25,7 @@ normalisation ``std``       finite, 1e-6 – 1e6                     ``x / std``
 ==========================  =====================================  ==========================================
 
 Tensor shapes are checked against the contract when the model is loaded
-(:meth:`edge.interpreter.TFLiteModel.check_contract`).
+(:meth:`forcecast.edge.interpreter.TFLiteModel.check_contract`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from edge.features import LEG_PLACES, OUTPUT_AXES
+from forcecast.edge.features import LEG_PLACES, OUTPUT_AXES
 
 MIN_RATE_HZ: Final = 10.0
 MAX_RATE_HZ: Final = 2000.0
@@ -95,7 +95,7 @@ def layout_problems(
 ) -> list[str]:
     """What is wrong with the places, static features and outputs (empty if nothing).
 
-    Unknown place and feature names are reported by :class:`edge.contract.ModelContract` itself.
+    Unknown place and feature names are reported by :class:`forcecast.edge.contract.ModelContract` itself.
     """
     problems = []
     if not 1 <= len(leg_places) <= len(LEG_PLACES):

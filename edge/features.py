@@ -11,7 +11,7 @@ the two sides.
 
 Mirroring assumes the nominal sensor frame (x anterior, y left, z up). A sensor strapped on in any other
 orientation, or with a vendor's axis convention, must first be rotated into its segment's frame: models
-whose contract says ``alignment = "segment_v1"`` get that from :mod:`edge.dsp.segment_alignment`, in
+whose contract says ``alignment = "segment_v1"`` get that from :mod:`forcecast.edge.dsp.segment_alignment`, in
 training and on the device, before these functions run.
 """
 
@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.schema import FORCE_AXES, SENSOR_AXES, SENSOR_KINDS
+from forcecast.edge.schema import FORCE_AXES, SENSOR_AXES, SENSOR_KINDS
 
 LEG_PLACES: Final = ("ipsi_foot", "ipsi_shank", "ipsi_thigh", "contra_foot", "contra_shank", "contra_thigh", "pelvis")
 STATIC_FEATURES: Final = ("hka_deg", "hka_known", "ipsi_affected", "contra_affected", "body_mass_kg", "height_m")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ContractError, ModelContract
+from forcecast.edge.contract import ContractError, ModelContract
 
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 EDGETPU_LIBRARY = "libedgetpu.so.1"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.protocol import (
+from forcecast.edge.protocol import (
     MIN_MTU,
     STATUS_REPLY,
     STORE_FLAG_UPGRADED,
@@ -38,8 +38,8 @@ from edge.protocol import (
     payload_size,
     request_arguments,
 )
-from edge.runtime.store import RecordStore, StorageFullError, StoreError
-from edge.slots import SlotError
+from forcecast.edge.runtime.store import RecordStore, StorageFullError, StoreError
+from forcecast.edge.slots import SlotError
 
 KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
 LIVE_QUEUE = 400
@@ -47,7 +47,7 @@ LIVE_QUEUE = 400
 
 
 class Updates(Protocol):
-    """What the link needs for model updates (:class:`edge.runtime.updates.ModelUpdates`)."""
+    """What the link needs for model updates (:class:`forcecast.edge.runtime.updates.ModelUpdates`)."""
 
     def begin(self, size: int, sha256: str) -> tuple[int, int]:
         """Start or resume an upload: ``(offset, crc32)``."""

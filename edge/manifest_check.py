@@ -4,7 +4,7 @@ A manifest is parsed before its signature is checked (the signature names its ke
 is hostile input until proven otherwise. :func:`manifest_problem` names the first field whose type or
 form is wrong, so that every command refuses it as ``manifest_invalid`` instead of failing later with
 a ``TypeError`` somewhere else. The contract's *values* are checked by
-:class:`edge.contract.ModelContract` (``contract_invalid``), the golden pairs' numbers by the self-test.
+:class:`forcecast.edge.contract.ModelContract` (``contract_invalid``), the golden pairs' numbers by the self-test.
 Unknown top-level fields are allowed (the signature covers them).
 """
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.keys import key_id
-from edge.manifest_check import MAX_DEPTH, manifest_problem, nesting_depth
+from forcecast.edge.keys import key_id
+from forcecast.edge.manifest_check import MAX_DEPTH, manifest_problem, nesting_depth
 
-if TYPE_CHECKING:  # edge.contract loads SciPy (through edge.dsp): reading a package must not pay for it
-    from edge.contract import ModelContract
+if TYPE_CHECKING:  # the contract module loads SciPy (through the DSP): reading a package must not pay for it
+    from forcecast.edge.contract import ModelContract
 
 FORMAT: Final = "forcecast-model-package"
 FORMAT_VERSION: Final = 1
@@ -73,7 +73,7 @@ class PackageError(ValueError):
     ``member_unknown``, ``member_missing``, ``manifest_invalid`` (not JSON, nested too deeply, a field of
     the wrong type), ``field_missing``, ``unsupported`` (format version, encrypted or odd compression),
     ``untrusted_key``, ``bad_signature``, ``model_mismatch``, ``contract_invalid`` (incomplete, or out of
-    the bounds of :mod:`edge.contract_limits`); and on the device ``contract_mismatch``,
+    the bounds of :mod:`forcecast.edge.contract_limits`); and on the device ``contract_mismatch``,
     ``selftest_failed``.
     """
 
@@ -96,7 +96,7 @@ class ModelPackage:
     @property
     def contract(self) -> ModelContract:
         """The model contract (raises :class:`PackageError` if it is incomplete)."""
-        from edge.contract import ContractError, ModelContract
+        from forcecast.edge.contract import ContractError, ModelContract
 
         try:
             return ModelContract.from_dict(self.manifest["contract"], f"{self.path.name}: manifest contract")
@@ -237,7 +237,7 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
 
 
 def _parse_manifest(path: Path, manifest_bytes: bytes) -> dict[str, Any]:
-    """The manifest as a dict whose fields a reader can rely on (see :mod:`edge.manifest_check`)."""
+    """The manifest as a dict whose fields a reader can rely on (see :mod:`forcecast.edge.manifest_check`)."""
     try:
         manifest = json.loads(manifest_bytes.decode("utf-8"))
     except RecursionError:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.interpreter import TFLiteModel
+from forcecast.edge.interpreter import TFLiteModel
 
 TOLERANCE_STEPS = 3
 """Default largest difference of one output element, in output steps."""

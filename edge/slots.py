@@ -56,8 +56,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.contract import ModelContract
-from edge.package import ModelPackage, PackageError, open_package, read_package
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.package import ModelPackage, PackageError, open_package, read_package
 
 ACTIVE = "active.fcpkg"
 PREVIOUS = "previous.fcpkg"

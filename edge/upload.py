@@ -1,7 +1,7 @@
 """The device side of a model upload over a link: chunks in, durable acknowledgements out.
 
 Chunks arrive as writes without response, each naming its offset. They are collected in memory and
-written to the upload slot (:class:`edge.slots.ModelSlots`, with ``fsync``) every ``ack_bytes`` and at
+written to the upload slot (:class:`forcecast.edge.slots.ModelSlots`, with ``fsync``) every ``ack_bytes`` and at
 the end; only then does the host get an acknowledgement, so an acknowledged offset survives a
 disconnect, a crash or a power cut, and a resumed upload continues from it. A chunk at any other
 offset than the next expected one (lost writes, a host resending after a timeout) is not written:
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 
-from edge.protocol import encode_upload_ack
-from edge.slots import ModelSlots, SlotError
+from forcecast.edge.protocol import encode_upload_ack
+from forcecast.edge.slots import ModelSlots, SlotError
 
 ACK_BYTES = 4096
 """Acknowledge (and fsync) every this many bytes: the most a disconnect costs a resumed upload."""

@@ -153,9 +153,9 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1) -> dict[str, Any]:
         f"(lost {simulated['lost']}; {simulated['resent_ignored']} re-sent ones ignored)",
     )
     _step(6, "daily report")
-    from host_app.analytics import zone
-    from host_app.report import build_report, write_report
-    from host_app.store import HostStore
+    from forcecast.host_app.analytics import zone
+    from forcecast.host_app.report import build_report, write_report
+    from forcecast.host_app.store import HostStore
 
     store = HostStore(paths.host_store)
     try:
@@ -185,15 +185,15 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
     """The device side and the host side over the virtual link, for ``days`` simulated days."""
     from tqdm import tqdm
 
-    from edge.link import DeviceLink
-    from edge.runtime.config import DeviceConfig, FeedbackConfig, PatientConfig, RuntimeConfig
-    from edge.runtime.launch import device_info, load_model
-    from edge.runtime.pipeline import Pipeline, run_source
-    from edge.runtime.store import RecordStore
-    from edge.sources.synthetic import SyntheticSource
-    from host_app.client import ClientConfig
-    from host_app.store import HostStore
-    from host_app.virtual_link import virtual_link
+    from forcecast.edge.link import DeviceLink
+    from forcecast.edge.runtime.config import DeviceConfig, FeedbackConfig, PatientConfig, RuntimeConfig
+    from forcecast.edge.runtime.launch import device_info, load_model
+    from forcecast.edge.runtime.pipeline import Pipeline, run_source
+    from forcecast.edge.runtime.store import RecordStore
+    from forcecast.host_app.client import ClientConfig
+    from forcecast.host_app.store import HostStore
+    from forcecast.host_app.virtual_link import virtual_link
+    from forcecast.lab.sources.synthetic import SyntheticSource
 
     logging.getLogger("bumble").setLevel(logging.ERROR)
     package, contract, model = load_model(paths.package, [paths.keys / "forcecast_ed25519.pub"])

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from host_app.store import HostStore
+from forcecast.host_app.store import HostStore
 
 QUALITY_EVENTS = ("dropout", "nan", "saturation", "clock_jump", "calibration_skipped")
 TREND_METRICS: dict[str, str] = {

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from edge.link import DeviceLink
-from edge.protocol import ATT_OVERHEAD, LiveBlock, RecordKind, encode_live, encode_record
-from edge.runtime.store import RecordStore
-from host_app.bleak_bumble import BumbleClient, BumbleScanner
-from host_app.client import ClientConfig
-from host_app.store import HostStore
-from host_app.virtual_link import virtual_link
+from forcecast.edge.link import DeviceLink
+from forcecast.edge.protocol import ATT_OVERHEAD, LiveBlock, RecordKind, encode_live, encode_record
+from forcecast.edge.runtime.store import RecordStore
+from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
+from forcecast.host_app.client import ClientConfig
+from forcecast.host_app.store import HostStore
+from forcecast.host_app.virtual_link import virtual_link
 
 RATE_HZ = 100.0
 HOP = 4
@@ -177,10 +177,10 @@ async def measure_upload(folder: Path, size: int, runs: int = 3) -> dict[str, An
     The device side is the real upload path (durable, fsynced acknowledgements every 4 KiB into model
     slots in ``folder``); what is timed is UPLOAD_BEGIN to the last acknowledgement.
     """
-    from edge.runtime.config import DeviceConfig
-    from edge.runtime.updates import ModelUpdates, sensor_columns
-    from edge.slots import ModelSlots
-    from host_app.flash import Flasher
+    from forcecast.edge.runtime.config import DeviceConfig
+    from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns
+    from forcecast.edge.slots import ModelSlots
+    from forcecast.host_app.flash import Flasher
 
     package = folder / "upload-bench.bin"
     package.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
@@ -217,8 +217,8 @@ def measure_report(folder: Path, steps: int) -> dict[str, Any]:
     """The daily report for a synthetic day of ``steps`` steps with waveforms: seconds and HTML size."""
     from datetime import UTC, date
 
-    from host_app.report import build_report
-    from host_app.synthetic_days import write_day
+    from forcecast.host_app.report import build_report
+    from forcecast.host_app.synthetic_days import write_day
 
     store = HostStore(folder / "report-bench.sqlite")
     day = date(2026, 11, 20)

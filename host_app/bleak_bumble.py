@@ -4,7 +4,7 @@ The host app talks to devices only through bleak's public API (``BleakScanner``,
 In production bleak picks the platform backend (BlueZ, CoreBluetooth, WinRT). In tests and in
 ``forcecast demo`` the same calls get ``backend=BumbleClient`` / ``backend=BumbleScanner`` and run
 against a bumble ``Device`` acting as central on bumble's ``LocalLink``, where the forcecast GATT
-server (:mod:`edge.ble.server`) runs too. The backend behaves like an operating system would:
+server (:mod:`forcecast.edge.ble.server`) runs too. The backend behaves like an operating system would:
 after connecting it exchanges the MTU and re-encrypts a bonded peer; ``pair()`` runs LE Secure
 Connections and keeps the bond in the central's keystore.
 
@@ -38,8 +38,8 @@ from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.keys import PairingKeys
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from edge.ble.uncancelled import finish_within
-from edge.protocol import payload_size
+from forcecast.edge.ble.uncancelled import finish_within
+from forcecast.edge.protocol import payload_size
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,7 +94,9 @@ def _central(kwargs: dict[str, Any], details: Any = None) -> Device:
         central = details.central
     central = central or _state["central"]
     if central is None:
-        raise BleakError("no bumble central: pass bumble_central= or call host_app.bleak_bumble.use_central()")
+        raise BleakError(
+            "no bumble central: pass bumble_central= or call forcecast.host_app.bleak_bumble.use_central()"
+        )
     return central
 
 

@@ -128,7 +128,7 @@ def _scan(args: argparse.Namespace) -> int:
 
     from bleak.exc import BleakError
 
-    from host_app.client import scan
+    from forcecast.host_app.client import scan
 
     try:
         found = asyncio.run(scan(args.timeout))
@@ -151,8 +151,8 @@ def _log(args: argparse.Namespace) -> int:
 
     from bleak.exc import BleakError
 
-    from host_app.client import ClientConfig, HostLogger
-    from host_app.store import HostStore
+    from forcecast.host_app.client import ClientConfig, HostLogger
+    from forcecast.host_app.store import HostStore
 
     db = args.db or default_db()
     store = HostStore(db)
@@ -199,7 +199,7 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from host_app.bench import run_link_bench
+    from forcecast.host_app.bench import run_link_bench
 
     result = run_link_bench(args.seconds, args.records, args.upload_kib, args.report_steps)
     if args.json:
@@ -243,7 +243,7 @@ def iso_day(text: str) -> Any:
 
 
 def _open_existing(db: Path) -> Any:
-    from host_app.store import HostStore
+    from forcecast.host_app.store import HostStore
 
     if not db.exists():
         raise FileNotFoundError(f"{db}: no host store here (log a device first: forcecast host log --db {db})")
@@ -251,8 +251,8 @@ def _open_existing(db: Path) -> Any:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from host_app.analytics import zone
-    from host_app.report import build_report, report_day_default, write_report
+    from forcecast.host_app.analytics import zone
+    from forcecast.host_app.report import build_report, report_day_default, write_report
 
     tz = zone(args.tz)
     day = args.day or report_day_default(tz)
@@ -272,7 +272,7 @@ def _report(args: argparse.Namespace) -> int:
     out = write_report(report, args.out or Path(f"report-{args.patient}-{day.isoformat()}.html"))
     pdf = None
     if args.pdf:
-        from host_app.browser import print_pdf
+        from forcecast.host_app.browser import print_pdf
 
         pdf = print_pdf(out, out.with_suffix(".pdf"))
     if args.json:
@@ -293,8 +293,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from host_app.analytics import zone
-    from host_app.export import export_range
+    from forcecast.host_app.analytics import zone
+    from forcecast.host_app.export import export_range
 
     tz = zone(args.tz)
     first, last = args.first, args.last
@@ -320,10 +320,10 @@ def _live(args: argparse.Namespace) -> int:
 
     from bleak.exc import BleakError
 
-    from host_app.analytics import zone
-    from host_app.client import ClientConfig, HostLogger
-    from host_app.live import LiveView
-    from host_app.store import HostStore
+    from forcecast.host_app.analytics import zone
+    from forcecast.host_app.client import ClientConfig, HostLogger
+    from forcecast.host_app.live import LiveView
+    from forcecast.host_app.store import HostStore
 
     db = args.db or default_db()
     store = HostStore(db)

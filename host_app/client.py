@@ -1,7 +1,7 @@
 """The host app's BLE central: find a forcecast device, keep its records flowing into the host store.
 
 Only bleak's public API is used, so the same code runs over BlueZ/CoreBluetooth/WinRT and, with
-``backend=`` set to :mod:`host_app.bleak_bumble`'s classes, over bumble's in-process link.
+``backend=`` set to :mod:`forcecast.host_app.bleak_bumble`'s classes, over bumble's in-process link.
 
 One session: scan for the service UUID (optionally one address) → connect (the OS or backend
 exchanges the MTU) → pair / re-encrypt the bond → read the device info → subscribe to control,
@@ -32,7 +32,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
-from edge.protocol import (
+from forcecast.edge.protocol import (
     CONTROL_UUID,
     INFO_UUID,
     LIVE_UUID,
@@ -52,7 +52,7 @@ from edge.protocol import (
     decode_reply,
     encode_request,
 )
-from host_app.store import HostStore
+from forcecast.host_app.store import HostStore
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from host_app.analytics import AXES, day_metrics, load_day
-from host_app.store import HostStore
+from forcecast.host_app.analytics import AXES, day_metrics, load_day
+from forcecast.host_app.store import HostStore
 
 
 def export_range(store: HostStore, patient_id: str, first: date, last: date, tz: tzinfo, out: Path) -> dict[str, Path]:

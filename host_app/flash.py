@@ -8,7 +8,7 @@ device's durable copy ends (also after the host or the device restarted). Then U
 device verifies, checks, self-tests and switches, or refuses with a reason and keeps its model.
 
 Into a folder (``--path DIR``: an SD card, a mounted device) the very same device code
-(:class:`edge.runtime.updates.ModelUpdates`) runs here, with the device's ``device.toml``.
+(:class:`forcecast.edge.runtime.updates.ModelUpdates`) runs here, with the device's ``device.toml``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from bleak import BleakClient
 from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
-from edge.package import PackageError, read_package
-from edge.protocol import (
+from forcecast.edge.package import PackageError, read_package
+from forcecast.edge.protocol import (
     CONTROL_UUID,
     INFO_UUID,
     UPLOAD_BEGIN_REPLY,
@@ -42,7 +42,7 @@ from edge.protocol import (
     encode_chunk,
     upload_chunk_size,
 )
-from host_app.client import ClientConfig, ClientStats, ControlChannel, connect, find_device
+from forcecast.host_app.client import ClientConfig, ClientStats, ControlChannel, connect, find_device
 
 Progress = Callable[[int, int], None]
 """Called with (bytes the device holds durably, package size)."""
@@ -148,7 +148,7 @@ class Flasher:
     progress
         Called as the device's durable copy grows.
     scanner_backend, client_backend, backend_kwargs
-        bleak backends, as for :class:`host_app.client.HostLogger`.
+        bleak backends, as for :class:`forcecast.host_app.client.HostLogger`.
     """
 
     def __init__(

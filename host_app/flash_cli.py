@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from host_app.cli import no_adapter
+from forcecast.host_app.cli import no_adapter
 
 
 def register(commands: Any) -> None:
@@ -72,7 +72,7 @@ def _flash(args: argparse.Namespace) -> int:
     if not args.package.exists():
         raise FileNotFoundError(f"{args.package}: package not found")
     if args.path is not None:
-        from host_app.model_folder import flash_folder, folder_updates
+        from forcecast.host_app.model_folder import flash_folder, folder_updates
 
         updates = folder_updates(args.path, args.config, args.pubkey, args.allow_downgrade)
         result = flash_folder(args.package, updates)
@@ -96,7 +96,7 @@ def _flash_ble(args: argparse.Namespace) -> dict[str, Any] | None:
     from bleak.exc import BleakBluetoothNotAvailableError
     from tqdm import tqdm
 
-    from host_app.flash import FlashConfig, Flasher
+    from forcecast.host_app.flash import FlashConfig, Flasher
 
     size = args.package.stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, disable=None)
@@ -176,8 +176,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _device(args: argparse.Namespace, action: str) -> dict[str, Any] | None:
     if args.path is not None:
-        from edge.slots import ModelSlots
-        from host_app.model_folder import folder_info, folder_updates, rollback_folder
+        from forcecast.edge.slots import ModelSlots
+        from forcecast.host_app.model_folder import folder_info, folder_updates, rollback_folder
 
         if action == "info":
             if not args.path.is_dir():
@@ -188,7 +188,7 @@ def _device(args: argparse.Namespace, action: str) -> dict[str, Any] | None:
 
     from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
-    from host_app.flash import FlashRefusedError, device_request
+    from forcecast.host_app.flash import FlashRefusedError, device_request
 
     try:
         info = asyncio.run(device_request(_address(args), action))

@@ -1,6 +1,6 @@
 """The patient's live view: a local web page (127.0.0.1 only) fed by the host client in real time.
 
-``forcecast host live`` runs :class:`~host_app.client.HostLogger` with the live GRF stream on and
+``forcecast host live`` runs :class:`~forcecast.host_app.client.HostLogger` with the live GRF stream on and
 serves one page plus a server-sent-events stream (``/events``): connection state, the vertical
 force trace of each leg, today's steps and load, and biofeedback cues as they arrive. Records are
 stored exactly as ``host log`` stores them, so the view can stay open all day.
@@ -18,10 +18,10 @@ import logging
 from datetime import datetime, tzinfo
 from typing import Any
 
-from edge.protocol import LiveBlock
-from host_app.analytics import day_bounds
-from host_app.client import HostLogger
-from host_app.store import HostStore
+from forcecast.edge.protocol import LiveBlock
+from forcecast.host_app.analytics import day_bounds
+from forcecast.host_app.client import HostLogger
+from forcecast.host_app.store import HostStore
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"

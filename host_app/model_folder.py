@@ -2,7 +2,7 @@
 
 For a device whose storage is mounted here (its SD card in a reader, a network share, or the Pi
 itself installing its first model). The package goes through exactly what an upload over BLE goes
-through on the device (:class:`edge.runtime.updates.ModelUpdates`): size, SHA-256, signature by a
+through on the device (:class:`forcecast.edge.runtime.updates.ModelUpdates`): size, SHA-256, signature by a
 key the device trusts, contract against the device's sensors and legs, golden self-test, atomic
 switch with the previous model kept for a rollback. A runtime already running from that folder picks
 the new model up at its next start (on trial: rolled back if that start fails).
@@ -14,11 +14,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from edge.keys import load_public_key
-from edge.package import PackageError, read_package
-from edge.runtime.config import DeviceConfig, load_device_config
-from edge.runtime.updates import ModelUpdates, sensor_columns, trusted_keys
-from edge.slots import CREATED_FORMAT, ModelSlots, SlotError
+from forcecast.edge.keys import load_public_key
+from forcecast.edge.package import PackageError, read_package
+from forcecast.edge.runtime.config import DeviceConfig, load_device_config
+from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns, trusted_keys
+from forcecast.edge.slots import CREATED_FORMAT, ModelSlots, SlotError
 
 CHUNK_BYTES = 64 * 1024
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from host_app.analytics import (
+from forcecast.host_app.analytics import (
     AXES,
     AnalyticsConfig,
     Baseline,
@@ -35,7 +35,7 @@ from host_app.analytics import (
     load_day,
     number,
 )
-from host_app.store import HostStore
+from forcecast.host_app.store import HostStore
 
 TREND_DAYS = 28
 LEG_COLOURS = {"l": "#1f77b4", "r": "#d62728"}

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from host_app.store import HostStore
+from forcecast.host_app.store import HostStore
 
 PHASE = np.linspace(0.0, 1.0, 101)
 

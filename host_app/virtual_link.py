@@ -1,9 +1,9 @@
 """An in-process BLE link: the device's GATT server and a host central on bumble's ``LocalLink``.
 
 Used by ``forcecast demo``, the link benchmark and the tests: the device side is the real
-:class:`edge.ble.server.GattServer` and the host side the real :class:`host_app.client.HostLogger`,
+:class:`forcecast.edge.ble.server.GattServer` and the host side the real :class:`forcecast.host_app.client.HostLogger`,
 talking through two virtual controllers (pairing, encryption, MTU exchange and all), with the
-host's bleak calls going through :mod:`host_app.bleak_bumble`.
+host's bleak calls going through :mod:`forcecast.host_app.bleak_bumble`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 from bumble.device import Device
 from bumble.link import LocalLink
 
-from edge.ble.devices import static_address, virtual_device
-from edge.ble.server import GattServer
-from edge.link import DeviceLink
-from host_app.bleak_bumble import BumbleClient, BumbleScanner, prepare_central
-from host_app.client import ClientConfig, HostLogger, LiveCallback
-from host_app.store import HostStore
+from forcecast.edge.ble.devices import static_address, virtual_device
+from forcecast.edge.ble.server import GattServer
+from forcecast.edge.link import DeviceLink
+from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner, prepare_central
+from forcecast.host_app.client import ClientConfig, HostLogger, LiveCallback
+from forcecast.host_app.store import HostStore
 
 CENTRAL_ADDRESS = "C1:F0:CA:57:00:01"
 
@@ -67,7 +67,7 @@ async def virtual_link(
     ----------
     device_link
         The device's session logic, or a function building the whole server on a given bumble device
-        (e.g. ``lambda device: edge.ble.serve.gatt_server(runtime, device)``).
+        (e.g. ``lambda device: forcecast.edge.ble.serve.gatt_server(runtime, device)``).
     name, output_rate_hz
         Server settings when ``device_link`` is a :class:`DeviceLink`.
     pairing_window_s

@@ -23,10 +23,10 @@ import sys
 
 import numpy as np
 
-from edge.dataset import resample_trial
-from edge.dsp.segment_alignment import StreamAligner, angle_deg, settings_for
-from edge.synth import SynthConfig, make_subject, static_trial, walking_trial
-from edge.synth.body import mount_matrix
+from forcecast.edge.dsp.segment_alignment import StreamAligner, angle_deg, settings_for
+from forcecast.lab.dataset import resample_trial
+from forcecast.lab.synth import SynthConfig, make_subject, static_trial, walking_trial
+from forcecast.lab.synth.body import mount_matrix
 
 RATE = 100.0
 

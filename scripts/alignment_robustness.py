@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from edge.dataset import Dataset
-from edge.dataset.trial import Stream, write_trial
-from edge.schema import PLACES, SENSOR_AXES, imu_column
-from edge.synth import SynthConfig, generate_dataset
-from training.config import DataConfig, FitConfig, SplitConfig, TrainConfig
-from training.data import load_sequences
-from training.evaluate import evaluate_sequences, keras_predictor, load_keras_run
-from training.fit import train
+from forcecast.edge.schema import PLACES, SENSOR_AXES, imu_column
+from forcecast.lab.dataset import Dataset
+from forcecast.lab.dataset.trial import Stream, write_trial
+from forcecast.lab.synth import SynthConfig, generate_dataset
+from forcecast.training.config import DataConfig, FitConfig, SplitConfig, TrainConfig
+from forcecast.training.data import load_sequences
+from forcecast.training.evaluate import evaluate_sequences, keras_predictor, load_keras_run
+from forcecast.training.fit import train
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

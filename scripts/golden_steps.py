@@ -1,6 +1,6 @@
 """How far this machine's TFLite runtime lands from a package's golden outputs, in output steps (JSON out).
 
-Runs each package's golden self-test (:func:`edge.selftest.run_golden`) on every kernel set the
+Runs each package's golden self-test (:func:`forcecast.edge.selftest.run_golden`) on every kernel set the
 installed runtime offers (LiteRT: default with XNNPACK, reference kernels, builtin without delegates;
 tflite-runtime: its default) and 1 and 2 threads, and prints one JSON object per run::
 
@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge.interpreter import TFLiteModel, runtime_module
-from edge.package import read_package
-from edge.selftest import run_golden
+from forcecast.edge.interpreter import TFLiteModel, runtime_module
+from forcecast.edge.package import read_package
+from forcecast.edge.selftest import run_golden
 
 
 def kernel_sets(module: Any) -> dict[str, Any]:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dataset import Dataset, check_dataset
-from edge.dataset.importers import import_lab_data, load_mapping
-from edge.synth.c3d_export import TRUTH_DIR, OvergroundConfig, write_overground_dataset
-from edge.synth.config import hard_preset
+from forcecast.lab.dataset import Dataset, check_dataset
+from forcecast.lab.dataset.importers import import_lab_data, load_mapping
+from forcecast.lab.synth.c3d_export import TRUTH_DIR, OvergroundConfig, write_overground_dataset
+from forcecast.lab.synth.config import hard_preset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 A hard-preset overground lab (C3D, vendor units, sample-and-hold, IMU lag) is imported twice: as
 ``data import`` does by default (quiet-standing trials kept IMU-only) and with ``--skip-static``. The
-training pipeline's alignment (:func:`training.alignment.fit_session_alignments`, every trial of a
+training pipeline's alignment (:func:`forcecast.training.alignment.fit_session_alignments`, every trial of a
 subject, at 100 Hz) is fitted with ``segment_v1`` on the first and ``segment_v1_walking`` on the second
 (``segment_v1`` refuses it), and compared with the lab's true sensor mountings: the angle of the whole
 rotation and of the up axis, per group of sensors.
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dataset import Dataset
-from edge.dataset.importers import import_lab_data, load_mapping
-from edge.dsp.segment_alignment import SegmentAlignment, angle_deg, settings_for
-from edge.synth.body import mount_matrix
-from edge.synth.c3d_export import OvergroundConfig, write_overground_dataset
-from edge.synth.config import hard_preset
-from edge.synth.lab import subjects_for
-from training.alignment import fit_session_alignments, model_places
+from forcecast.edge.dsp.segment_alignment import SegmentAlignment, angle_deg, settings_for
+from forcecast.lab.dataset import Dataset
+from forcecast.lab.dataset.importers import import_lab_data, load_mapping
+from forcecast.lab.synth.body import mount_matrix
+from forcecast.lab.synth.c3d_export import OvergroundConfig, write_overground_dataset
+from forcecast.lab.synth.config import hard_preset
+from forcecast.lab.synth.lab import subjects_for
+from forcecast.training.alignment import fit_session_alignments, model_places
 
 RATE_HZ = 100.0
 LEG_PLACES = ("ipsi_shank", "ipsi_thigh", "contra_shank", "pelvis")

@@ -80,7 +80,7 @@ def subset(source: Path, target: Path, subjects: list[str]) -> Path:
 
 def synthesise(folder: Path, subjects: int, seed: int, duration_s: float) -> Path:
     """A synthetic lab dataset (kept when already there)."""
-    from edge.synth import SynthConfig, generate_dataset
+    from forcecast.lab.synth import SynthConfig, generate_dataset
 
     if not (folder / "subjects.csv").is_file():
         generate_dataset(folder, SynthConfig(subjects=subjects, seed=seed, duration_s=duration_s))
@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the measurement; prints one JSON object."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    from edge.dataset import Dataset
-    from training.config import load_train_config, quick
-    from training.fit import train
+    from forcecast.lab.dataset import Dataset
+    from forcecast.training.config import load_train_config, quick
+    from forcecast.training.fit import train
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import Normalisation
-from edge.synth import SynthConfig, generate_dataset
-from edge.synth.population import make_subject
-from training.config import TrainConfig, quick
-from training.data import TrainingDataWarning, load_sequences
-from training.fit import train
-from training.splits import split_sequences
-from training.windows import static_inputs
+from forcecast.edge.contract import Normalisation
+from forcecast.lab.synth import SynthConfig, generate_dataset
+from forcecast.lab.synth.population import make_subject
+from forcecast.training.config import TrainConfig, quick
+from forcecast.training.data import TrainingDataWarning, load_sequences
+from forcecast.training.fit import train
+from forcecast.training.splits import split_sequences
+from forcecast.training.windows import static_inputs
 
 SUBJECTS = 6
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of walking per trial")
     args = parser.parse_args(argv)
 
-    logging.getLogger("edge.runtime.inference").setLevel(logging.ERROR)  # clipping is reported in the JSON
+    logging.getLogger("forcecast.edge.runtime.inference").setLevel(logging.ERROR)  # clipping is reported in the JSON
     base = SynthConfig(
         subjects=SUBJECTS,
         duration_s=args.duration,

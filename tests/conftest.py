@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.synth import SynthConfig, generate_dataset
+from forcecast.lab.synth import SynthConfig, generate_dataset
 
 TINY = SynthConfig(subjects=3, seed=7, duration_s=6.0, speeds=("comfortable",), static_s=2.0)
 

@@ -346,7 +346,7 @@ class FakeBus:
 
 
 class FakeI2C:
-    """Several fake buses and a ``bus_factory`` for :class:`edge.sources.i2c.I2CSource`."""
+    """Several fake buses and a ``bus_factory`` for :class:`forcecast.edge.sources.i2c.I2CSource`."""
 
     def __init__(self, buses: Mapping[int, FakeBus]) -> None:
         self.buses = dict(buses)

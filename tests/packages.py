@@ -15,10 +15,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.contract import ModelContract
-from edge.keys import load_private_key, new_key_pair
-from edge.package import MANIFEST_FILE, read_package
-from training.package import build_manifest, write_package
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.keys import load_private_key, new_key_pair
+from forcecast.edge.package import MANIFEST_FILE, read_package
+from forcecast.training.package import build_manifest, write_package
 
 DATA = Path(__file__).parent / "data"
 INT8 = DATA / "grf_int8.fcpkg"

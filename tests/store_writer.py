@@ -11,7 +11,7 @@ import random
 import sys
 from typing import Any
 
-from edge.runtime.store import RecordStore
+from forcecast.edge.runtime.store import RecordStore
 
 
 def payload_for(seq: int) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Segment alignment of a dataset's trials, with the device's own estimator (:mod:`edge.dsp.segment_alignment`).
+"""Segment alignment of a dataset's trials, with the device's own estimator.
+
+The estimator is :mod:`forcecast.edge.dsp.segment_alignment`.
 
 One estimate per sensor and subject session: every trial of a subject (walking, static, with or without
-force) feeds one :class:`~edge.dsp.segment_alignment.SegmentAligner` per place at the model rate, as the
+force) feeds one :class:`~forcecast.edge.dsp.segment_alignment.SegmentAligner` per place at the model rate, as the
 device feeds it chunk by chunk, and the result rotates all of that subject's trials. A subject is one
 session in format v1 (sensors strapped on once); with ``segment_v1`` static trials (IMU-only is enough)
 give gravity from standing, walking trials the medio-lateral axis and the direction of progression; with
@@ -15,18 +17,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from edge.dataset import Dataset, DatasetError, Problem
-from edge.dataset.trial import Trial, TrialRef
-from edge.dsp.resample import resample
-from edge.dsp.segment_alignment import (
+from forcecast.edge.dsp.resample import resample
+from forcecast.edge.dsp.segment_alignment import (
     DEFAULT_SETTINGS,
     AlignmentSettings,
     SegmentAligner,
     SegmentAlignment,
     apply_alignment,
 )
-from edge.features import sensor_place
-from edge.schema import SENSOR_AXES, imu_column
+from forcecast.edge.features import sensor_place
+from forcecast.edge.schema import SENSOR_AXES, imu_column
+from forcecast.lab.dataset import Dataset, DatasetError, Problem
+from forcecast.lab.dataset.trial import Trial, TrialRef
 
 Progress = Callable[[Iterable[object], int], Iterator[object]]
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.features import OUTPUT_AXES
-from training.config import TrainConfig
-from training.data import LoadedData
-from training.metrics import STANCE_THRESHOLD_BW
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.features import OUTPUT_AXES
+from forcecast.training.config import TrainConfig
+from forcecast.training.data import LoadedData
+from forcecast.training.metrics import STANCE_THRESHOLD_BW
 
 AXIS_NAMES = {"v": "vertical", "ap": "anterior-posterior", "ml": "medio-lateral (medial +)"}
 PLOT_SECONDS = 4.0

@@ -115,8 +115,8 @@ def register(commands: Any) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from edge.config import ConfigError
-    from training.config import load_train_config, quick
+    from forcecast.edge.config import ConfigError
+    from forcecast.training.config import load_train_config, quick
 
     config = load_train_config(args.config)
     try:
@@ -151,7 +151,7 @@ def _progress(desc: str) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     config = _config(args)
-    from training.fit import train
+    from forcecast.training.fit import train
 
     result = train(args.data, args.out, config, _progress("load"), verbose=0 if args.json else None)
     if args.json:
@@ -166,9 +166,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from edge.config import ConfigError
-    from training.data import load_sequences
-    from training.evaluate import (
+    from forcecast.edge.config import ConfigError
+    from forcecast.training.data import load_sequences
+    from forcecast.training.evaluate import (
         evaluate_sequences,
         headline_axes,
         keras_predictor,
@@ -189,7 +189,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         predict = tflite_predictor(tflite, use_static)
     else:
         raise ConfigError(f"--model {args.model}: expected a .keras file from 'forcecast train' or a .fcpkg package")
-    from training.config import DataConfig
+    from forcecast.training.config import DataConfig
 
     data = DataConfig(
         rate_hz=contract.rate_hz,
@@ -233,9 +233,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from training.convert import ConversionError
-    from training.edgetpu import compatibility, compatibility_line
-    from training.quantize import DegradationError, quantize
+    from forcecast.training.convert import ConversionError
+    from forcecast.training.edgetpu import compatibility, compatibility_line
+    from forcecast.training.quantize import DegradationError, quantize
 
     try:
         result = quantize(args.run, args.out, args.mode, args.key, args.data, args.allow_degradation)
@@ -280,7 +280,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     config = _config(args)
-    from training.compare import compare
+    from forcecast.training.compare import compare
 
     table = compare(args.data, args.out, config, _progress("load"))
     print(table.to_markdown_text())
@@ -290,7 +290,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cv(args: argparse.Namespace) -> int:
     config = _config(args)
-    from training.cv import cross_validate, parse_folds
+    from forcecast.training.cv import cross_validate, parse_folds
 
     outcome = cross_validate(
         args.data,
@@ -313,7 +313,7 @@ def _cv(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"complete": True, **outcome.summary}))
         return 0
-    from training.cv_report import markdown
+    from forcecast.training.cv_report import markdown
 
     print(markdown(outcome.summary))
     print(f"written: {args.out / 'cv.json'}, cv.csv, cv.md ({outcome.trained_now} fold run(s) trained now)")

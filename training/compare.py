@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge.features import OUTPUT_AXES
-from training.config import TrainConfig
-from training.data import Progress, load_sequences
-from training.fit import train
+from forcecast.edge.features import OUTPUT_AXES
+from forcecast.training.config import TrainConfig
+from forcecast.training.data import Progress, load_sequences
+from forcecast.training.fit import train
 
 ZOO = ("cnn_lstm", "lstm", "cnn1d")
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from edge.config import load_config, to_dict
-from edge.features import LEG_PLACES
+from forcecast.edge.config import load_config, to_dict
+from forcecast.edge.features import LEG_PLACES
 
 Architecture = Literal["cnn_lstm", "lstm", "cnn1d"]
 Strategy = Literal["none", "mirrored", "multi_worker"]
@@ -41,7 +41,7 @@ class DataConfig:
     alignment
         ``none`` (IMU data in the sensor frame as recorded), ``segment_v1`` or ``segment_v1_walking``:
         every sensor rotated into its segment's frame by the device's estimator
-        (:mod:`edge.dsp.segment_alignment`), one estimate per subject session from all of its trials,
+        (:mod:`forcecast.edge.dsp.segment_alignment`), one estimate per subject session from all of its trials,
         before left legs are mirrored; gravity from a static trial (``segment_v1``, every subject needs
         one) or from the walking posture (``segment_v1_walking``). Recorded in the contract; the device
         then aligns its own stream the same way.
@@ -119,7 +119,7 @@ class FitConfig:
     sooner; metrics.json records the steps run).
 
     ``init_from`` names a run folder whose ``model.keras`` weights (and normalisation) start this
-    run (fine-tuning, see :mod:`training.finetune`); ``freeze`` holds layer-name patterns
+    run (fine-tuning, see :mod:`forcecast.training.finetune`); ``freeze`` holds layer-name patterns
     (``fnmatch``, e.g. ``"conv*"``) whose weights then stay fixed.
     """
 

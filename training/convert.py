@@ -36,7 +36,7 @@ def convert(
     Parameters
     ----------
     model
-        A Keras model as built by :func:`training.models.build_model`.
+        A Keras model as built by :func:`forcecast.training.models.build_model`.
     mode
         One of :data:`MODES`.
     representative
@@ -89,7 +89,7 @@ def convert(
 
 def op_names(flatbuffer: bytes) -> list[str]:
     """Sorted distinct operator names in a TFLite model (read without delegates)."""
-    from edge.interpreter import runtime_module
+    from forcecast.edge.interpreter import runtime_module
 
     module = runtime_module()
     interpreter = module.Interpreter(

@@ -1,12 +1,12 @@
 """Subject-wise cross-validation (``forcecast cv``): folds by subject, parallel, resumable.
 
 Each fold holds out its test subject(s) as the subject-naive test set and trains on the rest through
-the normal training entry point (:func:`training.fit.train`, validation subjects drawn from the rest
+the normal training entry point (:func:`forcecast.training.fit.train`, validation subjects drawn from the rest
 as usual), once with and once without static features. A finished fold × variant writes
 ``OUT/folds/<fold>-<variant>/result.json`` (atomically: written whole or not at all) and
 ``predictions.npz`` beside its run folder; a re-run skips it when its fingerprint (resolved
 configuration, dataset fingerprint, test subjects) matches, and refuses it when not, rather than mixing
-results of different setups. :mod:`training.cv_report` summarises the folds.
+results of different setups. :mod:`forcecast.training.cv_report` summarises the folds.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import ConfigError, to_dict
-from edge.dataset import Subject
-from training.config import TrainConfig
-from training.data import LoadedData, load_sequences
+from forcecast.edge.config import ConfigError, to_dict
+from forcecast.lab.dataset import Subject
+from forcecast.training.config import TrainConfig
+from forcecast.training.data import LoadedData, load_sequences
 
 VARIANTS = {"static": True, "imu": False}
 """Variant name -> whether the model gets the static features."""
@@ -234,7 +234,7 @@ def run_task(task: Task) -> dict[str, Any]:
         The fold's result (also in ``<folder>/result.json``).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.fit import train
+    from forcecast.training.fit import train
 
     key = (task.data_dir, json.dumps(to_dict(task.config.data), sort_keys=True))
     if key not in _LOADED:
@@ -474,7 +474,7 @@ def _cross_validate(
     trained_now = len(results) - already
     if not all(t.name in results for t in tasks):
         return CVOutcome(tasks, results, None, trained_now)
-    from training.cv_report import summarise_cv, write_summary
+    from forcecast.training.cv_report import summarise_cv, write_summary
 
     meta = {
         "folds_spec": "leave-one-subject-out" if folds == "loso" else f"{folds} folds by subject",

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.features import OUTPUT_AXES
-from training.cv import PREDICTIONS_FILE, Task, write_atomic
-from training.metrics import summarise
+from forcecast.edge.features import OUTPUT_AXES
+from forcecast.training.cv import PREDICTIONS_FILE, Task, write_atomic
+from forcecast.training.metrics import summarise
 
 BLOCKS = ("axes", "stance_axes")
-"""Whole-cycle and stance-only metric blocks (stance-only only where :mod:`training.metrics` has it)."""
+"""Whole-cycle and stance-only metric blocks (stance-only only where :mod:`forcecast.training.metrics` has it)."""
 SUMMARY_METRICS = ("r", "nrmse_pct", "rmse_bw", "rmse_n")
 BLOCK_PREFIX = {"axes": "", "stance_axes": "stance_"}
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.dataset import Dataset, DatasetError, Problem, Subject, check_dataset, resample_trial
-from edge.dsp.segment_alignment import settings_for
-from edge.features import leg_inputs, static_features
-from edge.schema import GRAVITY_MPS2
-from training.alignment import align_trial, fit_session_alignments, model_places
-from training.config import DataConfig
+from forcecast.edge.dsp.segment_alignment import settings_for
+from forcecast.edge.features import leg_inputs, static_features
+from forcecast.edge.schema import GRAVITY_MPS2
+from forcecast.lab.dataset import Dataset, DatasetError, Problem, Subject, check_dataset, resample_trial
+from forcecast.training.alignment import align_trial, fit_session_alignments, model_places
+from forcecast.training.config import DataConfig
 
 Progress = Callable[[Iterable[object], int], Iterator[object]]
 
@@ -39,7 +39,7 @@ class LegSequence:
         GRF of this leg in body weights (v, ap, ml), shape ``(n, 3)``; NaN where unknown (overground
         stance off the plates), 0 where known to be unloaded (swing).
     static
-        Static feature vector (``edge.features.STATIC_FEATURES`` order), physical units.
+        Static feature vector (``forcecast.edge.features.STATIC_FEATURES`` order), physical units.
     body_weight_n
         For converting errors to newtons.
     time_s

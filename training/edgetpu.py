@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from training.convert import ConversionError
+from forcecast.training.convert import ConversionError
 
 COMPILER: Final = "edgetpu_compiler"
 

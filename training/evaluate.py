@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ContractError, ModelContract
-from edge.interpreter import TFLiteModel
-from training.data import LegSequence
-from training.metrics import summarise
-from training.windows import Predict, predict_sequence
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.training.data import LegSequence
+from forcecast.training.metrics import summarise
+from forcecast.training.windows import Predict, predict_sequence
 
 CONTRACT_FILE = "contract.json"
 
@@ -65,8 +65,8 @@ def load_package_model(package_path: Path, pubkeys: list[Path]) -> tuple[TFLiteM
     With public keys the package must verify against one of them (signature, hash, contract);
     without, only the model hash and the contract are checked. The third value says which.
     """
-    from edge.keys import load_public_key
-    from edge.package import open_checked
+    from forcecast.edge.keys import load_public_key
+    from forcecast.edge.package import open_checked
 
     package, contract, checked = open_checked(package_path, [load_public_key(p) for p in pubkeys])
     return TFLiteModel(package.model), contract, checked
@@ -89,12 +89,12 @@ def evaluate_sequences(
     """Pooled and per-subject metrics plus the predictions (for plots).
 
     Metrics count known samples only (measured and predicted finite), whole-cycle and stance-only
-    (see :mod:`training.metrics`).
+    (see :mod:`forcecast.training.metrics`).
 
     Returns
     -------
     dict
-        ``pooled`` and ``per_subject`` metrics (see :func:`training.metrics.summarise`),
+        ``pooled`` and ``per_subject`` metrics (see :func:`forcecast.training.metrics.summarise`),
         ``n_windows`` (inferences run), ``subjects``, and ``predictions``: a list of
         ``(sequence, predicted (n, 3))``.
     """

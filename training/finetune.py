@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edge.config import ConfigError, to_dict
-from edge.contract import ContractError, ModelContract
-from training.config import FitConfig, ModelConfig, load_train_config
+from forcecast.edge.config import ConfigError, to_dict
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.training.config import FitConfig, ModelConfig, load_train_config
 
 MODEL_FILE = "model.keras"
 CONTRACT_FILE = "contract.json"

@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from edge import __version__
-from edge.contract import ModelContract
-from edge.dataset import DatasetError, Problem
-from edge.features import OUTPUT_AXES, STATIC_FEATURES, input_channels
-from training.config import TrainConfig, dump_toml
-from training.data import LegSequence, LoadedData, Progress, TrainingDataWarning, load_sequences
-from training.evaluate import CONTRACT_FILE, evaluate_sequences, keras_predictor
-from training.finetune import start_from
-from training.models import build_model, masked_mse
-from training.normalise import fit_checked, fit_static, neutralised_features
-from training.splits import Split, split_sequences
-from training.windows import WindowSource, make_batches, steps_per_epoch
+from forcecast.edge import __version__
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.features import OUTPUT_AXES, STATIC_FEATURES, input_channels
+from forcecast.lab.dataset import DatasetError, Problem
+from forcecast.training.config import TrainConfig, dump_toml
+from forcecast.training.data import LegSequence, LoadedData, Progress, TrainingDataWarning, load_sequences
+from forcecast.training.evaluate import CONTRACT_FILE, evaluate_sequences, keras_predictor
+from forcecast.training.finetune import start_from
+from forcecast.training.models import build_model, masked_mse
+from forcecast.training.normalise import fit_checked, fit_static, neutralised_features
+from forcecast.training.splits import Split, split_sequences
+from forcecast.training.windows import WindowSource, make_batches, steps_per_epoch
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RunResult:
     seconds: float
     epochs_run: int
     evaluations: dict[str, Any] = field(default_factory=dict)
-    """The evaluation results per set, with predictions (see :func:`training.evaluate.evaluate_sequences`)."""
+    """The evaluation results per set, with predictions (see :func:`forcecast.training.evaluate.evaluate_sequences`)."""
 
 
 def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract:
@@ -50,7 +50,7 @@ def fit_contract(train: list[LegSequence], config: TrainConfig) -> ModelContract
 
     Inputs and targets over finite (known) samples, refusing unusable statistics by name; static
     features with 0/1 flags passed through and constant features neutralised (see
-    :mod:`training.normalise`).
+    :mod:`forcecast.training.normalise`).
 
     Raises
     ------
@@ -223,7 +223,7 @@ def train(
         **{name: {k: r[k] for k in ("pooled", "per_subject", "n_windows", "subjects")} for name, r in results.items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from training.card import write_model_card
+    from forcecast.training.card import write_model_card
 
     write_model_card(out, config, contract, metrics, results, loaded)
     return RunResult(out, split, metrics, contract, seconds, metrics["epochs_run"], results)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.features import OUTPUT_AXES
+from forcecast.edge.features import OUTPUT_AXES
 
 STANCE_THRESHOLD_BW = 0.05
 MIN_STANCE_S = 0.25

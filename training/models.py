@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.config import ModelConfig
+from forcecast.training.config import ModelConfig
 
 
 def masked_mse() -> Any:

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ModelContract, Normalisation
-from edge.dataset import DatasetError, Problem
-from training.data import LegSequence, TrainingDataWarning
+from forcecast.edge.contract import ModelContract, Normalisation
+from forcecast.lab.dataset import DatasetError, Problem
+from forcecast.training.data import LegSequence, TrainingDataWarning
 
 BINARY_STATIC = ("hka_known", "ipsi_affected", "contra_affected")
 """Static features that are 0/1 flags."""
 NEUTRAL_STD = 1e6
 """SD given to a neutralised static feature (the largest a device contract accepts)."""
 LIMIT = 1e6
-"""Largest mean or SD a device contract accepts (see ``edge.contract_limits``)."""
+"""Largest mean or SD a device contract accepts (see ``forcecast.edge.contract_limits``)."""
 MIN_STD = 1e-3
 """Floor of a fitted SD (a near-constant channel is not blown up)."""
 

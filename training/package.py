@@ -1,4 +1,4 @@
-"""Write signed model packages (``.fcpkg``); the format and the reader live in :mod:`edge.package`."""
+"""Write signed model packages (``.fcpkg``); the format and the reader live in :mod:`forcecast.edge.package`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.contract import ModelContract
-from edge.keys import key_id
-from edge.package import EDGETPU_MODEL_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.keys import key_id
+from forcecast.edge.package import EDGETPU_MODEL_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed member timestamps: same inputs, same bytes
 
@@ -35,7 +35,7 @@ def build_manifest(
     """The manifest of a package holding ``model`` (everything the device needs, nothing pickled).
 
     ``edgetpu`` describes an Edge TPU build stored beside the model: at least its ``bytes`` and
-    ``sha256`` (see :func:`training.edgetpu.describe`).
+    ``sha256`` (see :func:`forcecast.training.edgetpu.describe`).
     """
     manifest = {
         "format": FORMAT,

@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import ConfigError
-from edge.contract import ModelContract
-from edge.interpreter import TFLiteModel
-from edge.keys import load_private_key
-from edge.selftest import MEAN_TOLERANCE_STEPS, TOLERANCE_STEPS, output_step
-from training.config import load_train_config
-from training.convert import MODES, Mode, audit_ops, convert
-from training.data import LegSequence, load_sequences
-from training.edgetpu import compatibility, compile_for_edgetpu, describe, find_compiler
-from training.evaluate import (
+from forcecast.edge.config import ConfigError
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.keys import load_private_key
+from forcecast.edge.selftest import MEAN_TOLERANCE_STEPS, TOLERANCE_STEPS, output_step
+from forcecast.training.config import load_train_config
+from forcecast.training.convert import MODES, Mode, audit_ops, convert
+from forcecast.training.data import LegSequence, load_sequences
+from forcecast.training.edgetpu import compatibility, compile_for_edgetpu, describe, find_compiler
+from forcecast.training.evaluate import (
     evaluate_sequences,
     headline_axes,
     keras_predictor,
@@ -33,9 +33,9 @@ from training.evaluate import (
     model_uses_static,
     tflite_predictor,
 )
-from training.package import build_manifest, write_package
-from training.splits import split_sequences
-from training.windows import Predict, WindowSource
+from forcecast.training.package import build_manifest, write_package
+from forcecast.training.splits import split_sequences
+from forcecast.training.windows import Predict, WindowSource
 
 MAX_R_LOSS = 0.01
 MAX_NRMSE_GAIN_PCT = 1.0

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.config import ConfigError
-from edge.dataset import DatasetError, Problem, Subject
-from training.config import SplitConfig, TrainConfig
-from training.data import LegSequence, LoadedData
+from forcecast.edge.config import ConfigError
+from forcecast.lab.dataset import DatasetError, Problem, Subject
+from forcecast.training.config import SplitConfig, TrainConfig
+from forcecast.training.data import LegSequence, LoadedData
 
 MIN_SUBJECTS = 2
 

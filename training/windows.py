@@ -1,12 +1,12 @@
 """Windows over leg sequences: which ones are valid, and batches of them for Keras.
 
 A window ending at sample ``e`` (exclusive) holds inputs ``[e - window, e)`` and is trained to output
-the GRF at ``edge.features.output_positions(e, out_len, delay)``. A window is usable when all its
+the GRF at ``forcecast.edge.features.output_positions(e, out_len, delay)``. A window is usable when all its
 inputs are finite and at least one sample of its target block is known; unknown target values stay
-NaN in the batch and get no gradient (see :func:`training.models.masked_mse`).
+NaN in the batch and get no gradient (see :func:`forcecast.training.models.masked_mse`).
 
 Static features are normalised and kept within ±5 training SDs by the device's own function
-(:func:`edge.runtime.inference.bounded_static`), so training, evaluation and the device feed a model
+(:func:`forcecast.edge.runtime.inference.bounded_static`), so training, evaluation and the device feed a model
 the same numbers.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ModelContract
-from edge.features import output_positions
-from edge.runtime.inference import STATIC_LIMIT_SD, bounded_static
-from training.config import AugmentConfig
-from training.data import LegSequence, TrainingDataWarning
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.features import output_positions
+from forcecast.edge.runtime.inference import STATIC_LIMIT_SD, bounded_static
+from forcecast.training.config import AugmentConfig
+from forcecast.training.data import LegSequence, TrainingDataWarning
 
 Predict = Callable[[NDArray[np.float32], NDArray[np.float32] | None], NDArray[np.float32]]
 """``(x (b, window, c), static (b, s) or None) -> normalised outputs (b, out_len, 3)``."""
@@ -58,7 +58,7 @@ def static_inputs(contract: ModelContract, raw: NDArray[np.floating], who: str =
     """Normalised static features exactly as the device computes them (clipped to ±5 training SDs).
 
     The device's own function does the work; its log line (written for a patient's ``device.toml``)
-    is replaced here by one :class:`~training.data.TrainingDataWarning` naming the features and ``who``.
+    is replaced here by one :class:`~forcecast.training.data.TrainingDataWarning` naming the features and ``who``.
     """
     values = np.asarray(raw, dtype=np.float64)
     device_log = logging.getLogger(bounded_static.__module__)
@@ -195,7 +195,7 @@ def make_batches(
 
 
 class _Augmenter:
-    """Seeded, in-graph augmentation of a batch of windows (see :class:`training.config.AugmentConfig`)."""
+    """Seeded, in-graph augmentation of a batch of windows (see :class:`forcecast.training.config.AugmentConfig`)."""
 
     def __init__(self, config: AugmentConfig, contract: ModelContract, seed: int) -> None:
         import tensorflow as tf

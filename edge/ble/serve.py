@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bumble.device import Device
 
-from edge.ble.devices import radio_device, static_address
-from edge.ble.server import GattServer
-from edge.link import DeviceLink
+from forcecast.edge.ble.devices import radio_device, static_address
+from forcecast.edge.ble.server import GattServer
+from forcecast.edge.link import DeviceLink
 
 if TYPE_CHECKING:
-    from edge.runtime.launch import Runtime
+    from forcecast.edge.runtime.launch import Runtime
 
 
 def gatt_server(runtime: Runtime, device: Device) -> GattServer:

@@ -1,19 +1,19 @@
-"""The forcecast GATT server on bumble: moves bytes between the radio and a :class:`~edge.link.DeviceLink`.
+"""The forcecast GATT server on bumble: moves bytes between the radio and a :class:`~forcecast.edge.link.DeviceLink`.
 
-One custom 128-bit service (``edge.protocol.SERVICE_UUID``) with four characteristics:
+One custom 128-bit service (``forcecast.edge.protocol.SERVICE_UUID``) with four characteristics:
 
 - live (notify): live GRF blocks, while the host has asked for them;
 - records (notify): step/summary/event record fragments from where the host resumed;
 - control (write + notify): requests and their replies. The attribute needs an encrypted link
   (ATT error 0x0F otherwise) and :class:`GattServer` additionally requires the peer to be bonded.
   New bonds only while the pairing window is open, which only a local action opens
-  (:mod:`edge.ble.pairing`: ``forcecast edge pair`` over the service's Unix socket);
+  (:mod:`forcecast.edge.ble.pairing`: ``forcecast edge pair`` over the service's Unix socket);
 - info (read, encrypted): a JSON object describing the device and its model;
 - upload (write without response + notify, encrypted and bonded): model package chunks in,
-  durable acknowledgements out (see :mod:`edge.upload`).
+  durable acknowledgements out (see :mod:`forcecast.edge.upload`).
 
 The same class runs on the Pi (a bumble ``Device`` on the HCI socket) and in tests and the demo (a
-``Device`` on bumble's in-process ``LocalLink``, see :mod:`edge.ble.virtual`). The runtime runs in
+``Device`` on bumble's in-process ``LocalLink``, see :mod:`forcecast.edge.ble.virtual`). The runtime runs in
 its own thread and talks to the server only through :meth:`GattServer.listener`, which is
 thread-safe; everything else runs on the server's asyncio loop.
 """
@@ -33,10 +33,10 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from edge.ble.pairing import PairingControl, PairingError, PairingWindow
-from edge.ble.uncancelled import finish_within
-from edge.link import DeviceLink
-from edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID, UPLOAD_UUID
+from forcecast.edge.ble.pairing import PairingControl, PairingError, PairingWindow
+from forcecast.edge.ble.uncancelled import finish_within
+from forcecast.edge.link import DeviceLink
+from forcecast.edge.protocol import CONTROL_UUID, INFO_UUID, LIVE_UUID, RECORDS_UUID, SERVICE_UUID, UPLOAD_UUID
 
 log = logging.getLogger(__name__)
 

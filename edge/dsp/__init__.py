@@ -1,6 +1,6 @@
 """Signal processing shared by training and the device: the same code on both sides."""
 
-from edge.dsp.resample import (
+from forcecast.edge.dsp.resample import (
     ANTIALIAS_FRACTION,
     CausalResampler,
     antialias_sos,

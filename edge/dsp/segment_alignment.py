@@ -3,7 +3,7 @@
 A sensor's axes are the vendor's and its orientation on the body is however it was strapped on, so the
 same movement reads differently from person to person and from session to session. This module estimates,
 per sensor, the rotation ``R`` with ``v_segment = R @ v_sensor`` into the nominal segment frame of
-:mod:`edge.schema` (x anterior, y to the person's left, z superior), from the data alone:
+:mod:`forcecast.edge.schema` (x anterior, y to the person's left, z superior), from the data alone:
 
 ``z`` (up)
     ``segment_v1``: gravity from quiet standing, the mean acceleration over bouts of standing (at least
@@ -48,7 +48,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.schema import GRAVITY_MPS2, PLACES, SENSOR_AXES, imu_column
+from forcecast.edge.schema import GRAVITY_MPS2, PLACES, SENSOR_AXES, imu_column
 
 FloatArray = NDArray[np.float64]
 

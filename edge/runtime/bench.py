@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.interpreter import TFLiteModel
-from edge.keys import load_public_key
-from edge.package import open_checked
-from edge.runtime.config import DeviceConfig, PatientConfig
-from edge.runtime.pipeline import Pipeline
-from edge.sources.base import Chunk
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.keys import load_public_key
+from forcecast.edge.package import open_checked
+from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
+from forcecast.edge.runtime.pipeline import Pipeline
+from forcecast.edge.sources.base import Chunk
 
 REPLAY_CHUNK_S = 1.0
 """Chunk length when replaying as fast as possible (batch processing of a recorded file)."""
@@ -78,9 +78,9 @@ class Walk:
 
 def record_walk(seconds: float, rate_hz: float = 100.0) -> Walk:
     """Stand 3 s, then walk ``seconds`` at the comfortable speed (synthetic subject S01), IMUs at ``rate_hz``."""
-    from edge.sources.synthetic import SyntheticSource  # the gait lab stays out of the measured process
+    from forcecast.edge.sources.plugins import source_class  # the lab's walker, kept out of the measured process
 
-    source = SyntheticSource(
+    source = source_class("synthetic")(
         subject=1, speed=0, stand_s=3.0, rate_hz=rate_hz, program=(("comfortable", seconds),), duration_s=3.0 + seconds
     )
     chunks = list(source.chunks())
@@ -229,7 +229,7 @@ def run_bench(
         walk.save(walk_path)
         for path in [model, *compare]:
             code = (
-                "import sys, json; from edge.runtime.bench import _child; "
+                "import sys, json; from forcecast.edge.runtime.bench import _child; "
                 "_child(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4]))"
             )
             done = subprocess.run(

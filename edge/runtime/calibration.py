@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.schema import GRAVITY_MPS2, SENSOR_AXES, imu_column
+from forcecast.edge.schema import GRAVITY_MPS2, SENSOR_AXES, imu_column
 
 FloatArray = NDArray[np.float64]
 

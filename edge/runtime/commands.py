@@ -71,7 +71,7 @@ def register(commands: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.runtime.launch import launch
+    from forcecast.edge.runtime.launch import launch
 
     def follow(kind: str, payload: dict[str, Any]) -> None:
         if kind != "step":
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edge.runtime.bench import run_bench
+    from forcecast.edge.runtime.bench import run_bench
 
     result = run_bench(args.model, args.compare, args.pubkey, args.seconds, args.realtime_s, args.rate_hz)
     if args.json:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from edge.config import ConfigError, bounded, check_bounds, from_dict, read_toml
-from edge.schema import PLACES
+from forcecast.edge.config import ConfigError, bounded, check_bounds, from_dict, read_toml
+from forcecast.edge.schema import PLACES
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 """Device and patient ids: 1..32 characters of letters, digits, ``.``, ``_`` and ``-`` (fits the device info)."""
@@ -87,7 +87,7 @@ class SensorConfig:
     axes: tuple[str, ...] = ("x", "y", "z")
 
     def __post_init__(self) -> None:
-        from edge.sources.lsm6dsox import AxisMap
+        from forcecast.edge.sources.lsm6dsox import AxisMap
 
         if self.place not in PLACES:
             raise ValueError(f"place: {self.place!r} is not one of {', '.join(PLACES)}")

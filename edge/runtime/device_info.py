@@ -14,10 +14,10 @@ import json
 from importlib.metadata import version
 from typing import Any
 
-from edge.contract import ModelContract
-from edge.package import ModelPackage
-from edge.protocol import VERSION as PROTOCOL_VERSION
-from edge.runtime.config import DeviceConfig
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.package import ModelPackage
+from forcecast.edge.protocol import VERSION as PROTOCOL_VERSION
+from forcecast.edge.runtime.config import DeviceConfig
 
 INFO_MAX_BYTES = 512
 """The largest attribute value ATT allows; a long read of device info never needs more."""
@@ -72,7 +72,7 @@ def short_text(value: object, limit: int = TEXT_CHARS) -> str | None:
 
 
 def encode_info(info: dict[str, Any]) -> bytes:
-    """The bytes a host reads (the encoding of :meth:`edge.link.DeviceLink.device_info`)."""
+    """The bytes a host reads (the encoding of :meth:`forcecast.edge.link.DeviceLink.device_info`)."""
     return json.dumps(info, separators=(",", ":")).encode()
 
 

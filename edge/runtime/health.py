@@ -1,6 +1,6 @@
 """The health period of a model on trial: it must run a while, with finite and plausible outputs.
 
-A newly installed model is confirmed (:meth:`edge.slots.ModelSlots.confirm`) only once it has run
+A newly installed model is confirmed (:meth:`forcecast.edge.slots.ModelSlots.confirm`) only once it has run
 ``[models] health_s`` seconds of sensor data and detected ``[models] health_steps`` steps, and every GRF
 output in that time was finite and within :data:`PLAUSIBLE_BW` body weights. Until then a crash, a kill
 or a power cut leaves the trial unconfirmed, so the next start rolls back. Outputs that are not finite

@@ -3,7 +3,7 @@
 Samples arrive on the model's time grid. Every ``out_len`` samples (the hop), once a full window
 of an unbroken segment is in the buffer, the model runs on the newest ``window`` samples and gives
 ``out_len`` GRF samples ending ``delay`` samples before the newest input. This is exactly how
-:func:`training.windows.predict_sequence` tiles time, so offline evaluation and the device agree.
+:func:`forcecast.training.windows.predict_sequence` tiles time, so offline evaluation and the device agree.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ModelContract
-from edge.features import channel_sources
+from forcecast.edge.contract import ModelContract
+from forcecast.edge.features import channel_sources
 
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 Model = Any
-"""A :class:`edge.interpreter.TFLiteModel` (``inputs``, ``encode``, ``run_encoded``)."""
+"""A :class:`forcecast.edge.interpreter.TFLiteModel` (``inputs``, ``encode``, ``run_encoded``)."""
 _SPARE = 1024
 
 
@@ -59,7 +59,7 @@ class LegPredictor:
     Parameters
     ----------
     model
-        A :class:`edge.interpreter.TFLiteModel`; samples are encoded (quantised) once, as they arrive.
+        A :class:`forcecast.edge.interpreter.TFLiteModel`; samples are encoded (quantised) once, as they arrive.
     contract
         The model's contract.
     columns
@@ -67,7 +67,7 @@ class LegPredictor:
     side
         ``"l"`` or ``"r"``: the leg predicted (left-leg data are mirrored).
     static
-        Raw static feature vector (``edge.features.static_features``), or None if the model has none.
+        Raw static feature vector (``forcecast.edge.features.static_features``), or None if the model has none.
     """
 
     def __init__(

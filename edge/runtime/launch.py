@@ -10,42 +10,42 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.contract import ContractError, ModelContract
-from edge.interpreter import TFLiteModel
-from edge.keys import load_public_key
-from edge.package import ModelPackage, PackageError, open_package, read_package
-from edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
-from edge.runtime.device_info import device_info, fit_info
-from edge.runtime.feedback import Cue, GpioCue, StdoutCue
-from edge.runtime.health import Health, HealthMonitor, ModelHealthError
-from edge.runtime.pipeline import Listener, Pipeline, run_source
-from edge.runtime.store import RecordStore
-from edge.runtime.systemd import Notifier
-from edge.runtime.updates import ModelUpdates, runtime_switch, sensor_columns, start_model, trusted_keys
-from edge.selftest import run_golden
-from edge.slots import ModelSlots, SlotError
-from edge.sources.base import Source, SourceError
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.keys import load_public_key
+from forcecast.edge.package import ModelPackage, PackageError, open_package, read_package
+from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
+from forcecast.edge.runtime.device_info import device_info, fit_info
+from forcecast.edge.runtime.feedback import Cue, GpioCue, StdoutCue
+from forcecast.edge.runtime.health import Health, HealthMonitor, ModelHealthError
+from forcecast.edge.runtime.pipeline import Listener, Pipeline, run_source
+from forcecast.edge.runtime.store import RecordStore
+from forcecast.edge.runtime.systemd import Notifier
+from forcecast.edge.runtime.updates import ModelUpdates, runtime_switch, sensor_columns, start_model, trusted_keys
+from forcecast.edge.selftest import run_golden
+from forcecast.edge.slots import ModelSlots, SlotError
+from forcecast.edge.sources.base import Source, SourceError
 
 
 def open_source(spec: str, config: DeviceConfig, speed: float = 1.0) -> Source:
     """A source from its command-line spec: ``i2c``, ``synthetic[:SUBJECT]`` or ``replay:FILE``."""
     kind, _, argument = spec.partition(":")
     if kind == "replay":
-        from edge.sources.replay import ReplaySource
+        from forcecast.edge.sources.replay import ReplaySource
 
         if not argument:
             raise SourceError("replay needs a file: --source replay:trials/S01/walk_comfortable.csv")
         return ReplaySource(argument, speed=speed)
     if kind == "synthetic":
-        from edge.sources.synthetic import SyntheticSource
+        from forcecast.edge.sources.plugins import source_class
 
         try:
             subject = int(argument) if argument else 1
         except ValueError:
             raise SourceError(f"synthetic:{argument}: the subject must be a number, e.g. synthetic:3") from None
-        return SyntheticSource(subject=subject, speed=speed)
+        return source_class("synthetic")(subject=subject, speed=speed)  # the lab layer's walker, a plug-in
     if kind == "i2c":
-        from edge.sources.i2c import I2CSource
+        from forcecast.edge.sources.i2c import I2CSource
 
         return I2CSource(config.sensors)
     raise SourceError(f"unknown source {spec!r}: use i2c, synthetic[:SUBJECT] or replay:FILE")
@@ -158,7 +158,7 @@ class Runtime:
         info["updates"] = self.updates is not None
         if self.slots is not None:
             info |= slots_info(self.slots)
-        return fit_info(info)  # no personal data, at most 512 bytes (edge.runtime.device_info)
+        return fit_info(info)  # no personal data, at most 512 bytes (forcecast.edge.runtime.device_info)
 
     def watch_trial(self) -> None:
         """The model on trial starts its health period now (its first inference; pipeline thread)."""
@@ -321,7 +321,7 @@ def launch(
         if ble or runtime.config.ble.enabled:
             import asyncio
 
-            from edge.ble.serve import serve_radio
+            from forcecast.edge.ble.serve import serve_radio
 
             return asyncio.run(serve_radio(runtime, duration_s, log))
         previous = signal.signal(signal.SIGTERM, lambda *_: runtime.source.close())

@@ -19,20 +19,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.contract import ContractError, ModelContract
-from edge.dsp.resample import CausalResampler
-from edge.dsp.segment_alignment import SegmentAlignment, StreamAligner, settings_for
-from edge.features import channel_sources, static_features
-from edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
-from edge.runtime.config import DeviceConfig, PatientConfig
-from edge.runtime.feedback import Cue, FeedbackGate
-from edge.runtime.inference import LegPredictor, Model
-from edge.runtime.quality import QualityEvent, StreamGuard
-from edge.runtime.step_metrics import step_metrics
-from edge.runtime.steps import StepDetector
-from edge.runtime.storage_guard import StorageGuard
-from edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
-from edge.sources.base import Source
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.dsp.resample import CausalResampler
+from forcecast.edge.dsp.segment_alignment import SegmentAlignment, StreamAligner, settings_for
+from forcecast.edge.features import channel_sources, static_features
+from forcecast.edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
+from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
+from forcecast.edge.runtime.feedback import Cue, FeedbackGate
+from forcecast.edge.runtime.inference import LegPredictor, Model
+from forcecast.edge.runtime.quality import QualityEvent, StreamGuard
+from forcecast.edge.runtime.step_metrics import step_metrics
+from forcecast.edge.runtime.steps import StepDetector
+from forcecast.edge.runtime.storage_guard import StorageGuard
+from forcecast.edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
+from forcecast.edge.sources.base import Source
 
 FloatArray = NDArray[np.float64]
 HISTORY_S = 8.0
@@ -130,7 +130,7 @@ class Pipeline:
     config
         The device configuration (legs, calibration, quality limits, patient).
     columns, rate_hz, acc_range_mps2, gyr_range_rads
-        What the source delivers (see :class:`edge.sources.base.Source`).
+        What the source delivers (see :class:`forcecast.edge.sources.base.Source`).
     sink
         Record store (or None).
     cue

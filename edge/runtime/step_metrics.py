@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.runtime.steps import Stance
+from forcecast.edge.runtime.steps import Stance
 
 FloatArray = NDArray[np.float64]
 WAVEFORM_POINTS = 101

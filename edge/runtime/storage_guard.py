@@ -1,7 +1,8 @@
 """Keep the runtime going while its storage fails (a full disk, an I/O error): hold records, retry, report.
 
 The pipeline commits every record through a :class:`StorageGuard`. While the store's writes fail
-(:class:`~edge.runtime.store.StoreError`, e.g. :class:`~edge.runtime.store.StorageFullError` after the
+(:class:`~forcecast.edge.runtime.store.StoreError`, e.g.
+:class:`~forcecast.edge.runtime.store.StorageFullError` after the
 store has already freed what the host acknowledged), records are held in memory as JSON text (a step
 with its waveform is about 2.5 kB, so the default bound of 5000 records is about 13 MB), in order, up to
 a bound (the oldest go first beyond it, counted), and the write is tried again every ``retry_s``; the
@@ -18,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge.runtime.store import StorageFullError, StoreError
+from forcecast.edge.runtime.store import StorageFullError, StoreError
 
 Record = tuple[float, dict[str, Any]]
 FLUSH_BATCH = 16
@@ -26,7 +27,7 @@ FLUSH_BATCH = 16
 
 
 class Sink(Protocol):
-    """Where records are committed (:class:`~edge.runtime.store.RecordStore`)."""
+    """Where records are committed (:class:`~forcecast.edge.runtime.store.RecordStore`)."""
 
     def append(self, kind: str, records: list[Record]) -> list[int]:
         """Commit records of one kind; their sequence numbers."""

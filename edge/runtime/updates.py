@@ -1,13 +1,13 @@
 """Model updates on the device: which model a start loads, and taking a new one while running.
 
-The device's models live in :class:`edge.slots.ModelSlots` (``[models] folder`` in ``device.toml``).
+The device's models live in :class:`forcecast.edge.slots.ModelSlots` (``[models] folder`` in ``device.toml``).
 A candidate is accepted only if, on top of the slots' own checks (size, SHA-256, signature by a
 trusted key), its contract fits the device (its sensors, the legs it predicts, the Edge TPU if one is
 configured), its golden input/output pairs reproduce on this device's interpreter (in whole output
-steps, :mod:`edge.selftest`) and it is not older than the device's model (unless allowed). The same
+steps, :mod:`forcecast.edge.selftest`) and it is not older than the device's model (unless allowed). The same
 check runs for an upload over BLE and for ``forcecast flash --path`` on a mounted model folder, and
 :class:`ModelUpdates` is the one owner of the active model for both. A switched model stays on trial
-until its health period (:mod:`edge.runtime.health`) ends.
+until its health period (:mod:`forcecast.edge.runtime.health`) ends.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.contract import ContractError, ModelContract
-from edge.interpreter import TFLiteModel
-from edge.package import ModelPackage, PackageError, open_package
-from edge.runtime.config import DeviceConfig
-from edge.runtime.pipeline import needed_columns
-from edge.schema import SENSOR_AXES, SENSOR_KINDS, imu_column
-from edge.selftest import run_golden
-from edge.slots import ModelSlots, SlotError
-from edge.upload import UploadReceiver
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.package import ModelPackage, PackageError, open_package
+from forcecast.edge.runtime.config import DeviceConfig
+from forcecast.edge.runtime.pipeline import needed_columns
+from forcecast.edge.schema import SENSOR_AXES, SENSOR_KINDS, imu_column
+from forcecast.edge.selftest import run_golden
+from forcecast.edge.slots import ModelSlots, SlotError
+from forcecast.edge.upload import UploadReceiver
 
 if TYPE_CHECKING:
-    from edge.runtime.launch import Runtime
+    from forcecast.edge.runtime.launch import Runtime
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ def trusted_keys(keys: list[Path]) -> list[Path]:
 
     Raises
     ------
-    edge.config.ConfigError
+    forcecast.edge.config.ConfigError
         If there are none: the device runs only signed models.
     """
-    from edge.config import ConfigError
+    from forcecast.edge.config import ConfigError
 
     if not keys:
         raise ConfigError(
@@ -108,12 +108,12 @@ def start_model(slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...
 
     Raises
     ------
-    edge.config.ConfigError
+    forcecast.edge.config.ConfigError
         If no model is installed.
     PackageError
         If the active model fails and there is nothing to roll back to.
     """
-    from edge.config import ConfigError
+    from forcecast.edge.config import ConfigError
 
     with slots.locked():  # nothing may switch the folder between choosing the model and loading it
         path, rolled_back = slots.model_for_start()
@@ -145,7 +145,7 @@ class ModelUpdates:
     """The one owner of the device's active model: uploads, commits, rollbacks and the live switch.
 
     Every operation holds one lock (a re-entrant thread lock, then the model folder's cross-process lock,
-    :meth:`edge.slots.ModelSlots.locked`): an UPLOAD_BEGIN or a chunk that arrives while a commit
+    :meth:`forcecast.edge.slots.ModelSlots.locked`): an UPLOAD_BEGIN or a chunk that arrives while a commit
     self-tests waits for the commit to finish, and so does ``forcecast flash --path`` in another process.
     A commit installs the bytes it verified (its own candidate file), never whatever ``upload.part``
     holds by then. This is what the BLE link calls.

@@ -4,7 +4,7 @@ A source yields :class:`Chunk` objects: sample times on the device's clock (seco
 the values of format-v1 IMU columns (``r_shank_acc_x`` ...; acceleration in m/s² including gravity,
 angular rate in rad/s, nominal sensor frame x anterior, y left, z up). Sources report what they
 see (NaN for a sample a sensor failed to deliver, timestamps as the clock gave them); judging
-dropouts, clock jumps and saturation is the runtime's job (:mod:`edge.runtime.quality`), so every
+dropouts, clock jumps and saturation is the runtime's job (:mod:`forcecast.edge.runtime.quality`), so every
 source is checked the same way.
 """
 

@@ -1,6 +1,6 @@
 """Live IMUs on I²C: one LSM6DSOX per place, polled together and aligned into chunks.
 
-Every ``poll_s`` (20 ms) the source drains each chip's FIFO (:mod:`edge.sources.lsm6dsox`) and
+Every ``poll_s`` (20 ms) the source drains each chip's FIFO (:mod:`forcecast.edge.sources.lsm6dsox`) and
 emits the samples all chips have in common: ``n = min`` over the chips of the samples buffered, the
 rest kept for the next poll. The chips run on their own oscillators, so one can drift ahead by a few
 samples a minute; a chip that is more than ``max_skew_samples`` ahead of the slowest loses its oldest
@@ -8,7 +8,7 @@ extra samples, which keeps all chips aligned to within about one sample period. 
 of the first working chip in canonical place order (see the driver for how they are made), and are
 strictly increasing.
 
-Problems are reported the way :mod:`edge.sources.base` asks:
+Problems are reported the way :mod:`forcecast.edge.sources.base` asks:
 
 * a FIFO overrun (the host did not read in time) loses samples; they appear as a gap in ``time_s``
   (all chips are re-aligned at their newest samples);
@@ -16,7 +16,7 @@ Problems are reported the way :mod:`edge.sources.base` asks:
   ``missing_after_s`` is marked missing: its columns are NaN while the others go on, and the source
   re-initialises it every ``reopen_s`` until it works again;
 * when no chip has delivered anything for ``error_timeout_s`` the source gives up with a
-  :class:`~edge.sources.base.SourceError` naming every chip and its last error.
+  :class:`~forcecast.edge.sources.base.SourceError` naming every chip and its last error.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.runtime.config import SensorConfig
-from edge.schema import PLACES, all_imu_columns
-from edge.sources.base import Chunk, FloatArray, SourceError
-from edge.sources.lsm6dsox import (
+from forcecast.edge.runtime.config import SensorConfig
+from forcecast.edge.schema import PLACES, all_imu_columns
+from forcecast.edge.sources.base import Chunk, FloatArray, SourceError
+from forcecast.edge.sources.lsm6dsox import (
     ACC_RANGE_MPS2,
     GYR_RANGE_RADS,
     LSM6DSOX,
@@ -142,7 +142,7 @@ class _Channel:
 
 
 class I2CSource:
-    """Stream the IMUs of ``sensors`` (one LSM6DSOX each) as :class:`~edge.sources.base.Chunk` objects.
+    """Stream the IMUs of ``sensors`` (one LSM6DSOX each) as :class:`~forcecast.edge.sources.base.Chunk` objects.
 
     Opening checks and configures every chip, so a wrong address or chip fails here, with the place,
     bus and address in the message.
@@ -178,7 +178,7 @@ class I2CSource:
     Attributes
     ----------
     columns, rate_hz, acc_range_mps2, gyr_range_rads
-        As :class:`~edge.sources.base.Source` requires.
+        As :class:`~forcecast.edge.sources.base.Source` requires.
     chips
         Place -> driver.
     """

@@ -49,8 +49,8 @@ from typing import Final, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.schema import GRAVITY_MPS2
-from edge.sources.base import FloatArray, SourceError
+from forcecast.edge.schema import GRAVITY_MPS2
+from forcecast.edge.sources.base import FloatArray, SourceError
 
 IntArray = NDArray[np.int16]
 

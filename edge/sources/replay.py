@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.schema import AFFECTED_SIDES, TIME_COLUMN, parse_column
-from edge.sources.base import Chunk, FloatArray, SourceError, SubjectProfile
-from edge.sources.lsm6dsox import ACC_RANGE_MPS2, GYR_RANGE_RADS
+from forcecast.edge.schema import AFFECTED_SIDES, TIME_COLUMN, parse_column
+from forcecast.edge.sources.base import Chunk, FloatArray, SourceError, SubjectProfile
+from forcecast.edge.sources.lsm6dsox import ACC_RANGE_MPS2, GYR_RANGE_RADS
 
 SUFFIXES = (".imu.csv", ".imu.parquet", ".csv", ".parquet")
 
@@ -28,7 +28,7 @@ class ReplaySource:
     Parameters
     ----------
     path
-        ``trials/<subject>/<trial>.csv|.parquet`` or ``<trial>.imu.csv|.parquet``.
+        ``trials/<subject>/<trial>.csv`` or ``<trial>.imu.csv`` (a Parquet trial is refused: no pyarrow here).
     speed
         1 = real time, 0 = as fast as possible, other values scale time.
     chunk_s
@@ -105,7 +105,12 @@ def _load(path: Path) -> tuple[str, FloatArray, tuple[str, ...], FloatArray]:
     """
     if not any(path.name.endswith(s) for s in SUFFIXES):
         raise SourceError(f"replay: {path}: not a format-v1 trial file ({', '.join(SUFFIXES)})")
-    header, table = _read_parquet(path) if path.suffix == ".parquet" else _read_csv(path)
+    if path.suffix == ".parquet":
+        raise SourceError(
+            f"replay: {path}: the device replays CSV trials (Parquet needs pyarrow, which it does not install); "
+            "write a CSV copy with 'forcecast data resample DATASET --out COPY --rate-hz HZ --format csv'"
+        )
+    header, table = _read_csv(path)
     columns = tuple(c for c in header if (spec := parse_column(c)) is not None and spec.kind == "imu")
     if TIME_COLUMN not in header or not columns:
         raise SourceError(f"replay: {path}: needs a {TIME_COLUMN} column and IMU columns such as r_shank_acc_x")
@@ -146,25 +151,6 @@ def _cell(text: str, path: Path, line: int, column: str) -> float:
         raise SourceError(
             f"replay: {path}, row {line}, column {column}: {text!r} is not a number; run 'forcecast data check' on it"
         ) from None
-
-
-def _read_parquet(path: Path) -> tuple[list[str], FloatArray]:
-    """Header and numbers of a Parquet trial; needs pyarrow (the ``lab`` extra), which a device may lack."""
-    try:
-        import pyarrow.parquet as pq
-    except ModuleNotFoundError:
-        raise SourceError(
-            f"replay: {path}: reading Parquet needs pyarrow (pip install 'forcecast[lab]'); replay a .csv trial instead"
-        ) from None
-    try:
-        table = pq.read_table(path)
-        header = [str(c).strip() for c in table.column_names]
-        values = np.column_stack(
-            [np.asarray(table.column(i).to_numpy(zero_copy_only=False), dtype=np.float64) for i in range(len(header))]
-        )
-    except (OSError, ValueError, TypeError) as exc:
-        raise SourceError(f"replay: {path}: cannot be read as parquet: {exc}") from None
-    return header, values.reshape(table.num_rows, len(header))
 
 
 def _subject_row(listing: Path, subject_id: str) -> SubjectProfile | None:

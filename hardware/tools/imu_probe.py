@@ -1,6 +1,6 @@
 """Read one LSM6DSOX over I²C and print what it feels: the bench tool of ``hardware/bench.md``.
 
-It uses the runtime's own driver (``edge.sources.lsm6dsox``: same identity check, same ±16 g / ±2000 °/s
+It uses the runtime's own driver (``forcecast.edge.sources.lsm6dsox``: same identity check, same ±16 g / ±2000 °/s
 set-up, same scaling and axis mapping) but none of the pipeline, so it answers "is this sensor alive,
 and which way do its axes point?" before anything else is involved. Run it with the runtime stopped.
 
@@ -25,8 +25,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edge.sources.base import SourceError
-from edge.sources.lsm6dsox import LSM6DSOX, NOMINAL_AXES, AxisMap
+from forcecast.edge.sources.base import SourceError
+from forcecast.edge.sources.lsm6dsox import LSM6DSOX, NOMINAL_AXES, AxisMap
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def sensor_from_config(path: Path, place: str) -> tuple[int, int, tuple[str, ...] | None]:
     """Bus, address and axis mapping (None if the config has none) of ``place`` in a device.toml."""
-    from edge.runtime.config import load_device_config
+    from forcecast.edge.runtime.config import load_device_config
 
     config = load_device_config(path)
     for sensor in config.sensors:

@@ -23,14 +23,14 @@ from typing import Any
 HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1])]
 
-from edge.interpreter import TFLiteModel  # noqa: E402
-from edge.keys import load_public_key  # noqa: E402
-from edge.package import open_package  # noqa: E402
-from edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig  # noqa: E402
-from edge.runtime.feedback import StdoutCue  # noqa: E402
-from edge.runtime.pipeline import Pipeline, run_source  # noqa: E402
-from edge.runtime.store import RecordStore, StorageFullError  # noqa: E402
-from edge.sources.synthetic import SyntheticSource  # noqa: E402
+from forcecast.edge.interpreter import TFLiteModel  # noqa: E402
+from forcecast.edge.keys import load_public_key  # noqa: E402
+from forcecast.edge.package import open_package  # noqa: E402
+from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig  # noqa: E402
+from forcecast.edge.runtime.feedback import StdoutCue  # noqa: E402
+from forcecast.edge.runtime.pipeline import Pipeline, run_source  # noqa: E402
+from forcecast.edge.runtime.store import RecordStore, StorageFullError  # noqa: E402
+from forcecast.lab.sources.synthetic import SyntheticSource  # noqa: E402
 
 DATA = HERE.parents[1] / "data"
 OLD_RECORDS = 100

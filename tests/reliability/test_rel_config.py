@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.config import ConfigError
-from edge.runtime.config import DeviceConfig, load_device_config
 from forcecast.cli import main
+from forcecast.edge.config import ConfigError
+from forcecast.edge.runtime.config import DeviceConfig, load_device_config
 
 BASE = """device_id = "fc-rel"
 [patient]

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from full_disk_scenario import ACK_AT_S, OLD_RECORDS, run
 
-from edge.runtime.storage_guard import StorageGuard
-from edge.runtime.store import StorageFullError, StoreError
+from forcecast.edge.runtime.storage_guard import StorageGuard
+from forcecast.edge.runtime.store import StorageFullError, StoreError
 
 SCENARIO = Path(__file__).with_name("full_disk_scenario.py")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.keys import PRIVATE_NAME, PUBLIC_NAME, load_private_key, load_public_key, new_key_pair
 from forcecast.cli import main
+from forcecast.edge.keys import PRIVATE_NAME, PUBLIC_NAME, load_private_key, load_public_key, new_key_pair
 
 
 def mode(path: Path) -> int:
@@ -94,9 +94,9 @@ def worst_case_runtime(tmp_path, monkeypatch, version_chars: int = 300):
     """A runtime as Runtime.info sees it, every text at or past its limit and every list at its longest."""
     from types import SimpleNamespace
 
-    import edge.runtime.launch as launch
-    from edge.features import LEG_PLACES
-    from edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig
+    import forcecast.edge.runtime.launch as launch
+    from forcecast.edge.features import LEG_PLACES
+    from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig
 
     config = DeviceConfig(device_id="D" * 32, patient=PatientConfig(**PATIENT), runtime=RuntimeConfig(legs=("l", "r")))
     manifest = {
@@ -122,8 +122,8 @@ def worst_case_runtime(tmp_path, monkeypatch, version_chars: int = 300):
 
 
 def test_device_info_fits_one_attribute_in_the_worst_case_and_carries_no_personal_data(tmp_path, monkeypatch):
-    from edge.link import DeviceLink
-    from edge.runtime.launch import Runtime
+    from forcecast.edge.link import DeviceLink
+    from forcecast.edge.runtime.launch import Runtime
 
     runtime = worst_case_runtime(tmp_path, monkeypatch)
     info = Runtime.info(runtime)  # type: ignore[arg-type]
@@ -139,8 +139,8 @@ def test_device_info_fits_one_attribute_in_the_worst_case_and_carries_no_persona
 
 
 def test_a_typical_device_info_keeps_every_field(tmp_path, monkeypatch):
-    from edge.runtime.device_info import encode_info
-    from edge.runtime.launch import Runtime
+    from forcecast.edge.runtime.device_info import encode_info
+    from forcecast.edge.runtime.launch import Runtime
 
     runtime = worst_case_runtime(tmp_path, monkeypatch, version_chars=20)
     runtime.contract.leg_places = ("ipsi_shank", "ipsi_thigh", "contra_shank", "pelvis")
@@ -153,9 +153,9 @@ def test_a_typical_device_info_keeps_every_field(tmp_path, monkeypatch):
 
 
 def test_device_info_of_the_real_test_package_has_no_patient_fields():
-    from edge.package import read_package
-    from edge.runtime.config import DeviceConfig, PatientConfig
-    from edge.runtime.device_info import device_info, encode_info
+    from forcecast.edge.package import read_package
+    from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
+    from forcecast.edge.runtime.device_info import device_info, encode_info
     from tests.packages import INT8
 
     package = read_package(INT8)
@@ -171,8 +171,8 @@ DEVICE_ADDRESS = "C7:11:22:33:44:55"
 
 
 async def new_host(link, number: int, keystore=None):
-    from edge.ble.devices import virtual_device
-    from host_app.bleak_bumble import prepare_central
+    from forcecast.edge.ble.devices import virtual_device
+    from forcecast.host_app.bleak_bumble import prepare_central
 
     central = prepare_central(virtual_device(link, f"host{number}", f"C1:F0:CA:57:00:{number:02X}", keystore))
     await central.power_on()
@@ -184,8 +184,8 @@ async def try_to_pair(central) -> bool:
     from bleak import BleakClient, BleakScanner
     from bleak.exc import BleakError
 
-    from edge.protocol import CONTROL_UUID, SERVICE_UUID, Opcode, RecordKind, encode_request
-    from host_app.bleak_bumble import BumbleClient, BumbleScanner
+    from forcecast.edge.protocol import CONTROL_UUID, SERVICE_UUID, Opcode, RecordKind, encode_request
+    from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
 
     found = await BleakScanner.find_device_by_filter(
         lambda _d, adv: SERVICE_UUID in adv.service_uuids, timeout=3.0, backend=BumbleScanner, bumble_central=central
@@ -204,10 +204,10 @@ async def boot(tmp_path: Path, socket_path: Path, bonds: Path | None = None):
     """One start of the device: a new server (as after a power cut) on a fresh in-process link."""
     from bumble.link import LocalLink
 
-    from edge.ble.devices import keystore_at, virtual_device
-    from edge.ble.server import GattServer
-    from edge.link import DeviceLink
-    from edge.runtime.store import RecordStore
+    from forcecast.edge.ble.devices import keystore_at, virtual_device
+    from forcecast.edge.ble.server import GattServer
+    from forcecast.edge.link import DeviceLink
+    from forcecast.edge.runtime.store import RecordStore
 
     link = LocalLink()
     store = RecordStore(tmp_path / "device.sqlite", device_id="fc-sec")
@@ -230,7 +230,7 @@ async def shut_down(server, device, store, *centrals) -> None:
 def test_pairing_is_refused_after_restarts_and_accepted_only_within_the_window_the_local_action_opens(tmp_path):
     import asyncio
 
-    from edge.ble.pairing import request_pairing
+    from forcecast.edge.ble.pairing import request_pairing
 
     socket_path = tmp_path / "run" / "pairing.sock"
 
@@ -269,7 +269,7 @@ def test_pairing_is_refused_after_restarts_and_accepted_only_within_the_window_t
 def test_the_pairing_socket_is_0600_whatever_the_umask_and_refuses_other_users(tmp_path, umask):
     import asyncio
 
-    from edge.ble.pairing import PairingControl, PairingWindow, request_pairing
+    from forcecast.edge.ble.pairing import PairingControl, PairingWindow, request_pairing
 
     path = tmp_path / "run" / "pairing.sock"
 
@@ -297,7 +297,7 @@ def test_a_stale_socket_is_replaced_but_another_file_or_an_open_folder_is_refuse
     import asyncio
     import socket
 
-    from edge.ble.pairing import PairingControl, PairingError, PairingWindow
+    from forcecast.edge.ble.pairing import PairingControl, PairingError, PairingWindow
 
     stale = tmp_path / "stale.sock"
     leftover = socket.socket(socket.AF_UNIX)
@@ -339,7 +339,7 @@ def test_a_stale_socket_is_replaced_but_another_file_or_an_open_folder_is_refuse
     ],
 )
 def test_bad_requests_on_the_socket_are_answered_and_leave_pairing_closed(line, words):
-    from edge.ble.pairing import PairingControl, PairingWindow
+    from forcecast.edge.ble.pairing import PairingControl, PairingWindow
 
     window = PairingWindow(60.0)
     reply = PairingControl(Path("/nonexistent/p.sock"), window).handle(line)
@@ -349,7 +349,7 @@ def test_bad_requests_on_the_socket_are_answered_and_leave_pairing_closed(line, 
 def test_forcecast_edge_pair_opens_the_window_of_the_running_service_and_exits_2_without_one(tmp_path, capsys):
     import asyncio
 
-    from edge.ble.pairing import PairingControl, PairingWindow
+    from forcecast.edge.ble.pairing import PairingControl, PairingWindow
 
     path = tmp_path / "run" / "pairing.sock"
     assert main(["edge", "pair", "--socket", str(path)]) == 2
@@ -375,8 +375,8 @@ def test_the_live_view_learns_the_patient_from_the_records_now_that_device_info_
     from datetime import UTC
     from types import SimpleNamespace
 
-    from host_app.live import LiveView
-    from host_app.store import HostStore
+    from forcecast.host_app.live import LiveView
+    from forcecast.host_app.store import HostStore
 
     logger = SimpleNamespace(state="streaming", device_id="fc-sec", device_info={"device_id": "fc-sec"})
     view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
@@ -390,7 +390,7 @@ def test_a_bonded_host_reconnects_after_a_restart_without_the_local_action_while
 
     from bumble.keys import MemoryKeyStore
 
-    from edge.ble.pairing import request_pairing
+    from forcecast.edge.ble.pairing import request_pairing
 
     socket_path, bonds = tmp_path / "run" / "pairing.sock", tmp_path / "bonds.json"
     host_keys = MemoryKeyStore()  # the laptop keeps its bond across the device's restart
@@ -420,7 +420,7 @@ def test_the_bond_store_is_written_0600_whatever_the_umask_and_never_through_a_l
 
     from bumble.keys import PairingKeys
 
-    from edge.ble.devices import RadioError, keystore_at
+    from forcecast.edge.ble.devices import RadioError, keystore_at
 
     bonds = tmp_path / "state" / "bonds.json"
     victim = tmp_path / "victim.txt"

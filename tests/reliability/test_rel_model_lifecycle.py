@@ -27,20 +27,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import edge.runtime.updates as updates_module
-from edge.interpreter import TFLiteModel
-from edge.keys import load_public_key
-from edge.link import DeviceLink
-from edge.package import read_package
-from edge.protocol import UPLOAD_BEGIN_REPLY, Opcode, Status, decode_reply, encode_request
-from edge.runtime.config import load_device_config
-from edge.runtime.health import Health, HealthMonitor
-from edge.runtime.launch import build_runtime
-from edge.runtime.store import RecordStore
-from edge.runtime.updates import ModelUpdates, sensor_columns, start_model
-from edge.selftest import FLOAT_OUTPUT_STEP, TOLERANCE_STEPS, golden_rule, run_golden
-from edge.slots import CANDIDATE, PART, UPLOAD, ModelSlots, SlotError
-from host_app.model_folder import flash_folder, folder_updates
+import forcecast.edge.runtime.updates as updates_module
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.keys import load_public_key
+from forcecast.edge.link import DeviceLink
+from forcecast.edge.package import read_package
+from forcecast.edge.protocol import UPLOAD_BEGIN_REPLY, Opcode, Status, decode_reply, encode_request
+from forcecast.edge.runtime.config import load_device_config
+from forcecast.edge.runtime.health import Health, HealthMonitor
+from forcecast.edge.runtime.launch import build_runtime
+from forcecast.edge.runtime.store import RecordStore
+from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns, start_model
+from forcecast.edge.selftest import FLOAT_OUTPUT_STEP, TOLERANCE_STEPS, golden_rule, run_golden
+from forcecast.edge.slots import CANDIDATE, PART, UPLOAD, ModelSlots, SlotError
+from forcecast.host_app.model_folder import flash_folder, folder_updates
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # the shared test helpers live in tests/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -275,7 +275,7 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from edge.slots import ModelSlots
+    from forcecast.edge.slots import ModelSlots
     slots = ModelSlots(Path(sys.argv[1]), [])
     with slots.locked():
         print("held", flush=True)
@@ -319,7 +319,7 @@ FLASHER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from host_app.model_folder import flash_folder, folder_updates
+    from forcecast.host_app.model_folder import flash_folder, folder_updates
     folder, config, *packages = sys.argv[1:]
     updates = folder_updates(Path(folder), Path(config), [])
     states = [flash_folder(Path(p), updates)["state"] for p in packages for _ in range(3)]
@@ -362,7 +362,7 @@ CRASHER = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from edge.runtime.launch import build_runtime
+    from forcecast.edge.runtime.launch import build_runtime
     config, store, crash_version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     runtime = build_runtime(None, "synthetic:3", config, [], store, speed=0.0)
     print(runtime.pipeline.model_version, flush=True)

@@ -32,10 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packages import FLOAT32, INT8, signing_key
 
-from edge.contract import ContractError, ModelContract
-from edge.interpreter import TFLiteModel
-from edge.keys import load_public_key
-from edge.package import (
+from forcecast.cli import main
+from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.keys import load_public_key
+from forcecast.edge.package import (
     EDGETPU_MODEL_FILE,
     MANIFEST_FILE,
     MAX_PACKAGE_BYTES,
@@ -47,8 +48,7 @@ from edge.package import (
     read_package,
     verify,
 )
-from forcecast.cli import main
-from training.package import build_manifest, write_package
+from forcecast.training.package import build_manifest, write_package
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30
@@ -363,7 +363,7 @@ def test_a_1_gib_zip_bomb_is_refused_in_little_memory_everywhere(kind, bombs, ke
     reason = "too_large" if kind == "honest" else "unreadable"  # a lie is caught by the CRC once inflation stops
     runs = {
         "read_package": _measure(
-            "from edge.package import PackageError, read_package\n"
+            "from forcecast.edge.package import PackageError, read_package\n"
             f"try:\n    read_package({bomb!r})\n    result = 'read'\n"
             "except PackageError as exc:\n    result = exc.reason"
         ),

@@ -22,12 +22,12 @@ import zlib
 
 import pytest
 
-from edge.link import DeviceLink
-from edge.protocol import RecordKind, encode_record
-from edge.runtime.store import RecordStore
-from host_app.client import ClientConfig, HostLogger
-from host_app.store import HostStore
-from host_app.virtual_link import virtual_link
+from forcecast.edge.link import DeviceLink
+from forcecast.edge.protocol import RecordKind, encode_record
+from forcecast.edge.runtime.store import RecordStore
+from forcecast.host_app.client import ClientConfig, HostLogger
+from forcecast.host_app.store import HostStore
+from forcecast.host_app.virtual_link import virtual_link
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
 QUICK = ClientConfig(scan_timeout_s=2.0, connect_timeout_s=3.0, backoff_min_s=0.05, backoff_max_s=0.2, ack_period_s=0.1)

@@ -1,0 +1,1 @@
+"""Sources the lab layer provides to the runtime as plug-ins (``forcecast.sources`` entry points)."""

@@ -1,0 +1,379 @@
+"""Model packages: every way a package can be wrong is refused with its own reason (no TensorFlow)."""
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from forcecast.edge.contract import ContractError, ModelContract, Normalisation
+from forcecast.edge.keys import (
+    PRIVATE_NAME,
+    PUBLIC_NAME,
+    KeyFileError,
+    key_id,
+    load_private_key,
+    load_public_key,
+    new_key_pair,
+)
+from forcecast.edge.package import (
+    EDGETPU_MODEL_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    PackageError,
+    open_package,
+    read_package,
+)
+from forcecast.training.package import build_manifest, write_package
+
+MODEL = bytes(range(256)) * 40  # stands in for a .tflite flatbuffer
+
+
+def contract() -> ModelContract:
+    return ModelContract(
+        100.0,
+        ("ipsi_shank",),
+        32,
+        4,
+        2,
+        (),
+        Normalisation((0.0,) * 6, (1.0,) * 6),
+        None,
+        Normalisation((0.0,) * 3, (1.0,) * 3),
+    )
+
+
+@pytest.fixture
+def keys(tmp_path):
+    private, public = new_key_pair(tmp_path / "keys")
+    other_private, other_public = new_key_pair(tmp_path / "other")
+    return (
+        load_private_key(private),
+        load_public_key(public),
+        load_private_key(other_private),
+        load_public_key(other_public),
+    )
+
+
+def make(tmp_path: Path, signer, **changes) -> Path:
+    manifest = build_manifest(
+        MODEL,
+        contract(),
+        model_version="test-1",
+        signer=signer,
+        quantisation={"mode": "int8"},
+        golden=[],
+        created_utc="2026-11-21T00:00:00Z",
+    )
+    manifest.update(changes)
+    return write_package(tmp_path / "m.fcpkg", MODEL, manifest, signer)
+
+
+def rewrite(path: Path, member: str, transform) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    members[member] = transform(members[member])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_good_package_verifies_and_is_deterministic(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    package, got = open_package(path, [public])
+    assert got == contract() and package.model == MODEL
+    assert package.signed_by == key_id(public)
+    first = path.read_bytes()
+    assert make(tmp_path, private).read_bytes() == first
+
+
+def test_truncated_package(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(PackageError, match="truncated") as info:
+        open_package(path, [public])
+    assert info.value.reason == "unreadable"
+
+
+def test_flipped_byte_in_the_model(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
+    with pytest.raises(PackageError, match="is not the model the manifest signed") as info:
+        open_package(path, [public])
+    assert info.value.reason == "model_mismatch"
+
+
+def test_manifest_edited_after_signing(tmp_path, keys):
+    private, public, _, _ = keys
+    path = make(tmp_path, private)
+
+    def raise_rate(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["contract"]["rate_hz"] = 200.0
+        return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+    rewrite(path, MANIFEST_FILE, raise_rate)
+    with pytest.raises(PackageError, match="edited after signing") as info:
+        open_package(path, [public])
+    assert info.value.reason == "bad_signature"
+
+
+def test_signature_by_an_untrusted_key(tmp_path, keys):
+    _, public, other_private, _ = keys
+    path = make(tmp_path, other_private)
+    with pytest.raises(PackageError, match="not trusted") as info:
+        open_package(path, [public])
+    assert info.value.reason == "untrusted_key"
+    with pytest.raises(PackageError, match="trusted: none"):
+        open_package(path, [])
+
+
+def test_contract_field_missing(tmp_path, keys):
+    private, public, _, _ = keys
+    broken = contract().to_dict()
+    del broken["window"]
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match="missing field\\(s\\) window") as info:
+        open_package(path, [public])
+    assert info.value.reason == "contract_invalid"
+
+
+def test_manifest_field_missing_and_members_missing(tmp_path, keys):
+    private = keys[0]
+    path = make(tmp_path, private)
+    rewrite(
+        path,
+        MANIFEST_FILE,
+        lambda raw: json.dumps({k: v for k, v in json.loads(raw).items() if k != "golden"}).encode(),
+    )
+    with pytest.raises(PackageError, match="golden") as info:
+        read_package(path)
+    assert info.value.reason == "field_missing"
+    path = make(tmp_path, private)
+    with zipfile.ZipFile(path) as archive:
+        kept = {n: archive.read(n) for n in archive.namelist() if n != SIGNATURE_FILE}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+    with pytest.raises(PackageError, match=r"manifest\.sig missing"):
+        read_package(path)
+
+
+def test_keys_are_private_and_never_overwritten(tmp_path):
+    private, public = new_key_pair(tmp_path)
+    assert private.name == PRIVATE_NAME and public.name == PUBLIC_NAME
+    assert private.stat().st_mode & 0o077 == 0
+    with pytest.raises(FileExistsError):
+        new_key_pair(tmp_path)
+    with pytest.raises(KeyFileError, match="not a PEM public key"):
+        load_public_key(private)
+    with pytest.raises(KeyFileError, match="not found"):
+        load_private_key(tmp_path / "nope.key")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _flip_model_byte(path: Path) -> None:
+    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
+
+
+def _edit_manifest(path: Path) -> None:
+    rewrite(path, MANIFEST_FILE, lambda raw: raw.replace(b'"rate_hz": 100.0', b'"rate_hz": 200.0'))
+
+
+DAMAGES = {
+    "unreadable": (_truncate, "truncated"),
+    "model_mismatch": (_flip_model_byte, "is not the model the manifest signed"),
+    "bad_signature": (_edit_manifest, "edited after signing"),
+}
+
+
+@pytest.mark.parametrize("reason", [*DAMAGES, "untrusted_key", "contract_invalid"])
+def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, reason, capsys):
+    from forcecast.cli import main
+
+    private, _, other_private, _ = keys
+    public_path = tmp_path / "keys" / PUBLIC_NAME
+    if reason == "untrusted_key":
+        path, expected = make(tmp_path, other_private), "not trusted"
+    elif reason == "contract_invalid":
+        broken = contract().to_dict()
+        del broken["window"]
+        path, expected = make(tmp_path, private, contract=broken), "window"
+    else:
+        damage, expected = DAMAGES[reason]
+        path = make(tmp_path, private)
+        damage(path)
+    status = 2 if reason == "unreadable" else 1  # not a package at all is bad input; the rest are verdicts
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path), "--json"]) == status
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict == {"ok": False, "reason": reason, "message": verdict["message"]}
+    assert expected in verdict["message"]
+    assert main(["package", "verify", str(path), "--pubkey", str(public_path)]) == status
+    captured = capsys.readouterr()
+    line = captured.err if status == 2 else captured.out
+    assert line.startswith(f"REFUSED ({reason}): ") and line.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_an_edgetpu_build_is_signed_and_checked_like_the_model(tmp_path, keys):
+    from forcecast.training.edgetpu import describe
+
+    private, public, _, _ = keys
+    compiled = b"TFL3-edgetpu" + MODEL[:500]
+    manifest = build_manifest(
+        MODEL,
+        contract(),
+        model_version="test-1",
+        signer=private,
+        quantisation={"mode": "int8"},
+        golden=[],
+        edgetpu=describe(compiled, "Edge TPU Compiler version 16.0\nModel compiled successfully."),
+    )
+    path = write_package(tmp_path / "tpu.fcpkg", MODEL, manifest, private, compiled)
+    package, _ = open_package(path, [public])
+    assert package.edgetpu_model == compiled
+    rewrite(path, EDGETPU_MODEL_FILE, lambda b: b[:-1] + bytes([b[-1] ^ 0x80]))
+    with pytest.raises(PackageError, match=r"model_edgetpu\.tflite .* is not the model the manifest signed") as info:
+        open_package(path, [public])
+    assert info.value.reason == "model_mismatch"
+    with zipfile.ZipFile(path) as archive:
+        kept = {n: archive.read(n) for n in archive.namelist() if n != EDGETPU_MODEL_FILE}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+    with pytest.raises(PackageError, match=r"lists model_edgetpu\.tflite but it is missing"):
+        read_package(path)
+
+
+def test_edgetpu_compatibility_of_our_ops():
+    from forcecast.training.edgetpu import compatibility, compatibility_line
+
+    ops = ["CONV_2D", "FULLY_CONNECTED", "UNPACK", "TANH", "CONV_2D"]
+    assert compatibility(ops) == {"CONV_2D": True, "FULLY_CONNECTED": True, "TANH": True, "UNPACK": False}
+    assert (
+        compatibility_line(ops)
+        == "Edge TPU: 3 of 4 op kinds supported; not supported: UNPACK (from the first of these on, ops run on the CPU)"
+    )
+
+
+def _contract_with(**changes) -> ModelContract:
+    from dataclasses import replace
+
+    return replace(contract(), **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rate_hz": 10.0},
+        {"rate_hz": 2000.0},
+        {"window": 4096, "out_len": 4000, "delay": 0, "rate_hz": 2000.0},
+        {"window": 4, "out_len": 1, "delay": 3},
+        {"rate_hz": 50.0, "window": 256, "out_len": 1, "delay": 100},  # 2.0 s behind: the longest allowed
+    ],
+)
+def test_contract_bounds_accept_their_edges(changes):
+    assert _contract_with(**changes).window >= 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rate_hz": 9.99}, "rate_hz = 9.99 is outside 10..2000 Hz"),
+        ({"rate_hz": 2000.5}, "rate_hz"),
+        ({"rate_hz": float("nan")}, "rate_hz = nan"),
+        ({"window": 4097, "out_len": 4, "rate_hz": 2000.0}, "window = 4097 is outside 1..4096"),
+        ({"out_len": 33}, "out_len = 33 is outside 1..window (32)"),
+        ({"delay": 29}, "delay = 29 is outside 0..window - out_len (28)"),
+        ({"rate_hz": 50.0, "window": 256, "out_len": 1, "delay": 101}, "s of latency, over 2 s"),
+        ({"leg_places": ("ipsi_shank", "ipsi_shank")}, "leg_places: ipsi_shank listed more than once"),
+        ({"output_unit": "N"}, "output_unit = 'N'"),
+        ({"notes": {"a": 1}}, "notes must map text to text"),
+    ],
+)
+def test_contract_bounds_refuse_just_beyond(changes, message):
+    with pytest.raises(ContractError, match=re.escape(message)):
+        _contract_with(**changes)
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        ((0.0, float("nan")), (1.0, 1.0), "mean[1] = nan"),
+        ((0.0, 2e6), (1.0, 1.0), "mean[1] = 2000000.0"),
+        ((0.0, 0.0), (1.0, 0.0), "std[1] = 0.0"),
+        ((0.0, 0.0), (float("inf"), 1.0), "std[0] = inf"),
+        ((0.0, 0.0), (1e-7, 1.0), "std[0] = 1e-07"),
+        ((0.0,), (1.0, 1.0), "mean has 1 values but std has 2"),
+    ],
+)
+def test_normalisation_must_be_finite_with_a_usable_std(mean, std, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Normalisation(mean, std)
+    assert Normalisation((0.0, -1e6), (1e-6, 1e6)).std == (1e-6, 1e6)
+
+
+def test_a_manifest_contract_names_the_normalisation_field(tmp_path, keys):
+    private, public, _, _ = keys
+    broken = json.loads(json.dumps(contract().to_dict()))
+    broken["targets"]["std"][2] = float("inf")
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match=re.escape("targets.std[2] = inf")) as info:
+        open_package(path, [public])
+    assert info.value.reason == "contract_invalid"
+    broken = contract().to_dict()
+    broken["channels"] = ["ipsi_shank_acc_x"]
+    path = make(tmp_path, private, contract=broken)
+    with pytest.raises(PackageError, match="are not the channels of leg_places") as info:
+        open_package(path, [public])
+
+
+def test_reading_stays_within_the_member_limits(tmp_path, keys, monkeypatch):
+    import forcecast.edge.package as package_module
+
+    private = keys[0]
+    path = make(tmp_path, private)
+    monkeypatch.setitem(package_module.MEMBER_LIMITS, MODEL_FILE, len(MODEL) - 1)
+    with pytest.raises(PackageError, match=f"model.tflite declares {len(MODEL):,} bytes") as info:
+        read_package(path)
+    assert info.value.reason == "too_large"
+    monkeypatch.setitem(package_module.MEMBER_LIMITS, MODEL_FILE, len(MODEL))
+    assert read_package(path).model == MODEL
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_stopped_at_once(tmp_path):
+    from forcecast.edge.package import READ_CHUNK, _read_member
+
+    class Lying:
+        """An archive whose member yields far more than its header declares (zipfile itself stops at the
+        declared size; this checks our own bound does not depend on it)."""
+
+        reads = 0
+
+        def open(self, info):
+            outer = self
+
+            class Stream(io.BytesIO):
+                def read(self, n=-1):
+                    assert n == READ_CHUNK  # bounded reads only
+                    outer.reads += 1
+                    return b"\0" * n
+
+            return Stream()
+
+    info = zipfile.ZipInfo(MANIFEST_FILE)
+    info.file_size = 3 * READ_CHUNK
+    archive = Lying()
+    with pytest.raises(PackageError, match=r"manifest\.json inflates past 196,608 bytes") as caught:
+        _read_member(tmp_path / "x.fcpkg", archive, info)  # type: ignore[arg-type]
+    assert caught.value.reason == "too_large" and archive.reads == 4

@@ -1,0 +1,169 @@
+"""The daily report: content, speed, and how it renders in headless Chromium (installed by .ci/run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from datetime import UTC, date, timedelta
+
+import numpy as np
+import pytest
+
+from forcecast.cli import main
+from forcecast.host_app.browser import run_chromium
+from forcecast.host_app.report import build_report, write_report
+from forcecast.host_app.store import HostStore
+from forcecast.host_app.synthetic_days import write_day
+
+DAY = date(2026, 11, 20)
+PLOTS = ["stance-curves", "peak-distribution", "load-over-day", "trend", "asymmetry"]
+CARDS = ["steps", "walking", "cadence", "peak", "loading", "ml", "asymmetry", "wear"]
+WINDOW = (1200, 4600)
+
+
+def chromium_or_skip() -> None:
+    if shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome"):
+        return
+    if os.environ.get("FORCECAST_REQUIRE_BROWSER"):
+        pytest.fail("FORCECAST_REQUIRE_BROWSER is set (CI) but no Chromium is installed")
+    pytest.skip("no Chromium on PATH (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = HostStore(tmp_path_factory.mktemp("report") / "host.sqlite")
+    seq = None
+    for back in range(8, 0, -1):
+        seq = write_day(store, DAY - timedelta(days=back), 900, seed=back, first_seq=seq)
+    write_day(store, DAY, 1200, seed=42, first_seq=seq, peak_shift=0.15)
+    return store
+
+
+def test_the_report_has_every_section_and_flags_the_heavier_day(store, tmp_path):
+    report = build_report(store, "P1", DAY, UTC)
+    assert report.plots == PLOTS and report.cards == CARDS
+    page = report.html
+    assert page.count('<img alt="') == len(PLOTS) and "http://" not in page and "https://" not in page
+    for card in CARDS:
+        assert f'id="card-{card}"' in page
+    assert "mean peak vertical force (BW)" in page and "above the usual range" in page
+    assert report.metrics.steps == 1200 and report.metrics.bouts >= 3
+
+
+def test_the_report_renders_in_headless_chromium_with_every_plot_and_card(store, tmp_path):
+    chromium_or_skip()
+    out = write_report(build_report(store, "P1", DAY, UTC), tmp_path / "report.html")
+    size = f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    dom = run_chromium(out, size, "--dump-dom", "--enable-logging=stderr", "--v=0")
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
+    attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+    assert attributes["plots-ok"] == str(len(PLOTS)) and attributes["cards"] == str(len(CARDS))
+    boxes = {
+        name: tuple(int(v) for v in box.split(","))
+        for name, box in (item.split(":") for item in attributes["boxes"].split(";"))
+    }
+    assert set(boxes) == {f"plot-{p}" for p in PLOTS} | {f"card-{c}" for c in CARDS}
+    shot = tmp_path / "report.png"
+    run_chromium(out, size, f"--screenshot={shot}")
+    import matplotlib.image
+
+    image = matplotlib.image.imread(shot)[..., :3]
+    assert image.shape[:2] == (WINDOW[1], WINDOW[0])
+    for name, (x, y, w, h) in boxes.items():
+        assert w > 100 and h > 40 and y + h <= WINDOW[1], f"{name} is off the page: {(x, y, w, h)}"
+        region = image[y : y + h, x : x + w]
+        inked = float((region.std(axis=2) > 0.05).mean() + (region.mean(axis=2) < 0.5).mean())
+        assert inked > 0.01, f"{name} looks blank in the screenshot"
+
+
+def test_a_day_of_15000_steps_reports_every_step(tmp_path):
+    # how long it takes is measured by `forcecast host bench --report-steps 15000 --json`, not here
+    store = HostStore(tmp_path / "big.sqlite")
+    write_day(store, DAY, 15_000, seed=1)
+    report = build_report(store, "P1", DAY, UTC)
+    assert report.metrics.steps == 15_000 and report.seconds > 0
+    assert np.isfinite(report.metrics.peak_bw_mean)
+
+
+def test_report_and_export_commands(store, tmp_path, capsys):
+    db = str(store.path)
+    out = tmp_path / "r.html"
+    assert (
+        main(
+            [
+                "host",
+                "report",
+                "--db",
+                db,
+                "--patient",
+                "P1",
+                "--day",
+                "2026-11-20",
+                "--tz",
+                "UTC",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["steps"] == 1200 and out.exists() and figures["html"] == str(out)
+    assert main(["host", "report", "--db", db, "--patient", "NOBODY", "--day", "2026-11-20"]) == 2
+    assert "no records of patient 'NOBODY'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["host", "report", "--db", db, "--patient", "P1", "--day", "20-11-2026"])
+    assert "not a date written YYYY-MM-DD" in capsys.readouterr().err
+    folder = tmp_path / "export"
+    assert (
+        main(
+            [
+                "host",
+                "export",
+                "--db",
+                db,
+                "--patient",
+                "P1",
+                "--from",
+                "2026-11-19",
+                "--to",
+                "2026-11-20",
+                "--tz",
+                "UTC",
+                "--out",
+                str(folder),
+            ]
+        )
+        == 0
+    )
+    import pandas as pd
+
+    days = pd.read_csv(folder / "days.csv")
+    assert list(days["steps"]) == [900, 1200]
+    steps = pd.read_parquet(folder / "steps.parquet")
+    assert len(steps) == 2100 and len(steps["waveform_v_bw"].iloc[0]) == 101
+    assert "waveform_v_bw" not in pd.read_csv(folder / "steps.csv", nrows=1).columns
+    assert (
+        main(
+            [
+                "host",
+                "export",
+                "--db",
+                db,
+                "--patient",
+                "P1",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-19",
+                "--out",
+                str(folder),
+            ]
+        )
+        == 2
+    )
