@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common
+
 
 def register(commands: Any) -> None:
     """Add the ``keys``, ``package`` and ``edge`` command groups to the top-level subparsers."""
@@ -25,13 +27,14 @@ def register(commands: Any) -> None:
         description="Write forcecast_ed25519.key (private, mode 600) and .pub into --out.",
     )
     new.add_argument("--out", type=Path, required=True, help="folder for the key pair")
+    add_common(new)
     new.set_defaults(handler=_keys_new)
 
     package = commands.add_parser("package", help="inspect and verify model packages (.fcpkg)")
     package_verbs = package.add_subparsers(dest="verb", metavar="VERB", required=True)
     info = package_verbs.add_parser("info", help="show a package's manifest and contract")
     info.add_argument("package", type=Path)
-    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_common(info, json="print the manifest as JSON")
     info.set_defaults(handler=_package_info)
     verify = package_verbs.add_parser(
         "verify",
@@ -41,7 +44,7 @@ def register(commands: Any) -> None:
     )
     verify.add_argument("package", type=Path)
     verify.add_argument("--pubkey", type=Path, action="append", required=True, help="trusted public key (repeatable)")
-    verify.add_argument("--json", action="store_true")
+    add_common(verify, json="")
     verify.set_defaults(handler=_package_verify)
 
 
@@ -59,7 +62,7 @@ def _register_pair(edge_verbs: Any) -> None:
     action = pair.add_mutually_exclusive_group()
     action.add_argument("--close", action="store_true", help="close the pairing window now")
     action.add_argument("--status", action="store_true", help="only show whether pairing is open")
-    pair.add_argument("--json", action="store_true", help="print the service's reply as JSON")
+    add_common(pair, json="print the service's reply as JSON")
     pair.set_defaults(handler=_pair)
 
 

@@ -20,14 +20,18 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from forcecast.edge.errors import ForcecastValueError
+
 T = TypeVar("T")
 
 BOUNDS_KEY = "forcecast.bounds"
 """Field metadata key holding a :class:`Bounds`."""
 
 
-class ConfigError(ValueError):
+class ConfigError(ForcecastValueError):
     """A configuration file or value is wrong; the message names the file and key."""
+
+    reason = "config_invalid"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,13 +19,16 @@ from forcecast.edge.config import ConfigError, from_dict
 from forcecast.edge.contract_limits import layout_problems, normalisation_problems, notes_problems, timing_problems
 from forcecast.edge.dsp.resample import ANTIALIAS_FRACTION, FILTER_ORDER
 from forcecast.edge.dsp.segment_alignment import ALIGNMENTS
+from forcecast.edge.errors import ForcecastValueError
 from forcecast.edge.features import OUTPUT_AXES, STATIC_FEATURES, STATIC_UNITS, input_channels
 
 CONTRACT_VERSION = 1
 
 
-class ContractError(ValueError):
+class ContractError(ForcecastValueError):
     """A model contract is incomplete, inconsistent, or does not fit the device."""
+
+    reason = "contract_invalid"
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.errors import ForcecastRuntimeError
 
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
-class RuntimeMissingError(RuntimeError):
+class RuntimeMissingError(ForcecastRuntimeError):
     """No TFLite runtime (or no Edge TPU library) is installed."""
+
+    reason = "runtime_missing"
 
 
 def runtime_module(preferred: str | None = None) -> Any:

@@ -11,12 +11,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from forcecast.edge.errors import ForcecastValueError
+
 PRIVATE_NAME = "forcecast_ed25519.key"
 PUBLIC_NAME = "forcecast_ed25519.pub"
 
 
-class KeyFileError(ValueError):
+class KeyFileError(ForcecastValueError):
     """A key file is missing or not an Ed25519 key of the expected kind."""
+
+    reason = "key_file_invalid"
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

@@ -9,6 +9,7 @@ this object, so everything here is tested without Bluetooth.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import threading
 import time
@@ -40,6 +41,8 @@ from forcecast.edge.protocol import (
 )
 from forcecast.edge.runtime.store import RecordStore, StorageFullError, StoreError
 from forcecast.edge.slots import SlotError
+
+log = logging.getLogger(__name__)
 
 KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
 LIVE_QUEUE = 400
@@ -149,7 +152,8 @@ class DeviceLink:
             return self.updates.chunk(offset, chunk)
         except ProtocolError as exc:
             self._count(f"upload_{exc.status.name}")
-        except Exception:  # a bug must not take the link down
+        except Exception:  # a bug must not take the link down; it is logged with its traceback and counted
+            log.exception("upload write failed unexpectedly; counted as upload_INTERNAL")
             self._count("upload_INTERNAL")
         return None
 
@@ -168,7 +172,8 @@ class DeviceLink:
         except ProtocolError as exc:
             self._count(exc.status.name)
             return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: payload_size(self.mtu) - 5])
-        except Exception as exc:  # a bug must not take the link down; it is reported and counted
+        except Exception as exc:  # a bug must not take the link down; it is logged, reported and counted
+            log.exception("control request 0x%02x failed unexpectedly; answered INTERNAL", opcode)
             self._count("INTERNAL")
             return encode_reply(opcode, request_id, Status.INTERNAL, type(exc).__name__.encode())
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from forcecast.edge.errors import ForcecastValueError
 from forcecast.edge.keys import key_id
 from forcecast.edge.manifest_check import MAX_DEPTH, manifest_problem, nesting_depth
 
@@ -65,7 +66,7 @@ REQUIRED_FIELDS: Final = (
 )
 
 
-class PackageError(ValueError):
+class PackageError(ForcecastValueError):
     """A package cannot be used. ``reason`` is a stable code; the message says what and where.
 
     Reasons: ``unreadable`` (not a zip, truncated, damaged), ``too_large`` (the file, or a member as
@@ -76,6 +77,8 @@ class PackageError(ValueError):
     the bounds of :mod:`forcecast.edge.contract_limits`); and on the device ``contract_mismatch``,
     ``selftest_failed``.
     """
+
+    reason = "package_invalid"
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason

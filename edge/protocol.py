@@ -47,6 +47,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import ForcecastValueError
+
 VERSION: Final = 1
 ATT_OVERHEAD: Final = 3
 """An ATT notification carries ``MTU - 3`` bytes of value."""
@@ -123,8 +125,10 @@ class Status(IntEnum):
     """A model update or rollback was refused; the reply's text starts with a stable reason (``reason: ...``)."""
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ForcecastValueError):
     """A packet cannot be decoded or a request not served; ``status`` is what a reply would say."""
+
+    reason = "protocol_error"
 
     def __init__(self, status: Status, message: str) -> None:
         self.status = status
@@ -317,8 +321,10 @@ class RecordAssembler:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
-class _NotFiniteError(ValueError):
+class _NotFiniteError(ForcecastValueError):
     """A record body holds NaN, Infinity or a number beyond float range."""
+
+    reason = "not_finite"
 
 
 def _not_finite(constant: str) -> Any:

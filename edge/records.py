@@ -178,8 +178,10 @@ def dumps(payload: Mapping[str, Any]) -> str:
         raise RecordError("not_json", f"record payload is not JSON-serialisable: {exc}") from None
 
 
-class _NotFiniteError(ValueError):
-    pass
+class _NotFiniteError(ForcecastValueError):
+    """A record body holds NaN, Infinity or a number beyond float range."""
+
+    reason = "not_finite"
 
 
 def _refuse_constant(constant: str) -> Any:

@@ -57,6 +57,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forcecast.edge.contract import ModelContract
+from forcecast.edge.errors import EXIT_REFUSED, ForcecastRuntimeError
 from forcecast.edge.package import ModelPackage, PackageError, open_package, read_package
 
 ACTIVE = "active.fcpkg"
@@ -74,8 +75,11 @@ Accept = Callable[[Path, ModelContract, dict[str, Any]], None]
 """Called with the candidate's path, contract and manifest before a switch; raises to refuse."""
 
 
-class SlotError(RuntimeError):
+class SlotError(ForcecastRuntimeError):
     """An upload, commit or rollback was refused; ``reason`` is stable for machines."""
+
+    reason = "slot_refused"
+    exit_code = EXIT_REFUSED
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from forcecast.edge.errors import EXIT_BROKEN_PIPE
 
 # Modules that add subcommands. Each has ``register(subparsers)`` and imports only the standard
 # library at module level; heavy imports happen inside the command handlers.
@@ -50,58 +55,128 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status.
 
-    Known failures (bad data, bad config, missing files) print one clear message and exit 2;
-    anything else is a bug and shows its traceback.
+    Exit statuses (by the exception's type, see :mod:`forcecast.edge.errors`): 0 done; 1 a refusal or
+    verdict (a package refused, a device that said no, a quantised model that lost too much accuracy);
+    2 input, configuration or files that cannot be used, and command-line errors; 3 an unexpected error
+    (a bug): one line on stderr, its traceback in the log file (and on stderr with ``--verbose``);
+    130 interrupted; 141 stdout closed early (e.g. piped into ``head``), quietly.
     """
-    from forcecast.edge.config import ConfigError
+    try:
+        try:
+            status = _run(argv)
+        except SystemExit:  # argparse after --help, --version or a usage error: its output may meet a closed pipe
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # a reader that went away shows here rather than as a traceback at exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from forcecast.edge.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ForcecastError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
+    quiet_libraries(verbose)
+    command = str(args.command)
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
-        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        # Matched by name so that every command does not pay for importing their modules (SciPy, cryptography;
-        # the lab's dataset format brings pandas and pyarrow: 150 MB of memory before a package command reads a byte).
-        if type(exc).__name__ == "DatasetError":
-            problems = getattr(exc, "problems", [])
-            print(f"forcecast {args.command}: the data has {len(problems)} problem(s):", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            return 2
-        if type(exc).__name__ not in ("PackageError", "KeyFileError", "ContractError", "CalibrationError"):
-            raise
-        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        # Device-side failures with a clear message (no sensor, no runtime, unusable store).
-        if type(exc).__name__ not in (
-            "SourceError",
-            "StoreError",
-            "RuntimeMissingError",
-            "RadioError",
-            "HostStoreError",
-            "BrowserError",
-        ):
-            raise
-        print(f"forcecast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except ForcecastError as exc:
+        first, *more = exc.report_lines()
+        print(f"forcecast {command}: error: {first}", file=sys.stderr)
+        for line in more:
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+        print(f"forcecast {command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
         if package not in EXTRA_OF_PACKAGE:
-            raise
+            return _unexpected(command, exc, verbose)
         extra = EXTRA_OF_PACKAGE[package]
         print(
-            f"forcecast {args.command}: needs the '{extra}' extra ({package} is not installed): "
+            f"forcecast {command}: needs the '{extra}' extra ({package} is not installed): "
             f"pip install 'forcecast[{extra}]'",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _unexpected(command, exc, verbose)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Silence TensorFlow's and absl's log output unless ``verbose``; call before TensorFlow is imported.
+
+    TensorFlow's native start-up lines are printed before its log level applies; the commands that load
+    TensorFlow import it through :func:`forcecast.training.quiet.import_tensorflow`, which drops them too.
+
+    Parameters
+    ----------
+    verbose
+        ``--verbose`` was given: leave every library's logging as it is.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def log_path() -> Path:
+    """The file where unexpected errors are logged with their traceback.
+
+    ``$FORCECAST_LOG_DIR/forcecast.log`` when set, else ``$XDG_STATE_HOME/forcecast/forcecast.log``
+    (``~/.local/state/forcecast/forcecast.log`` when unset).
+    """
+    folder = os.environ.get("FORCECAST_LOG_DIR")
+    if not folder:
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        folder = str(Path(state) / "forcecast")
+    return Path(folder) / "forcecast.log"
+
+
+def _unexpected(command: str, exc: BaseException, verbose: bool) -> int:
+    """Log an unexpected exception with its traceback, say so in one line; return exit status 3."""
+    import datetime
+    import traceback
+
+    from forcecast.edge.errors import EXIT_UNEXPECTED
+
+    text = "".join(traceback.format_exception(exc))
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            log.write(f"{stamp} forcecast {command}: unexpected {type(exc).__name__}\n{text}\n")
+        where = f"traceback in {path}"
+    except OSError as log_error:
+        where = f"the log {path} cannot be written ({log_error}); run again with --verbose for the traceback"
+    if verbose:
+        print(text, end="", file=sys.stderr)
+    print(
+        f"forcecast {command}: unexpected error (a bug, please report it): {type(exc).__name__}: {exc} ({where})",
+        file=sys.stderr,
+    )
+    return EXIT_UNEXPECTED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

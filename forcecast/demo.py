@@ -22,6 +22,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common, refuse_non_empty
+from forcecast.edge.errors import UsageError
+
 DAYS = 7
 BOUTS_LAST_DAY = (
     ("comfortable", 60.0),
@@ -90,7 +93,11 @@ def register(commands: Any) -> None:
     demo.add_argument("--out", type=Path, default=Path("forcecast-demo"), help="folder (default ./forcecast-demo)")
     demo.add_argument("--days", type=int, default=DAYS, help=f"simulated days (default {DAYS})")
     demo.add_argument("--seed", type=int, default=1, help="dataset and training seed")
-    demo.add_argument("--json", action="store_true", help="also print the result as one JSON object (last line)")
+    add_common(
+        demo,
+        json="also print the result as one JSON object (last line)",
+        force="run again into a non-empty --out folder (its files are replaced)",
+    )
     demo.set_defaults(handler=_handle)
 
 
@@ -98,8 +105,9 @@ def _handle(args: Any) -> int:
     import json
 
     if args.days < 1:
-        raise ValueError("--days must be at least 1")
-    result = run_demo(args.out, args.days, args.seed)
+        raise UsageError("--days must be at least 1")
+    refuse_non_empty(args.out, args.force)
+    result = run_demo(args.out, args.days, args.seed, force=args.force)
     if args.json:
         print(json.dumps(result))
     return 0
@@ -117,16 +125,20 @@ def _cli(argv: list[str]) -> None:
         raise RuntimeError(f"forcecast {' '.join(argv)} failed with exit status {status}")
 
 
-def run_demo(out: Path, days: int = DAYS, seed: int = 1) -> dict[str, Any]:
-    """Run every stage; returns where everything is and the figures of the last day."""
+def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) -> dict[str, Any]:
+    """Run every stage; returns where everything is and the figures of the last day.
+
+    ``force`` lets each stage write over what a previous demo left in ``out``.
+    """
+    again = ["--force"] if force else []
     started = time.perf_counter()
     paths = DemoPaths(out)
     out.mkdir(parents=True, exist_ok=True)
     _step(1, f"synthetic dataset → {paths.data}")
-    _cli(["data", "synth", "--out", str(paths.data), "--subjects", "6", "--seed", str(seed)])
+    _cli(["data", "synth", "--out", str(paths.data), "--subjects", "6", "--seed", str(seed), *again])
     _cli(["data", "check", str(paths.data)])
     _step(2, f"quick training, subject-wise → {paths.run}")
-    _cli(["train", "--data", str(paths.data), "--out", str(paths.run), "--quick", "--seed", str(seed)])
+    _cli(["train", str(paths.data), "--out", str(paths.run), "--quick", "--seed", str(seed), *again])
     _step(3, f"signing key and int8 package → {paths.package}")
     if not (paths.keys / "forcecast_ed25519.key").exists():
         _cli(["keys", "new", "--out", str(paths.keys)])
@@ -142,6 +154,7 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1) -> dict[str, Any]:
             "--mode",
             "int8",
             "--allow-degradation",
+            *again,
         ]
     )
     last_day = date.today() - timedelta(days=1)

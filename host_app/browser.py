@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 QUIET_FLAGS = (
     "--headless",
@@ -20,8 +22,10 @@ QUIET_FLAGS = (
 )
 
 
-class BrowserError(RuntimeError):
+class BrowserError(ForcecastRuntimeError):
     """Chromium is missing or failed; the message says which and how to fix it."""
+
+    reason = "browser_failed"
 
 
 def find_chromium() -> str:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common, refuse_non_empty
+
 
 def default_db() -> Path:
     """``$XDG_DATA_HOME/forcecast/host.sqlite`` (``~/.local/share/...`` when unset)."""
@@ -34,7 +36,7 @@ def register(commands: Any) -> None:
         description="Scan for devices advertising the forcecast service and list address, name and signal.",
     )
     scan.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
-    scan.add_argument("--json", action="store_true", help="print one JSON object")
+    add_common(scan, json="print one JSON object")
     scan.set_defaults(handler=_scan)
 
     log = verbs.add_parser(
@@ -48,7 +50,7 @@ def register(commands: Any) -> None:
     log.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
     log.add_argument("--duration-s", type=float, help="stop after this many seconds")
     log.add_argument("--live", action="store_true", help="also receive the live GRF stream (counted)")
-    log.add_argument("--json", action="store_true", help="print the final counters as one JSON object")
+    add_common(log, json="print the final counters as one JSON object")
     log.set_defaults(handler=_log)
 
     live = verbs.add_parser(
@@ -63,6 +65,7 @@ def register(commands: Any) -> None:
     live.add_argument("--tz", help="IANA time zone of the patient (default: this computer's)")
     live.add_argument("--open", action="store_true", help="open the page in the default browser")
     live.add_argument("--duration-s", type=float, help="stop after this many seconds")
+    add_common(live)
     live.set_defaults(handler=_live)
 
     report = verbs.add_parser(
@@ -77,7 +80,7 @@ def register(commands: Any) -> None:
     report.add_argument("--tz", help="IANA time zone of the patient, e.g. Europe/Berlin (default: this computer's)")
     report.add_argument("--out", type=Path, help="HTML file (default report-PATIENT-DAY.html)")
     report.add_argument("--pdf", action="store_true", help="also write a PDF next to the HTML (needs Chromium)")
-    report.add_argument("--json", action="store_true", help="print the day's figures and flags as one JSON object")
+    add_common(report, json="print the day's figures and flags as one JSON object")
     report.set_defaults(handler=_report)
 
     export = verbs.add_parser(
@@ -92,7 +95,11 @@ def register(commands: Any) -> None:
     export.add_argument("--to", dest="last", type=iso_day, required=True, help="last day, YYYY-MM-DD")
     export.add_argument("--tz", help="IANA time zone (default: this computer's)")
     export.add_argument("--out", type=Path, required=True, help="folder to write")
-    export.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    add_common(
+        export,
+        json="print what was written as one JSON object",
+        force="write into a non-empty --out folder (files of the same names are replaced)",
+    )
     export.set_defaults(handler=_export)
 
     bench = verbs.add_parser(
@@ -108,7 +115,7 @@ def register(commands: Any) -> None:
     bench.add_argument(
         "--report-steps", type=int, default=0, help="also time the daily report of a synthetic day of N steps"
     )
-    bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    add_common(bench, json="print exactly one JSON object")
     bench.set_defaults(handler=_bench)
 
 
@@ -301,6 +308,7 @@ def _export(args: argparse.Namespace) -> int:
     if last < first:
         print(f"forcecast host export: error: --to {last} is before --from {first}", file=sys.stderr)
         return 2
+    refuse_non_empty(args.out, args.force)
     store = _open_existing(args.db or default_db())
     try:
         written = export_range(store, args.patient, first, last, tz, args.out)

@@ -27,6 +27,7 @@ from typing import Any
 from bleak import BleakClient
 from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
+from forcecast.edge.errors import EXIT_REFUSED, ForcecastError
 from forcecast.edge.package import PackageError, read_package
 from forcecast.edge.protocol import (
     CONTROL_UUID,
@@ -107,8 +108,11 @@ class FlashResult:
         return asdict(self) | {"throughput_kib_s": round(self.throughput_kib_s, 1)}
 
 
-class FlashRefusedError(Exception):
+class FlashRefusedError(ForcecastError):
     """The device refused (``reason`` is its stable code)."""
+
+    reason = "flash_refused"
+    exit_code = EXIT_REFUSED
 
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common
+from forcecast.edge.errors import UsageError
 from forcecast.host_app.cli import no_adapter
 
 
@@ -27,7 +29,7 @@ def register(commands: Any) -> None:
     flash.add_argument("package", type=Path, metavar="PKG", help="signed model package (.fcpkg)")
     _target(flash)
     flash.add_argument("--attempts", type=int, default=30, help="BLE connection attempts before giving up (default 30)")
-    flash.add_argument("--json", action="store_true", help="print the final state as one JSON object")
+    add_common(flash, json="print the final state as one JSON object")
     flash.add_argument(
         "--allow-downgrade",
         action="store_true",
@@ -44,11 +46,11 @@ def register(commands: Any) -> None:
     verbs = device.add_subparsers(dest="verb", metavar="VERB", required=True)
     info = verbs.add_parser("info", help="the active model, its contract and version, the previous model")
     _target(info)
-    info.add_argument("--json", action="store_true", help="print one JSON object")
+    add_common(info, json="print one JSON object")
     info.set_defaults(handler=_info)
     rollback = verbs.add_parser("rollback", help="make the previous model active again (it is re-verified first)")
     _target(rollback)
-    rollback.add_argument("--json", action="store_true", help="print one JSON object")
+    add_common(rollback, json="print one JSON object")
     rollback.set_defaults(handler=_rollback)
 
 
@@ -79,7 +81,7 @@ def _flash(args: argparse.Namespace) -> int:
         result["target"] = str(args.path)
     else:
         if args.allow_downgrade:
-            raise ValueError("--allow-downgrade works only with --path; a device allows it in device.toml")
+            raise UsageError("--allow-downgrade works only with --path; a device allows it in device.toml")
         result = _flash_ble(args)
         if result is None:
             return 2

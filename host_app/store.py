@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 SCHEMA_VERSION = 3
 KINDS = ("step", "summary", "event")
 _RECORDS = """
@@ -96,8 +98,10 @@ def _derived(payload: dict[str, Any], clock_offset_s: float) -> tuple[Any, ...]:
     return payload.get("patient_id"), t_host, brief, waveform
 
 
-class HostStoreError(RuntimeError):
+class HostStoreError(ForcecastRuntimeError):
     """The host store cannot be used (not ours, corrupt, newer schema); the message names the file."""
+
+    reason = "host_store_unusable"
 
 
 @dataclass(frozen=True)

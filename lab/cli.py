@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common, refuse_non_empty
+
 
 def register(commands: Any) -> None:
     """Add the ``data`` command group to the top-level subparsers."""
@@ -36,7 +38,11 @@ def register(commands: Any) -> None:
     synth.add_argument("--speeds", help="comma-separated conditions from slow,comfortable,fast (default all)")
     synth.add_argument("--format", dest="file_format", choices=("csv", "parquet"), help="file format (default csv)")
     synth.add_argument("--config", type=Path, help="TOML file with a [synth] table; flags override it")
-    synth.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_common(
+        synth,
+        json="print one JSON object instead of text",
+        force="write into a non-empty --out folder (files of the same names are replaced)",
+    )
     synth.add_argument(
         "--preset",
         choices=("easy", "hard"),
@@ -67,7 +73,7 @@ def register(commands: Any) -> None:
         help="do not keep quiet-standing (static) trials as IMU-only trials for the segment_v1 alignment "
         "(they still weigh the subject)",
     )
-    lab_import.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_common(lab_import, json="print one JSON object instead of text")
     lab_import.set_defaults(handler=_import)
 
     check = verbs.add_parser(
@@ -77,7 +83,7 @@ def register(commands: Any) -> None:
         "listing each with its file, row and column.",
     )
     check.add_argument("dataset", type=Path, help="dataset folder")
-    check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_common(check, json="print one JSON object instead of text")
     check.set_defaults(handler=_check)
 
     resample = verbs.add_parser(
@@ -90,6 +96,7 @@ def register(commands: Any) -> None:
     resample.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     resample.add_argument("--rate-hz", type=float, required=True, help="target sampling rate")
     resample.add_argument("--format", dest="file_format", choices=("csv", "parquet"), default="csv")
+    add_common(resample, force="write into a non-empty --out folder (files of the same names are replaced)")
     resample.set_defaults(handler=_resample)
 
 
@@ -124,6 +131,7 @@ def _synth(args: argparse.Namespace) -> int:
             overrides[name] = getattr(args, name)
     if args.speeds is not None:
         overrides["speeds"] = tuple(s.strip() for s in args.speeds.split(",") if s.strip())
+    refuse_non_empty(args.out, args.force)
     try:
         config = replace(config, **overrides)
     except ValueError as exc:
@@ -247,6 +255,7 @@ def _resample(args: argparse.Namespace) -> int:
 
     if args.out.resolve() == args.dataset.resolve():
         raise FileExistsError(f"--out must differ from the input dataset ({args.out})")
+    refuse_non_empty(args.out, args.force)
     dataset = Dataset.open(args.dataset)
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.dataset / SUBJECTS_FILE, args.out / SUBJECTS_FILE)

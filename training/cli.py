@@ -11,16 +11,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common, add_dataset, dataset_of, refuse_existing_file, refuse_non_empty
+
+_FORCE_FOLDER = "write into a non-empty --out folder (files of the same names are replaced)"
+
 
 def register(commands: Any) -> None:
-    """Add ``train``, ``evaluate`` and ``compare`` to the top-level subparsers."""
+    """Add ``train``, ``evaluate``, ``quantize``, ``compare`` and ``cv`` to the top-level subparsers.
+
+    The dataset folder is the first positional argument, ``DATA``, as in ``forcecast data check DATA``;
+    the older ``--data DIR`` still works, with a deprecation warning.
+    """
     train = commands.add_parser(
         "train",
         help="train a GRF model on a dataset (format v1)",
         description="Train a model with a subject-wise split, early stopping on validation loss, and write "
         "RUN/{model.keras, contract.json, config.toml, metrics.json, history.csv, model_card.md}.",
     )
-    train.add_argument("--data", type=Path, required=True, help="dataset folder")
+    add_dataset(train)
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
     train.add_argument("--config", type=Path, help="TOML with [data], [model], [fit], [split] tables")
     train.add_argument("--model", choices=("cnn_lstm", "lstm", "cnn1d"), help="architecture (default cnn_lstm)")
@@ -29,7 +37,7 @@ def register(commands: Any) -> None:
     train.add_argument("--epochs", type=int, help="maximum epochs")
     train.add_argument("--quick", action="store_true", help="a fast smoke run that still writes every output")
     train.add_argument("--seed", type=int, help="random seed (split, initialisation, window draws)")
-    train.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    add_common(train, json="print the metrics as one JSON object", force=_FORCE_FOLDER)
     train.add_argument(
         "--init-from",
         type=Path,
@@ -55,9 +63,9 @@ def register(commands: Any) -> None:
     evaluate.add_argument(
         "--pubkey", type=Path, action="append", default=[], help="trusted public key: verify a package's signature"
     )
-    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
+    add_dataset(evaluate)
     evaluate.add_argument("--subjects", help="comma-separated subjects to evaluate (default: all)")
-    evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    add_common(evaluate, json="print exactly one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
     quantize = commands.add_parser(
@@ -73,7 +81,7 @@ def register(commands: Any) -> None:
     quantize.add_argument("--key", type=Path, required=True, help="private key from 'forcecast keys new'")
     quantize.add_argument("--data", type=Path, help="the training dataset, if it moved since training")
     quantize.add_argument("--allow-degradation", action="store_true", help="package int8 even if it loses accuracy")
-    quantize.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_common(quantize, json="print the result as one JSON object", force="replace an existing --out package")
     quantize.set_defaults(handler=_quantize)
 
     compare = commands.add_parser(
@@ -82,11 +90,12 @@ def register(commands: Any) -> None:
         description="Train cnn_lstm, lstm and cnn1d, each with and without static features, on the same "
         "subject-wise split; write comparison.md, comparison.csv and comparison.png.",
     )
-    compare.add_argument("--data", type=Path, required=True, help="dataset folder")
+    add_dataset(compare)
     compare.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
     compare.add_argument("--config", type=Path, help="TOML base configuration")
     compare.add_argument("--quick", action="store_true", help="few epochs per model")
     compare.add_argument("--seed", type=int, help="random seed")
+    add_common(compare, force=_FORCE_FOLDER)
     compare.set_defaults(handler=_compare)
 
     cv = commands.add_parser(
@@ -97,7 +106,7 @@ def register(commands: Any) -> None:
         "to OUT/folds/<fold>-<variant>/ (a re-run skips finished folds and refuses ones made with another setup), "
         "then OUT/cv.json, cv.csv and cv.md: per-fold, pooled and mean ± SD over folds, whole-cycle and stance-only.",
     )
-    cv.add_argument("--data", type=Path, required=True, help="dataset folder")
+    add_dataset(cv)
     cv.add_argument("--out", type=Path, required=True, help="folder for the folds and the summary")
     cv.add_argument("--folds", default="loso", help="'loso' (default: leave one subject out) or K folds by subject")
     cv.add_argument("--config", type=Path, help="TOML base configuration")
@@ -106,7 +115,12 @@ def register(commands: Any) -> None:
     cv.add_argument("--jobs", type=int, default=1, help="folds trained in parallel (one process each; default 1)")
     cv.add_argument("--limit", type=int, help="train at most this many missing folds now; re-run to continue")
     cv.add_argument("--seed", type=int, help="random seed (fold assignment, initialisation, window draws)")
-    cv.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_common(
+        cv,
+        json="print the summary as one JSON object",
+        force="write into a non-empty --out folder that is not a cross-validation folder (one with folds/ "
+        "is always resumed)",
+    )
     cv.add_argument("--init-from", type=Path, metavar="RUN", help="every fold fine-tunes from RUN (see train)")
     cv.add_argument("--freeze", metavar="PATTERN,...", help="with --init-from: layer-name patterns to keep fixed")
     cv.set_defaults(handler=_cv)
@@ -150,10 +164,13 @@ def _progress(desc: str) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    data = dataset_of(args)
+    refuse_non_empty(args.out, args.force)
     config = _config(args)
+    _load_tensorflow(args)
     from forcecast.training.fit import train
 
-    result = train(args.data, args.out, config, _progress("load"), verbose=0 if args.json else None)
+    result = train(data, args.out, config, _progress("load"), verbose=0 if args.json else None)
     if args.json:
         print(json.dumps({k: result.metrics[k] for k in result.metrics if k != "versions"}))
         return 0
@@ -166,6 +183,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    data_dir = dataset_of(args)
+    if args.model.suffix not in (".keras", ".fcpkg"):
+        from forcecast.edge.config import ConfigError
+
+        raise ConfigError(f"--model {args.model}: expected a .keras file from 'forcecast train' or a .fcpkg package")
+    _load_tensorflow(args)
     from forcecast.edge.config import ConfigError
     from forcecast.training.data import load_sequences
     from forcecast.training.evaluate import (
@@ -199,7 +222,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         delay=contract.delay,
         alignment=contract.alignment,  # type: ignore[arg-type]  # the contract only holds known alignments
     )
-    loaded = load_sequences(args.data, data, None if args.json else _progress("load"))
+    loaded = load_sequences(data_dir, data, None if args.json else _progress("load"))
     sequences = loaded.sequences
     if args.subjects:
         wanted = [s.strip() for s in args.subjects.split(",") if s.strip()]
@@ -233,6 +256,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    refuse_existing_file(args.out, args.force)
+    _load_tensorflow(args)
     from forcecast.training.convert import ConversionError
     from forcecast.training.edgetpu import compatibility, compatibility_line
     from forcecast.training.quantize import DegradationError, quantize
@@ -279,21 +304,28 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    data = dataset_of(args)
+    refuse_non_empty(args.out, args.force)
     config = _config(args)
+    _load_tensorflow(args)
     from forcecast.training.compare import compare
 
-    table = compare(args.data, args.out, config, _progress("load"))
+    table = compare(data, args.out, config, _progress("load"))
     print(table.to_markdown_text())
     print(f"\nwritten: {args.out / 'comparison.md'}, comparison.csv, comparison.png")
     return 0
 
 
 def _cv(args: argparse.Namespace) -> int:
+    data = dataset_of(args)
+    if not (args.out / "folds").is_dir():  # a cross-validation folder is resumed; anything else is refused
+        refuse_non_empty(args.out, args.force)
     config = _config(args)
+    _load_tensorflow(args)
     from forcecast.training.cv import cross_validate, parse_folds
 
     outcome = cross_validate(
-        args.data,
+        data,
         args.out,
         config,
         folds=parse_folds(args.folds),
@@ -318,6 +350,13 @@ def _cv(args: argparse.Namespace) -> int:
     print(markdown(outcome.summary))
     print(f"written: {args.out / 'cv.json'}, cv.csv, cv.md ({outcome.trained_now} fold run(s) trained now)")
     return 0
+
+
+def _load_tensorflow(args: argparse.Namespace) -> None:
+    """Import TensorFlow once the arguments are checked: quietly, unless ``--verbose``."""
+    from forcecast.training.quiet import import_tensorflow
+
+    import_tensorflow(args.verbose)
 
 
 def _print_axes(label: str, axes: dict[str, dict[str, float]]) -> None:

@@ -17,13 +17,18 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import EXIT_REFUSED, ForcecastRuntimeError
+
 Mode = Literal["float32", "float16", "dynamic", "int8"]
 MODES: tuple[Mode, ...] = ("float32", "float16", "dynamic", "int8")
 SIGNATURE = "serve"
 
 
-class ConversionError(RuntimeError):
+class ConversionError(ForcecastRuntimeError):
     """The converter failed, or produced ops the device cannot run."""
+
+    reason = "conversion_failed"
+    exit_code = EXIT_REFUSED
 
 
 def convert(

@@ -37,6 +37,8 @@ PREDICTIONS_FILE = "predictions.npz"
 class CVError(ConfigError):
     """Cross-validation cannot run as asked (bad fold spec, mismatched earlier results); names what and where."""
 
+    reason = "cv_invalid"
+
 
 @dataclass(frozen=True)
 class Fold:

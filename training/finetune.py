@@ -43,6 +43,8 @@ SHAPE_KEYS = (
 class InitError(ConfigError):
     """The run to start from is missing, unreadable or does not match this run; names what and where."""
 
+    reason = "init_invalid"
+
 
 @dataclass
 class FineTune:

@@ -18,6 +18,7 @@ import numpy as np
 
 from forcecast.edge.config import ConfigError
 from forcecast.edge.contract import ModelContract
+from forcecast.edge.errors import EXIT_REFUSED, ForcecastRuntimeError
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_private_key
 from forcecast.edge.selftest import MEAN_TOLERANCE_STEPS, TOLERANCE_STEPS, output_step
@@ -43,8 +44,11 @@ REPRESENTATIVE_WINDOWS = 300
 GOLDEN_PAIRS = 4
 
 
-class DegradationError(RuntimeError):
+class DegradationError(ForcecastRuntimeError):
     """Quantisation cost more accuracy than allowed."""
+
+    reason = "degradation"
+    exit_code = EXIT_REFUSED
 
 
 @dataclass

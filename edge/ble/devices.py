@@ -24,12 +24,16 @@ from bumble.keys import JsonKeyStore, KeyStore, MemoryKeyStore
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 LE_MAX_ACL_PAYLOAD = 251
 """Largest LE data PDU; the virtual controller defaults to 27, which makes big notifications ~5x slower."""
 
 
-class RadioError(RuntimeError):
+class RadioError(ForcecastRuntimeError):
     """The Bluetooth controller cannot be opened or used."""
+
+    reason = "radio_unavailable"
 
 
 def static_address(seed: str) -> str:

@@ -33,6 +33,8 @@ from typing import Any
 
 from bumble.pairing import PairingDelegate
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 log = logging.getLogger(__name__)
 
 MAX_OPEN_S = 3600.0
@@ -41,8 +43,10 @@ REQUEST_LIMIT_BYTES = 512
 REPLY_TIMEOUT_S = 5.0
 
 
-class PairingError(RuntimeError):
+class PairingError(ForcecastRuntimeError):
     """The pairing control socket cannot be created, reached or understood; the message says which and why."""
+
+    reason = "pairing_unavailable"
 
 
 class PairingWindow(PairingDelegate):
@@ -151,7 +155,7 @@ class PairingControl:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError, OSError):  # closing anyway: a slow or broken client is no news
                 await asyncio.wait_for(server.wait_closed(), 1.0)
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISSOCK(os.lstat(self.path).st_mode):
@@ -176,7 +180,7 @@ class PairingControl:
             log.warning("pairing control: request dropped (%s)", exc)
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError):  # the peer may have gone already (ConnectionError is an OSError)
                 await writer.wait_closed()
 
     def handle(self, line: bytes) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import ForcecastValueError
 from forcecast.edge.schema import GRAVITY_MPS2, PLACES, SENSOR_AXES, imu_column
 
 FloatArray = NDArray[np.float64]
@@ -61,8 +62,10 @@ MAX_BOUTS: Final = 64
 """Standing bouts remembered (the oldest are forgotten)."""
 
 
-class AlignmentError(ValueError):
+class AlignmentError(ForcecastValueError):
     """Alignment could not be estimated or applied; the message names the sensor and the reason."""
+
+    reason = "alignment_failed"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import ForcecastValueError
 from forcecast.edge.schema import GRAVITY_MPS2, SENSOR_AXES, imu_column
 
 FloatArray = NDArray[np.float64]
@@ -29,8 +30,10 @@ MAX_TILT_DEG = 35.0
 """A sensor tilted more than this from its nominal frame is mounted wrongly (upside down, rotated)."""
 
 
-class CalibrationError(ValueError):
+class CalibrationError(ForcecastValueError):
     """The calibration pose was unusable; the message names the sensor and what was wrong."""
+
+    reason = "calibration_failed"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.cli_options import add_common
+
 
 def register(commands: Any) -> Any:
     """Add the ``edge`` command group; return its verbs (other modules add verbs there, e.g. ``edge pair``)."""
@@ -47,7 +49,7 @@ def register(commands: Any) -> Any:
     run.add_argument(
         "--ble", action="store_true", help="serve the BLE GATT service on the [ble] transport (also: [ble] enabled)"
     )
-    run.add_argument("--json", action="store_true", help="print the run report as one JSON object (the last line)")
+    add_common(run, json="print the run report as one JSON object (the last line)")
     run.set_defaults(handler=_run)
 
     bench = verbs.add_parser(
@@ -65,7 +67,7 @@ def register(commands: Any) -> Any:
     bench.add_argument(
         "--rate-hz", type=float, default=100.0, help="IMU rate of the walk (104 = the LSM6DSOX's, resampled)"
     )
-    bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    add_common(bench, json="print exactly one JSON object")
     bench.set_defaults(handler=_bench)
     return verbs
 

@@ -16,13 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 PLAUSIBLE_BW = 10.0
 """Largest GRF magnitude (any axis, in body weights) a walking person produces, with a wide margin
 (walking peaks about 1.2 BW vertical, running about 3, landing from a jump up to about 8)."""
 
 
-class ModelHealthError(RuntimeError):
+class ModelHealthError(ForcecastRuntimeError):
     """The model on trial misbehaved and the runtime cannot go on with it (the next start rolls it back)."""
+
+    reason = "model_unhealthy"
 
 
 class Health(Enum):

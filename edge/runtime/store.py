@@ -52,6 +52,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 _T = TypeVar("_T")
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x46434153  # "FCAS" in the SQLite header marks a forcecast store
@@ -91,12 +93,16 @@ CREATE TABLE records (
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(ForcecastRuntimeError):
     """The store file is unreadable, corrupt, not a forcecast store or failed a write; the message names the file."""
+
+    reason = "store_unusable"
 
 
 class StorageFullError(StoreError):
     """A write failed for lack of space (ENOSPC / SQLITE_FULL) even after acknowledged records were freed."""
+
+    reason = "storage_full"
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

@@ -17,11 +17,15 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import ForcecastRuntimeError
+
 FloatArray = NDArray[np.float64]
 
 
-class SourceError(RuntimeError):
+class SourceError(ForcecastRuntimeError):
     """A source cannot start or continue (missing file, wrong chip, bus error); the message says which."""
+
+    reason = "source_failed"
 
 
 @dataclass(frozen=True)

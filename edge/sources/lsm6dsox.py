@@ -163,6 +163,8 @@ class I2CBus(Protocol):
 class I2CTransferError(SourceError):
     """A bus transfer to a chip that was already working failed (loose cable, noise); may be transient."""
 
+    reason = "i2c_transfer_failed"
+
 
 def where(bus_number: int | str, address: int) -> str:
     """Name a chip in messages: ``bus 1 address 0x6A``."""

@@ -218,6 +218,6 @@ def _listed_ids(root: Path) -> set[str]:
         import pandas as pd
 
         ids = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["subject_id"])["subject_id"]
-    except Exception:  # already reported by read_subjects
+    except (OSError, ValueError):  # unreadable or without the column: already reported by read_subjects
         return set()
     return {s.strip() for s in ids}

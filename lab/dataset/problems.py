@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from forcecast.edge.errors import ForcecastValueError
+
 Severity = Literal["error", "warning"]
 
 
@@ -47,13 +49,19 @@ class Problem:
         return asdict(self)
 
 
-class DatasetError(ValueError):
+class DatasetError(ForcecastValueError):
     """A dataset (or one of its files) cannot be used; ``problems`` says exactly why."""
+
+    reason = "dataset_invalid"
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         lines = [str(p) for p in self.problems]
         super().__init__("\n".join(lines) if lines else "invalid dataset")
+
+    def report_lines(self) -> list[str]:
+        """A headline with the number of problems, then one line per problem (file, row, column)."""
+        return [f"the data has {len(self.problems)} problem(s):", *(f"  {p}" for p in self.problems)]
 
 
 def relative_name(path: Path, root: Path | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forcecast.edge.errors import ForcecastValueError
 from forcecast.lab.dataset.importers.mapping import Mapping, MappingError, find_label
 from forcecast.lab.dataset.importers.recording import (
     FloatArray,
@@ -30,8 +31,10 @@ from forcecast.lab.dataset.importers.recording import (
 LENGTH_TO_M = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}
 
 
-class C3DError(ValueError):
+class C3DError(ForcecastValueError):
     """A C3D file cannot be used; the message names the file and what is wrong."""
+
+    reason = "c3d_invalid"
 
 
 def read_c3d(path: Path, mapping: Mapping) -> Recording:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forcecast.edge.errors import OutputExistsError
 from forcecast.edge.schema import AFFECTED_SIDES, all_force_columns
 from forcecast.lab.dataset.importers import contacts as contact_rules
 from forcecast.lab.dataset.importers import mass as mass_rules
@@ -218,7 +219,7 @@ def _prepare_out(out: Path) -> None:
     if not out.exists() or not any(out.iterdir()):
         return
     if not (out / REPORT_FILE).is_file():
-        raise FileExistsError(
+        raise OutputExistsError(
             f"--out {out} is not empty and holds no previous import ({REPORT_FILE}): choose a new folder"
         )
     shutil.rmtree(out / TRIALS_DIR, ignore_errors=True)

@@ -50,6 +50,8 @@ _FORCE_TARGET = re.compile(r"^(?P<side>[lr])_(?P<kind>force|cop)_(?P<axis>[xyz])
 class MappingError(ConfigError):
     """A mapping does not fit a file (a pattern matches nothing or several labels)."""
 
+    reason = "mapping_mismatch"
+
 
 @dataclass(frozen=True)
 class ChannelRule:

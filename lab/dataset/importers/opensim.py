@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from forcecast.edge.errors import ForcecastValueError
+
 MAX_HEADER_LINES = 200
 
 
-class TableFormatError(ValueError):
+class TableFormatError(ForcecastValueError):
     """A table file cannot be parsed; the message names the file, line and column."""
+
+    reason = "table_invalid"
 
 
 @dataclass(frozen=True)
