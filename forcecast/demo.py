@@ -20,10 +20,14 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forcecast.edge.cli_options import add_common, refuse_non_empty
 from forcecast.edge.errors import UsageError
+
+if TYPE_CHECKING:
+    from forcecast.edge.runtime.config import DeviceConfig
+    from forcecast.edge.runtime.lifecycle import LoadedModel
 
 DAYS = 7
 BOUTS_LAST_DAY = (
@@ -194,13 +198,26 @@ def _bout_times(day: date, count: int) -> list[float]:
     return [(midnight + timedelta(hours=FIRST_BOUT_HOUR + k * spacing)).timestamp() for k in range(count)]
 
 
+def device_model(package: Path, pubkey: Path, config: DeviceConfig, columns: tuple[str, ...]) -> LoadedModel:
+    """The demo device's model, loaded as every device entry point loads one (verified, fitted, self-tested).
+
+    Raises
+    ------
+    forcecast.edge.package.PackageError
+        If the package is refused (the reasons of :func:`forcecast.edge.runtime.lifecycle.load_model`).
+    """
+    from forcecast.edge.runtime.lifecycle import ModelFit, load_model_file
+
+    return load_model_file(package, [pubkey], ModelFit.of(config, columns))
+
+
 async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any]:
     """The device side and the host side over the virtual link, for ``days`` simulated days."""
     from tqdm import tqdm
 
     from forcecast.edge.link import DeviceLink
     from forcecast.edge.runtime.config import DeviceConfig, FeedbackConfig, PatientConfig, RuntimeConfig
-    from forcecast.edge.runtime.launch import device_info, load_model
+    from forcecast.edge.runtime.device_info import device_info
     from forcecast.edge.runtime.pipeline import Pipeline, run_source
     from forcecast.edge.runtime.store import RecordStore
     from forcecast.host_app.client import ClientConfig
@@ -209,8 +226,8 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
     from forcecast.lab.sources.synthetic import SyntheticSource
 
     logging.getLogger("bumble").setLevel(logging.ERROR)
-    package, contract, model = load_model(paths.package, [paths.keys / "forcecast_ed25519.pub"])
-    walker = SyntheticSource(subject=WALKER, seed=WALKER_SEED).subject
+    walking = SyntheticSource(subject=WALKER, seed=WALKER_SEED)
+    walker = walking.subject
     patient = PatientConfig(
         patient_id="DEMO-01",
         body_mass_kg=walker.body_mass_kg,
@@ -225,6 +242,8 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
         runtime=RuntimeConfig(legs=("l", "r")),
         feedback=FeedbackConfig(output="none"),
     )
+    loaded = device_model(paths.package, paths.keys / "forcecast_ed25519.pub", config, walking.columns)
+    package, contract, model = loaded.package, loaded.contract, loaded.model
     for stale in (paths.device_store, paths.host_store):
         for suffix in ("", "-wal", "-shm"):
             Path(str(stale) + suffix).unlink(missing_ok=True)

@@ -2,10 +2,11 @@
 
 For a device whose storage is mounted here (its SD card in a reader, a network share, or the Pi
 itself installing its first model). The package goes through exactly what an upload over BLE goes
-through on the device (:class:`forcecast.edge.runtime.updates.ModelUpdates`): size, SHA-256, signature by a
-key the device trusts, contract against the device's sensors and legs, golden self-test, atomic
-switch with the previous model kept for a rollback. A runtime already running from that folder picks
-the new model up at its next start (on trial: rolled back if that start fails).
+through on the device (:class:`forcecast.edge.runtime.updates.ModelUpdates`, which loads it with the one
+loader, :func:`forcecast.edge.runtime.lifecycle.load_model`): size, SHA-256, signature by a key the device
+trusts, contract against the device's sensors and legs, tensor shapes, golden self-test, atomic switch with
+the previous model kept for a rollback; a refusal has the same reason as on the device. A runtime already
+running from that folder picks the new model up at its next start (on trial: rolled back if that start fails).
 """
 
 from __future__ import annotations

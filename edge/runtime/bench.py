@@ -32,8 +32,8 @@ import numpy as np
 
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_public_key
-from forcecast.edge.package import open_checked
 from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
+from forcecast.edge.runtime.lifecycle import LoadedModel, ModelFit, load_model
 from forcecast.edge.runtime.pipeline import Pipeline
 from forcecast.edge.sources.base import Chunk
 
@@ -102,9 +102,19 @@ def record_walk(seconds: float, rate_hz: float = 100.0) -> Walk:
     )
 
 
-def _load(path: Path, pubkeys: list[Path]) -> tuple[Any, Any, TFLiteModel]:
-    package, contract, _ = open_checked(path, [load_public_key(k) for k in pubkeys])
-    return package, contract, TFLiteModel(package.model, num_threads=1)
+def load_benched(path: Path, pubkeys: list[Path], columns: tuple[str, ...]) -> LoadedModel:
+    """A package as the runtime loads it (:func:`forcecast.edge.runtime.lifecycle.load_model`), one thread.
+
+    Without ``pubkeys`` the signature is not checked (the package may come from someone else's key);
+    everything else is, with the same refusal reasons as on the device.
+
+    Raises
+    ------
+    forcecast.edge.package.PackageError
+        If the package is refused.
+    """
+    trusted = [load_public_key(k) for k in pubkeys] if pubkeys else None
+    return load_model(path, trusted, ModelFit(columns, DeviceConfig().runtime.legs, threads=1))
 
 
 def _pipeline(model: TFLiteModel, contract: Any, walk: Walk, latencies: list[float] | None) -> Pipeline:
@@ -142,7 +152,8 @@ def _stats(values: list[float] | np.ndarray) -> dict[str, float]:
 
 def bench_model(path: Path, pubkeys: list[Path], walk: Walk, realtime_s: float) -> dict[str, Any]:
     """All figures for one package (see the module docstring); run it in a fresh process for the RSS."""
-    package, contract, model = _load(path, pubkeys)
+    loaded = load_benched(path, pubkeys, walk.columns)
+    package, contract, model = loaded.package, loaded.contract, loaded.model
     latencies: list[float] = []
     figures: dict[str, Any] = {}
     for label, chunk_s in (("", REPLAY_CHUNK_S), ("_device_chunks", DEVICE_CHUNK_S)):
@@ -219,10 +230,18 @@ def run_bench(
     realtime_s: float = 10.0,
     rate_hz: float = 100.0,
 ) -> dict[str, Any]:
-    """Benchmark ``model`` (and each package in ``compare``) on the same walk, each in a fresh process."""
+    """Benchmark ``model`` (and each package in ``compare``) on the same walk, each in a fresh process.
+
+    Raises
+    ------
+    forcecast.edge.package.PackageError
+        If a package is refused (checked here first, so a refusal names its reason before anything runs).
+    """
     generated = time.perf_counter()
     walk = record_walk(seconds, rate_hz)
     generated = time.perf_counter() - generated
+    for path in [model, *compare]:
+        load_benched(path, pubkeys, walk.columns)
     models: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="forcecast-bench-") as folder:
         walk_path = Path(folder) / "walk.npz"

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from forcecast.edge.contract import ContractError, ModelContract
+from forcecast.edge.contract import ModelContract
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_public_key
-from forcecast.edge.package import ModelPackage, PackageError, open_package, read_package
+from forcecast.edge.package import ModelPackage, PackageError, read_package
+from forcecast.edge.records import EventRecord, EventType
 from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from forcecast.edge.runtime.device_info import device_info, fit_info
 from forcecast.edge.runtime.feedback import Cue, GpioCue, StdoutCue
-from forcecast.edge.runtime.health import Health, HealthMonitor, ModelHealthError
+from forcecast.edge.runtime.health import HealthMonitor
+from forcecast.edge.runtime.lifecycle import EventRecords, ModelFit, ModelLifecycle, file_sha256, load_model_file
 from forcecast.edge.runtime.pipeline import Listener, Pipeline, run_source
 from forcecast.edge.runtime.store import RecordStore
 from forcecast.edge.runtime.systemd import Notifier
-from forcecast.edge.runtime.updates import ModelUpdates, runtime_switch, sensor_columns, start_model, trusted_keys
-from forcecast.edge.selftest import run_golden
-from forcecast.edge.slots import ModelSlots, SlotError
+from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns, start_model, trusted_keys
+from forcecast.edge.slots import ModelSlots
 from forcecast.edge.sources.base import Source, SourceError
 
 
@@ -51,32 +51,6 @@ def open_source(spec: str, config: DeviceConfig, speed: float = 1.0) -> Source:
     raise SourceError(f"unknown source {spec!r}: use i2c, synthetic[:SUBJECT] or replay:FILE")
 
 
-def load_model(
-    path: Path, trusted: list[Path], edgetpu: bool = False, threads: int = 1
-) -> tuple[ModelPackage, ModelContract, TFLiteModel]:
-    """Verify a package against trusted keys, build its interpreter and pass its golden self-test.
-
-    Raises
-    ------
-    PackageError
-        If the package is refused, has no Edge TPU build when one is asked for, or fails its self-test.
-    """
-    package, contract = open_package(path, [load_public_key(k) for k in trusted_keys(trusted)])
-    if edgetpu and package.edgetpu_model is None:
-        raise PackageError(
-            "unsupported", f"{path.name}: [runtime] edgetpu = true but the package has no Edge TPU build"
-        )
-    model = TFLiteModel(package.edgetpu_model if edgetpu else package.model, num_threads=threads, edgetpu=edgetpu)  # type: ignore[arg-type]
-    try:
-        model.check_contract(contract)
-    except ContractError as exc:
-        raise PackageError("contract_invalid", f"{path.name}: {exc}") from None
-    result = run_golden(model, package.manifest["golden"])
-    if not result.ok:
-        raise PackageError("selftest_failed", f"{path.name}: golden self-test failed: {'; '.join(result.messages)}")
-    return package, contract, model
-
-
 def patient_for(source: Source, config: DeviceConfig, explicit: bool) -> PatientConfig:
     """The configured patient, or (without a config file) the replayed/synthetic subject's profile."""
     subject = getattr(source, "subject", None)
@@ -102,11 +76,6 @@ def make_cue(config: DeviceConfig) -> Cue | None:
     return None
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes ("" if it does not exist)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
-
-
 def slots_info(slots: ModelSlots) -> dict[str, Any]:
     """What the device-info JSON says about the model slots: previous model, trial, upload in progress."""
     previous = slots.previous
@@ -126,12 +95,15 @@ def slots_info(slots: ModelSlots) -> dict[str, Any]:
 
 @dataclass
 class Runtime:
-    """A runtime put together and ready to run (see :func:`build_runtime`)."""
+    """A runtime put together and ready to run (see :func:`build_runtime`).
+
+    Which model runs is not a field: :attr:`lifecycle` owns it (read the threading rules of
+    :mod:`forcecast.edge.runtime.lifecycle`); :attr:`package`, :attr:`contract`, :attr:`model` and
+    :attr:`package_sha256` read its current snapshot.
+    """
 
     config: DeviceConfig
-    package: ModelPackage
-    contract: ModelContract
-    model: TFLiteModel
+    lifecycle: ModelLifecycle
     source: Source
     source_spec: str
     patient: PatientConfig
@@ -139,9 +111,36 @@ class Runtime:
     pipeline: Pipeline
     notifier: Notifier = field(default_factory=Notifier)
     slots: ModelSlots | None = None
-    updates: ModelUpdates | None = None
-    package_sha256: str = ""
-    health: HealthMonitor = field(default_factory=lambda: HealthMonitor(0.0))
+
+    @property
+    def package(self) -> ModelPackage:
+        """The active model's package."""
+        return self.lifecycle.current.package
+
+    @property
+    def contract(self) -> ModelContract:
+        """The active model's contract."""
+        return self.lifecycle.current.contract
+
+    @property
+    def model(self) -> TFLiteModel:
+        """The active model's interpreter."""
+        return self.lifecycle.current.model
+
+    @property
+    def package_sha256(self) -> str:
+        """SHA-256 of the active model's package file."""
+        return self.lifecycle.current.sha256
+
+    @property
+    def updates(self) -> ModelUpdates | None:
+        """Model updates (None: a fixed package, or ``[models] updates = false``)."""
+        return self.lifecycle.updates
+
+    @property
+    def health(self) -> HealthMonitor:
+        """The health watch of a model on trial."""
+        return self.lifecycle.health
 
     def describe(self) -> str:
         """One line for the log: model, legs, patient, source, store."""
@@ -153,16 +152,13 @@ class Runtime:
         )
 
     def info(self) -> dict[str, Any]:
-        """What the device tells a host about itself (the BLE device-info characteristic)."""
-        info = device_info(self.config, self.package, self.contract, self.package_sha256)
+        """What the device tells a host about itself (the BLE device-info characteristic; any thread)."""
+        active = self.lifecycle.current  # one snapshot: package, contract and SHA-256 of the same model
+        info = device_info(self.config, active.package, active.contract, active.sha256)
         info["updates"] = self.updates is not None
         if self.slots is not None:
             info |= slots_info(self.slots)
         return fit_info(info)  # no personal data, at most 512 bytes (forcecast.edge.runtime.device_info)
-
-    def watch_trial(self) -> None:
-        """The model on trial starts its health period now (its first inference; pipeline thread)."""
-        self.health.arm()
 
     def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Run until the source ends or ``duration_s`` of sensor time has passed (any thread).
@@ -181,7 +177,7 @@ class Runtime:
                 calibrated = self.pipeline.report.calibration.get("calibrated")
                 self.notifier.ready(f"running; calibration {'ok' if calibrated else 'skipped'}")
                 notified = True
-            self._check_trial()
+            self.lifecycle.check_trial()
             self.notifier.ping()
 
         try:
@@ -190,45 +186,26 @@ class Runtime:
             report = self.pipeline.finish()
         return report.as_dict() | {"store": str(self.store.path), "patient_id": self.patient.patient_id}
 
-    def _check_trial(self) -> None:
-        """End the trial of the running model once its health period is over, well or badly."""
-        state = self.health.state
-        if self.slots is None or state in (Health.IDLE, Health.RUNNING):
-            return
-        newest = self.pipeline.newest_input_s
-        at = newest if math.isfinite(newest) else 0.0
-        version = self.pipeline.model_version
-        if state is Health.HEALTHY:
-            if self.slots.confirm(wait=False):  # busy (a commit is running): try again at the next chunk
-                self.health.disarm()
-                detail = f"{version} ran {self.health.ran_s:.0f} s with plausible outputs"
-                self.record_events([(at, {"event": "model_confirmed", "detail": detail})])
-            return
-        problem = str(self.health.problem)
-        self.health.disarm()
-        self.slots.mark_failed(problem)
-        self.record_events([(at, {"event": "model_unhealthy", "detail": f"{version}: {problem}"})])
-        if self.updates is not None and self.slots.previous.exists():
-            try:
-                note = self.updates.rollback()
-            except SlotError:
-                note = ""
-            if note and self.updates.last_result.get("live"):
-                self.record_events([(at, {"event": "model_rolled_back", "detail": f"to {note}: {problem}"})])
-                return
-        raise ModelHealthError(f"model {version} on trial misbehaved ({problem}); the next start rolls it back")
-
-    def record_events(self, records: list[tuple[float, dict[str, Any]]]) -> None:
+    def record_events(self, records: EventRecords) -> None:
         """Record lifecycle events through the pipeline's storage guard: a full disk holds them, never stops us."""
-        if self.pipeline.storage is not None:
-            self.pipeline.storage.append("event", records)
-        else:
-            self.store.append("event", records)
+        self.lifecycle.record(records)
 
     def close(self) -> None:
         """Stop the source and close the store."""
         self.source.close()
         self.store.close()
+
+
+def event_recorder(pipeline: Pipeline, store: RecordStore) -> Callable[[EventRecords], None]:
+    """Where lifecycle events go: the pipeline's storage guard (a full disk holds them, never stops us)."""
+
+    def record(records: EventRecords) -> None:
+        if pipeline.storage is not None:
+            pipeline.storage.append("event", records)
+        else:
+            store.append("event", records)
+
+    return record
 
 
 def build_runtime(
@@ -251,16 +228,16 @@ def build_runtime(
     slots: ModelSlots | None = None
     notes: list[str] = []
     if model_path is not None:
-        package, contract, model = load_model(model_path, trusted, config.runtime.edgetpu, config.runtime.threads)
+        loaded = load_model_file(model_path, trusted, ModelFit.of(config, source.columns))
     else:
         slots = ModelSlots(config.models.folder, [load_public_key(k) for k in trusted])
         loaded, notes = start_model(slots, config, source.columns)
-        package, contract, model = loaded.package, loaded.contract, loaded.model
     patient = patient_for(source, config, explicit=config_path is not None)
     store = RecordStore(store_path or config.store.path, config.store.max_bytes, config.device_id)
+    health = HealthMonitor(config.models.health_s, config.models.health_steps)
     pipeline = Pipeline(
-        model,
-        contract,
+        loaded.model,
+        loaded.contract,
         config,
         source.columns,
         source.rate_hz,
@@ -268,33 +245,22 @@ def build_runtime(
         source.gyr_range_rads,
         sink=store,
         cue=make_cue(config),
-        model_version=str(package.manifest["model_version"]),
+        model_version=loaded.version,
         patient=patient,
-        listeners=list(listeners or []),
+        listeners=[*(listeners or []), health.listener],
     )
-    runtime = Runtime(
-        config,
-        package,
-        contract,
-        model,
-        source,
-        source_spec,
-        patient,
-        store,
-        pipeline,
-        slots=slots,
-        package_sha256=file_sha256(package.path),
-        health=HealthMonitor(config.models.health_s, config.models.health_steps),
+    lifecycle = ModelLifecycle(
+        loaded, file_sha256(loaded.package.path), pipeline, health, event_recorder(pipeline, store), slots
     )
-    pipeline.listeners.append(runtime.health.listener)
+    runtime = Runtime(config, lifecycle, source, source_spec, patient, store, pipeline, slots=slots)
     if notes:
-        runtime.record_events([(0.0, {"event": "model_rolled_back", "detail": note}) for note in notes])
+        runtime.record_events([(0.0, EventRecord(event=EventType.MODEL_ROLLED_BACK, detail=note)) for note in notes])
     if slots is not None and slots.on_trial:
-        runtime.watch_trial()  # this start is the new model's trial: its health period begins
+        lifecycle.watch_trial()  # this start is the new model's trial: its health period begins
     if slots is not None and config.models.updates:
         # A new model must run on the sensors the device has, whatever a replayed trial provides.
         fitted = tuple(c for c in source.columns if c in sensor_columns(config))
-        runtime.updates = ModelUpdates(slots, config, fitted, runtime_switch(runtime, slots))
+        lifecycle.attach(ModelUpdates(slots, config, fitted))
     return runtime
 
 

@@ -5,47 +5,31 @@ A candidate is accepted only if, on top of the slots' own checks (size, SHA-256,
 trusted key), its contract fits the device (its sensors, the legs it predicts, the Edge TPU if one is
 configured), its golden input/output pairs reproduce on this device's interpreter (in whole output
 steps, :mod:`forcecast.edge.selftest`) and it is not older than the device's model (unless allowed). The same
-check runs for an upload over BLE and for ``forcecast flash --path`` on a mounted model folder, and
-:class:`ModelUpdates` is the one owner of the active model for both. A switched model stays on trial
-until its health period (:mod:`forcecast.edge.runtime.health`) ends.
+check (:func:`forcecast.edge.runtime.lifecycle.load_model`, the one loader) runs for an upload over BLE,
+for ``forcecast flash --path`` on a mounted model folder and for a start, and :class:`ModelUpdates` is the
+one owner of the model folder for all of them; in a running runtime it hands an accepted model to
+:class:`forcecast.edge.runtime.lifecycle.ModelLifecycle` (read its threading rules). A switched model stays
+on trial until its health period (:mod:`forcecast.edge.runtime.health`) ends.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from forcecast.edge.contract import ContractError, ModelContract
-from forcecast.edge.interpreter import TFLiteModel
-from forcecast.edge.package import ModelPackage, PackageError, open_package
+from forcecast.edge.package import PackageError
 from forcecast.edge.runtime.config import DeviceConfig
-from forcecast.edge.runtime.pipeline import needed_columns
+from forcecast.edge.runtime.lifecycle import LoadedModel, ModelFit, load_model
 from forcecast.edge.schema import SENSOR_AXES, SENSOR_KINDS, imu_column
-from forcecast.edge.selftest import run_golden
 from forcecast.edge.slots import ModelSlots, SlotError
 from forcecast.edge.upload import UploadReceiver
 
-if TYPE_CHECKING:
-    from forcecast.edge.runtime.launch import Runtime
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A verified package with its interpreter, self-tested."""
-
-    package: ModelPackage
-    contract: ModelContract
-    model: TFLiteModel
-
-    @property
-    def version(self) -> str:
-        """The manifest's model version."""
-        return str(self.package.manifest["model_version"])
+__all__ = ["LoadedModel", "ModelUpdates", "sensor_columns", "start_model", "trusted_keys"]
 
 
 def sensor_columns(config: DeviceConfig) -> tuple[str, ...]:
@@ -69,38 +53,6 @@ def trusted_keys(keys: list[Path]) -> list[Path]:
             "the device runs only signed models"
         )
     return keys
-
-
-def load_checked(
-    path: Path, package: ModelPackage, contract: ModelContract, config: DeviceConfig, columns: tuple[str, ...]
-) -> LoadedModel:
-    """Check a verified package against the device and self-test it.
-
-    Raises
-    ------
-    PackageError
-        ``contract_mismatch`` (sensors, legs, Edge TPU) or ``selftest_failed``.
-    """
-    try:
-        needed_columns(contract, config.runtime.legs, columns)
-    except ContractError as exc:
-        raise PackageError("contract_mismatch", f"{path.name}: {exc}") from None
-    edgetpu = config.runtime.edgetpu
-    if edgetpu and package.edgetpu_model is None:
-        raise PackageError("contract_mismatch", f"{path.name}: [runtime] edgetpu = true but it has no Edge TPU build")
-    model = TFLiteModel(
-        package.edgetpu_model if edgetpu else package.model,  # type: ignore[arg-type]
-        num_threads=config.runtime.threads,
-        edgetpu=edgetpu,
-    )
-    try:
-        model.check_contract(contract)
-    except ContractError as exc:
-        raise PackageError("contract_invalid", f"{path.name}: {exc}") from None
-    result = run_golden(model, package.manifest["golden"])
-    if not result.ok:
-        raise PackageError("selftest_failed", f"{path.name}: golden self-test failed: {'; '.join(result.messages)}")
-    return LoadedModel(package, contract, model)
 
 
 def start_model(slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...]) -> tuple[LoadedModel, list[str]]:
@@ -137,12 +89,11 @@ def start_model(slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...
 
 
 def _open(path: Path, slots: ModelSlots, config: DeviceConfig, columns: tuple[str, ...]) -> LoadedModel:
-    package, contract = open_package(path, slots.trusted)
-    return load_checked(path, package, contract, config, columns)
+    return load_model(path, slots.trusted, ModelFit.of(config, columns))
 
 
 class ModelUpdates:
-    """The one owner of the device's active model: uploads, commits, rollbacks and the live switch.
+    """The one owner of the device's model folder: uploads, commits, rollbacks, and the lock of the lifecycle.
 
     Every operation holds one lock (a re-entrant thread lock, then the model folder's cross-process lock,
     :meth:`forcecast.edge.slots.ModelSlots.locked`): an UPLOAD_BEGIN or a chunk that arrives while a commit
@@ -159,8 +110,9 @@ class ModelUpdates:
     columns
         IMU columns the running source provides.
     switch
-        Called (with the lock held) with a newly accepted model to take it over while running; raises
-        ``ContractError`` when the model can only start with the runtime. Returns nothing.
+        Called (with the lock held) with a newly accepted model to take it over while running
+        (:meth:`forcecast.edge.runtime.lifecycle.ModelLifecycle.switch`); raises ``ContractError`` when
+        the model can only start with the runtime. Returns nothing.
     allow_downgrade
         Accept packages older than the device's model (None: ``[models] allow_downgrade``).
     """
@@ -183,10 +135,22 @@ class ModelUpdates:
         self.last_result: dict[str, Any] = {}
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the model lifecycle (this process's lock, then the folder's cross-process lock)."""
-        with self._lock, self.slots.locked():
-            yield
+    def held(self, wait: bool = True) -> Iterator[None]:
+        """Hold the model lifecycle (this process's lock, then the folder's cross-process lock).
+
+        Parameters
+        ----------
+        wait
+            False: raise ``SlotError("busy")`` at once if another thread or process holds it (the
+            pipeline thread never waits for a commit's self-test).
+        """
+        if not self._lock.acquire(blocking=wait):
+            raise SlotError("busy", f"{self.slots.folder}: a model update is in progress")
+        try:
+            with self.slots.locked(wait):
+                yield
+        finally:
+            self._lock.release()
 
     def begin(self, size: int, sha256: str) -> tuple[int, int]:
         """Start or resume an upload: ``(offset, crc32)`` (waits for a commit in progress)."""
@@ -220,9 +184,8 @@ class ModelUpdates:
         with self.held():
             accepted: list[LoadedModel] = []
 
-            def accept(path: Path, contract: ModelContract, _manifest: dict[str, Any]) -> None:
-                package, _ = open_package(path, self.slots.trusted)
-                accepted.append(load_checked(path, package, contract, self.config, self.columns))
+            def accept(path: Path, _contract: ModelContract, _manifest: dict[str, Any]) -> None:
+                accepted.append(load_model(path, self.slots.trusted, ModelFit.of(self.config, self.columns)))
 
             self.receiver.disconnected()  # nothing buffered may land in a later upload
             try:
@@ -263,23 +226,3 @@ class ModelUpdates:
                 live = False
         self.last_result = {"result": result, "model_version": loaded.version, "live": live}
         return note
-
-
-def runtime_switch(runtime: Runtime, slots: ModelSlots) -> Callable[[LoadedModel], None]:
-    """The ``switch`` callback for :class:`ModelUpdates`: hand the pipeline over; a model on trial is watched.
-
-    The switch counts as the new model's start (a crash before its health period ends rolls it back);
-    its health period begins with its first inference (:meth:`Runtime.watch_trial`).
-    """
-
-    def switch(loaded: LoadedModel) -> None:
-        if not runtime.pipeline.can_switch_to(loaded.contract):
-            raise ContractError(f"model {loaded.version} can only start with the runtime")
-        slots.model_for_start()  # the switch is this model's start: a crash before it confirms rolls back
-        runtime.health.disarm()  # whatever was watched is not running any more
-        watch = runtime.watch_trial if slots.on_trial else None
-        runtime.pipeline.switch_model(loaded.model, loaded.contract, loaded.version, on_running=watch)
-        runtime.package, runtime.contract, runtime.model = loaded.package, loaded.contract, loaded.model
-        runtime.package_sha256 = hashlib.sha256(slots.active.read_bytes()).hexdigest()
-
-    return switch

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from step_matching import StepMatch, check_detection, match_events
 
 from forcecast.cli import main
 from forcecast.edge.interpreter import TFLiteModel
@@ -92,36 +93,55 @@ def truth_steps(source: SyntheticSource, leg: str, after_s: float) -> list[dict]
     return [step_metrics(s, bw) for s in StepDetector().push(t, force / bw) if s.ic_s > after_s]
 
 
-def test_predicted_steps_match_the_force_plate(walked):
-    found, total, ic_errors, peak_errors, stance_errors, impulse_errors = 0, 0, [], [], [], []
-    rate_errors, ml_errors = [], []
+IC_TOLERANCE_S = 0.15
+"""Largest initial-contact time error of a detected step matched to a true one."""
+
+
+def match_walked(walked: list, double: bool = False) -> tuple[StepMatch, list[tuple[dict, dict]]]:
+    """Every leg's detected steps matched one-to-one to the force plate's; ``double``: each detection twice."""
+    total = StepMatch((), (), ())
+    matched: list[tuple[dict, dict]] = []
     for source, steps, report in walked:
         assert report.calibration["calibrated"]
         start = 3.0 + 128 / 100.0  # calibration pose, then the first window
         for leg in ("l", "r"):
             truth = truth_steps(source, leg, start)
-            mine = [s for s in steps if s["leg"] == leg]
-            total += len(truth)
-            for true_step in truth:
-                match = min(mine, key=lambda s: abs(s["ic_s"] - true_step["ic_s"]), default=None)
-                if match is None or abs(match["ic_s"] - true_step["ic_s"]) > 0.15:
-                    continue
-                found += 1
-                ic_errors.append(match["ic_s"] - true_step["ic_s"])
-                peak_errors.append(match["peak1_bw"] - true_step["peak1_bw"])
-                stance_errors.append(match["stance_s"] - true_step["stance_s"])
-                impulse_errors.append(match["impulse_v_bws"] / true_step["impulse_v_bws"] - 1)
-                ml_errors.append(match["peak_ml_bw"] - true_step["peak_ml_bw"])
-                if match["loading_rate_bw_s"] and true_step["loading_rate_bw_s"]:
-                    rate_errors.append(match["loading_rate_bw_s"] / true_step["loading_rate_bw_s"] - 1)
-    assert total > 150
-    assert found / total >= 0.98
+            mine = [s for s in steps if s["leg"] == leg and s["ic_s"] > start]  # the same span as the truth
+            if double:
+                mine = [s for s in mine for _ in range(2)]
+            match = match_events([s["ic_s"] for s in truth], [s["ic_s"] for s in mine], IC_TOLERANCE_S)
+            matched += [(truth[t], mine[d]) for t, d in match.pairs]
+            total = total + match
+    return total, matched
+
+
+def test_predicted_steps_match_the_force_plate(walked):
+    total, matched = match_walked(walked)
+    assert len(total.pairs) + len(total.missed) > 150
+    check_detection(total, min_precision=0.98, min_recall=0.98)
+    ic_errors, peak_errors, stance_errors, impulse_errors, rate_errors, ml_errors = [], [], [], [], [], []
+    for true_step, match in matched:
+        ic_errors.append(match["ic_s"] - true_step["ic_s"])
+        peak_errors.append(match["peak1_bw"] - true_step["peak1_bw"])
+        stance_errors.append(match["stance_s"] - true_step["stance_s"])
+        impulse_errors.append(match["impulse_v_bws"] / true_step["impulse_v_bws"] - 1)
+        ml_errors.append(match["peak_ml_bw"] - true_step["peak_ml_bw"])
+        if match["loading_rate_bw_s"] and true_step["loading_rate_bw_s"]:
+            rate_errors.append(match["loading_rate_bw_s"] / true_step["loading_rate_bw_s"] - 1)
     assert np.median(np.abs(ic_errors)) <= 0.020
     assert np.median(np.abs(stance_errors)) <= 0.030
     assert np.median(np.abs(peak_errors)) <= 0.08
     assert np.median(np.abs(impulse_errors)) <= 0.05
     assert np.median(np.abs(rate_errors)) <= 0.15
     assert np.median(np.abs(ml_errors)) <= 0.02
+
+
+def test_a_detector_reporting_every_step_twice_fails_the_accuracy_check(walked):
+    total, _ = match_walked(walked, double=True)
+    assert total.recall >= 0.98  # every true step is still found ...
+    assert 0.45 < total.precision < 0.55  # ... but each second report is a false positive
+    with pytest.raises(AssertionError, match="precision"):
+        check_detection(total, min_precision=0.98, min_recall=0.98)
 
 
 def test_asymmetry_and_cues_with_both_legs(walked):

@@ -27,11 +27,12 @@ from packages import FLOAT32, INT8, TEST_PUBKEY, edit_manifest, flip_byte, resig
 from forcecast.edge.ble.serve import gatt_server
 from forcecast.edge.keys import load_public_key
 from forcecast.edge.link import DeviceLink
-from forcecast.edge.package import open_package, read_package
+from forcecast.edge.package import read_package
 from forcecast.edge.runtime.config import load_device_config
 from forcecast.edge.runtime.launch import build_runtime
+from forcecast.edge.runtime.lifecycle import ModelFit, load_model
 from forcecast.edge.runtime.store import RecordStore
-from forcecast.edge.runtime.updates import ModelUpdates, load_checked, sensor_columns
+from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns
 from forcecast.edge.slots import ModelSlots
 from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
 from forcecast.host_app.client import ClientConfig
@@ -350,8 +351,7 @@ def test_killing_the_device_process_during_commits_always_leaves_one_working_mod
         child.wait()
         slots = ModelSlots(folder, trusted)
         path, _rolled_back = slots.model_for_start()
-        package, contract = open_package(path, trusted)  # the one active model verifies ...
-        load_checked(path, package, contract, config, sensor_columns(config))  # ... and passes its self-test
+        package = load_model(path, trusted, ModelFit.of(config, sensor_columns(config))).package  # verified, tested
         seen.append(package.manifest["model_version"])
         slots.confirm()
         assert sorted(p.name for p in folder.glob("*.fcpkg")) in (["active.fcpkg"], ["active.fcpkg", "previous.fcpkg"])

@@ -110,12 +110,13 @@ def worst_case_runtime(tmp_path, monkeypatch, version_chars: int = 300):
     upload = SimpleNamespace(offset=2**40, size=2**40)
     slots = SimpleNamespace(previous=previous, on_trial=True, upload=lambda: upload, peek_upload=lambda: upload)
     contract = SimpleNamespace(rate_hz=104.0, leg_places=LEG_PLACES, window=100000, out_len=100000, static_features=())
+    package = SimpleNamespace(manifest=manifest, path=previous)
     return SimpleNamespace(
         config=config,
-        package=SimpleNamespace(manifest=manifest, path=previous),
+        package=package,
         contract=contract,
+        lifecycle=SimpleNamespace(current=SimpleNamespace(package=package, contract=contract, sha256="f" * 64)),
         patient=config.patient,
-        package_sha256="f" * 64,
         updates=object(),
         slots=slots,
     )

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import forcecast.edge.runtime.updates as updates_module
+import forcecast.edge.runtime.lifecycle as lifecycle_module
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_public_key
 from forcecast.edge.link import DeviceLink
@@ -225,14 +225,14 @@ def test_an_upload_begun_during_a_commit_never_replaces_the_verified_package(dev
     link.connected(247, encrypted=True)
     packages = [resign(INT8, tmp_path / f"v{i}.fcpkg", device["key"], f"int8-v{i}").read_bytes() for i in range(2)]
     in_selftest = threading.Event()
-    real_golden = updates_module.run_golden
+    real_golden = lifecycle_module.run_golden
 
     def slow_golden(model: Any, golden: list[dict[str, Any]]) -> Any:
         in_selftest.set()
         time.sleep(0.03)
         return real_golden(model, golden)
 
-    monkeypatch.setattr(updates_module, "run_golden", slow_golden)
+    monkeypatch.setattr(lifecycle_module, "run_golden", slow_golden)
     for round_ in range(50):
         wanted, other = packages[round_ % 2], packages[(round_ + 1) % 2]
         over_link = round_ % 2 == 1
@@ -434,7 +434,7 @@ def test_implausible_outputs_fail_the_trial_and_the_previous_model_takes_over_li
     runtime = build_runtime(None, "synthetic:3", device["config_path"], [], tmp_path / "d.sqlite", speed=0.0)
     assert runtime.pipeline.model_version == "int8-wild" and runtime.health.state is Health.RUNNING
     runtime.health.listener("grf", {"leg": "r", "time_s": np.array([1.0, 1.01]), "grf_bw": np.full((2, 3), 40.0)})
-    runtime._check_trial()  # what the runtime's loop does after each chunk
+    runtime.lifecycle.check_trial()  # what the runtime's loop does after each chunk
     events = [r.payload for r in runtime.store.records("event", limit=1000)]
     runtime.close()
     assert [e["event"] for e in events][-2:] == ["model_unhealthy", "model_rolled_back"]
