@@ -7,18 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from forcecast.edge.cli_options import add_common, refuse_non_empty
 
+DB_HELP = (
+    "host store (default: host.sqlite in this user's forcecast data folder: $XDG_DATA_HOME/forcecast, else "
+    "~/.local/share/forcecast, on Linux; %%LOCALAPPDATA%%\\forcecast on Windows; "
+    "~/Library/Application Support/forcecast on macOS)"
+)
+
 
 def default_db() -> Path:
-    """``$XDG_DATA_HOME/forcecast/host.sqlite`` (``~/.local/share/...`` when unset)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "forcecast" / "host.sqlite"
+    """The user's host store: ``host.sqlite`` in forcecast's data folder for this platform (platformdirs).
+
+    ``$XDG_DATA_HOME/forcecast`` (else ``~/.local/share/forcecast``) on Linux, ``%LOCALAPPDATA%/forcecast``
+    on Windows, ``~/Library/Application Support/forcecast`` on macOS. platformdirs is imported here, not at
+    module level: the device's install builds this parser too and has no host packages.
+    """
+    from platformdirs import user_data_path
+
+    return user_data_path("forcecast", appauthor=False) / "host.sqlite"
 
 
 def register(commands: Any) -> None:
@@ -47,7 +58,7 @@ def register(commands: Any) -> None:
         "Stops on Ctrl-C or after --duration-s.",
     )
     log.add_argument("--device", metavar="ADDR", help="device address (default: the first forcecast device found)")
-    log.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    log.add_argument("--db", type=Path, default=None, help=DB_HELP)
     log.add_argument("--duration-s", type=float, help="stop after this many seconds")
     log.add_argument("--live", action="store_true", help="also receive the live GRF stream (counted)")
     add_common(log, json="print the final counters as one JSON object")
@@ -60,7 +71,7 @@ def register(commands: Any) -> None:
         "the live vertical GRF of each leg, today's steps and load, and biofeedback cues. Stop with Ctrl-C.",
     )
     live.add_argument("--device", metavar="ADDR", help="device address (default: the first forcecast device found)")
-    live.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    live.add_argument("--db", type=Path, default=None, help=DB_HELP)
     live.add_argument("--port", type=int, default=8765, help="local port (default 8765; 0 = any free port)")
     live.add_argument("--tz", help="IANA time zone of the patient (default: this computer's)")
     live.add_argument("--open", action="store_true", help="open the page in the default browser")
@@ -74,7 +85,7 @@ def register(commands: Any) -> None:
         description="Daily analytics for one patient and day from the host store, written as one HTML file with "
         "embedded plots (no network needed), printable; --pdf also prints it with headless Chromium.",
     )
-    report.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    report.add_argument("--db", type=Path, default=None, help=DB_HELP)
     report.add_argument("--patient", required=True, help="patient id as recorded by the device")
     report.add_argument("--day", type=iso_day, help="YYYY-MM-DD (default: yesterday)")
     report.add_argument("--tz", help="IANA time zone of the patient, e.g. Europe/Berlin (default: this computer's)")
@@ -89,7 +100,7 @@ def register(commands: Any) -> None:
         description="Per-step metrics (Parquet also with the 101-point waveforms), one row of figures per day, and "
         "the quality/cue events, for the days FROM..TO inclusive.",
     )
-    export.add_argument("--db", type=Path, default=None, help=f"host store (default {default_db()})")
+    export.add_argument("--db", type=Path, default=None, help=DB_HELP)
     export.add_argument("--patient", required=True, help="patient id")
     export.add_argument("--from", dest="first", type=iso_day, required=True, help="first day, YYYY-MM-DD")
     export.add_argument("--to", dest="last", type=iso_day, required=True, help="last day, YYYY-MM-DD")

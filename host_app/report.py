@@ -5,22 +5,25 @@ Sections: flags, summary cards, the day's mean ± SD stance GRF per axis and leg
 step peaks, load over the day, the 28-day trend against the patient's baseline, asymmetry, data
 quality, and provenance (devices, model versions, software). Plots are matplotlib PNGs inlined as
 data URIs; a few lines of script only check that every plot decoded and say so on the page if not.
+The page is the Jinja2 template ``templates/report.html.j2`` (package data), rendered with autoescaping:
+every patient id, flag message or device field is HTML-escaped by the engine, not by hand.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
 from forcecast.host_app.analytics import (
@@ -42,6 +45,26 @@ LEG_COLOURS = {"l": "#1f77b4", "r": "#d62728"}
 LEG_NAMES = {"l": "left", "r": "right"}
 AXIS_NAMES = {"v": "vertical", "ap": "anterior-posterior", "ml": "medial-lateral"}
 DPI = 96
+
+
+@dataclass(frozen=True)
+class Card:
+    """One summary card: ``id`` (the element id is ``card-<id>``), title, value and a line of detail."""
+
+    id: str
+    title: str
+    value: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One device in the provenance table, every cell already text."""
+
+    id: str
+    firmware: str
+    last_seen: str
+    clock_offset: str
 
 
 @dataclass
@@ -80,7 +103,7 @@ def build_report(
     }
     cards = _cards(metrics, found)
     page = _page(data, metrics, plots, cards, devices, source)
-    return Report(page, metrics, list(plots), [c[0] for c in cards], time.perf_counter() - started)
+    return Report(page, metrics, list(plots), [c.id for c in cards], time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------- plots
@@ -241,8 +264,8 @@ def _versus(metric: str, found: dict[str, Baseline]) -> str:
     return f"usual {number(baseline.low)}–{number(baseline.high)}" if baseline else "no baseline yet"
 
 
-def _cards(m: DayMetrics, found: dict[str, Baseline]) -> list[tuple[str, str, str, str]]:
-    """``(id, title, value, detail)`` per summary card."""
+def _cards(m: DayMetrics, found: dict[str, Baseline]) -> list[Card]:
+    """The summary cards, in page order."""
     legs = ", ".join(f"{LEG_NAMES.get(leg, leg)} {n}" for leg, n in sorted(m.steps_by_leg.items())) or "none"
     asymmetry = (
         (f"{m.asymmetry * 100:+.1f} %", "(R−L)/max(R,L) of the first peak")
@@ -250,129 +273,75 @@ def _cards(m: DayMetrics, found: dict[str, Baseline]) -> list[tuple[str, str, st
         else ("–", "needs both legs monitored")
     )
     return [
-        ("steps", "Steps", f"{m.steps:,}", f"{legs}; {_versus('steps', found)}"),
-        (
+        Card("steps", "Steps", f"{m.steps:,}", f"{legs}; {_versus('steps', found)}"),
+        Card(
             "walking",
             "Walking time",
             f"{m.walking_min:.0f} min",
             f"{m.bouts} bouts, longest {m.longest_bout_min:.1f} min",
         ),
-        ("cadence", "Cadence", _fmt(m.cadence_spm, 0, " /min"), "steps per minute while walking"),
-        (
+        Card("cadence", "Cadence", _fmt(m.cadence_spm, 0, " /min"), "steps per minute while walking"),
+        Card(
             "peak",
             "Peak vertical force",
             _fmt(m.peak_bw_mean, 2, " BW"),
             f"{_fmt(m.peak_n_mean, 0, ' N')} ± {_fmt(m.peak_bw_sd, 2, ' BW')}; {_versus('peak_bw_mean', found)}",
         ),
-        (
+        Card(
             "loading",
             "Loading rate",
             _fmt(m.loading_rate_bw_s_mean, 1, " BW/s"),
             f"impulse {_fmt(m.impulse_bws_mean, 3, ' BW·s')} per step; day {m.load_bws:.0f} BW·s",
         ),
-        ("ml", "Peak medial-lateral", _fmt(m.peak_ml_bw_mean, 3, " BW"), "mean per step"),
-        ("asymmetry", "Asymmetry", *asymmetry),
-        ("wear", "Wear time", f"{m.wear_min / 60:.1f} h", f"{len(m.gaps)} gap(s) without data; {m.cues} cue(s)"),
+        Card("ml", "Peak medial-lateral", _fmt(m.peak_ml_bw_mean, 3, " BW"), "mean per step"),
+        Card("asymmetry", "Asymmetry", *asymmetry),
+        Card("wear", "Wear time", f"{m.wear_min / 60:.1f} h", f"{len(m.gaps)} gap(s) without data; {m.cues} cue(s)"),
     ]
 
 
-_STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 24px auto;
-       max-width: 1100px; padding: 0 16px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
-.sub { color: #555; margin-bottom: 16px; }
-.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 10px; }
-.card { border: 1px solid #ddd; border-radius: 8px; padding: 10px 12px; background: #fafafa; }
-.card h3 { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: #555; margin: 0; }
-.card .value { font-size: 24px; font-weight: 600; margin: 2px 0; } .card .detail { font-size: 12px; color: #555; }
-.flags { list-style: none; padding: 0; } .flags li { padding: 6px 10px; border-radius: 6px; margin: 4px 0; }
-.flags .alert { background: #fdecea; border-left: 4px solid #d62728; }
-.flags .info { background: #eef4fb; border-left: 4px solid #4c72b0; }
-figure { margin: 8px 0 16px; } figure img { max-width: 100%; height: auto; display: block; }
-figcaption { font-size: 12px; color: #555; }
-table { border-collapse: collapse; font-size: 13px; }
-td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: left; }
-#render-warning { display: none; background: #fdecea; padding: 8px; border: 1px solid #d62728; }
-@media print { body { margin: 0; max-width: none; font-size: 12px; } .cards { grid-template-columns: repeat(4, 1fr); }
-  figure, .card, table { break-inside: avoid; } h2 { break-after: avoid; } }
-"""
-
-_CHECK = """
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.querySelectorAll("figure img"));
-  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute("data-plots-ok", String(ok));
-  document.body.setAttribute("data-cards", String(document.querySelectorAll(".card").length));
-  var boxes = Array.prototype.slice.call(document.querySelectorAll("figure, .card")).map(function (e) {
-    var r = e.getBoundingClientRect();
-    return e.id + ":" + [r.left, r.top + window.scrollY, r.width, r.height].map(Math.round).join(",");
-  });
-  document.body.setAttribute("data-boxes", boxes.join(";"));
-  if (ok < images.length) { document.getElementById("render-warning").style.display = "block"; }
-});
-"""
+@cache
+def _templates() -> Environment:
+    """The report templates (package data under ``templates/``), HTML-escaping every value."""
+    return Environment(
+        loader=PackageLoader("forcecast.host_app", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def _page(
     data: DayData,
     m: DayMetrics,
     plots: dict[str, tuple[str, str]],
-    cards: list[tuple[str, str, str, str]],
+    cards: list[Card],
     devices: dict[str, dict[str, Any]],
     source: str,
 ) -> str:
-    e = html.escape
-    flags = sorted(m.flags, key=lambda f: f.level != "alert")
-    flag_items = "".join(f'<li class="{e(f.level)}">{e(f.message)}</li>' for f in flags) or (
-        '<li class="info">nothing unusual</li>'
-    )
-    card_html = "".join(
-        f'<div class="card" id="card-{e(i)}"><h3>{e(t)}</h3><div class="value">{e(v)}</div>'
-        f'<div class="detail">{e(d)}</div></div>'
-        for i, t, v, d in cards
-    )
-    figures = "".join(
-        f'<h2>{e(title)}</h2><figure id="plot-{e(key)}"><img alt="{e(title)}" src="{uri}"></figure>'
-        for key, (title, uri) in plots.items()
-    )
-    gaps = ", ".join(f"{_clock(a, data.tz)}–{_clock(b, data.tz)}" for a, b in m.gaps) or "none"
-    quality_rows = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in m.quality.items())
-    device_rows = (
-        "".join(
-            f"<tr><td>{e(d)}</td><td>{e(str(devices.get(d, {}).get('info', {}).get('firmware', '–')))}</td>"
-            f"<td>{e(str(devices.get(d, {}).get('last_seen_utc', '–')))}</td>"
-            f"<td>{e(str(devices.get(d, {}).get('clock_offset_ms', '–')))}</td></tr>"
-            for d in m.devices
+    rows = []
+    for device_id in m.devices:
+        known = devices.get(device_id, {})
+        rows.append(
+            DeviceRow(
+                device_id,
+                str(known.get("info", {}).get("firmware", "–")),
+                str(known.get("last_seen_utc", "–")),
+                str(known.get("clock_offset_ms", "–")),
+            )
         )
-        or '<tr><td colspan="4">no device data this day</td></tr>'
+    template = _templates().get_template("report.html.j2")
+    return template.render(
+        m=m,
+        tz=str(data.tz),
+        generated=datetime.now(data.tz).strftime("%Y-%m-%d %H:%M %Z"),
+        flags=sorted(m.flags, key=lambda f: f.level != "alert"),
+        cards=cards,
+        plots=plots,
+        gaps=", ".join(f"{_clock(a, data.tz)}–{_clock(b, data.tz)}" for a, b in m.gaps) or "none",
+        devices=rows,
+        version=version("forcecast"),
+        source=source,
     )
-    generated = datetime.now(data.tz).strftime("%Y-%m-%d %H:%M %Z")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>forcecast daily report {e(m.patient_id)} {m.day.isoformat()}</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>Daily gait-load report</h1>
-<div class="sub">Patient <b>{e(m.patient_id)}</b> · {m.day.strftime("%A %d %B %Y")} ({e(str(data.tz))}) ·
-generated {e(generated)}</div>
-<div id="render-warning">Some plots could not be displayed; open the file in another browser.</div>
-<h2>Flags</h2><ul class="flags">{flag_items}</ul>
-<h2>Summary</h2><div class="cards">{card_html}</div>
-{figures}
-<h2>Data quality</h2>
-<table><tr><th>wear time</th><td>{m.wear_min:.0f} min</td></tr>
-<tr><th>gaps without data</th><td>{e(gaps)}</td></tr>
-<tr><th>flagged steps</th><td>{m.flagged_steps} of {m.steps}</td></tr>
-<tr><th>biofeedback cues</th><td>{m.cues}</td></tr>{quality_rows}</table>
-<h2>Provenance</h2>
-<table><tr><th>device</th><th>firmware</th><th>last seen (UTC)</th><th>clock offset (ms)</th></tr>{device_rows}</table>
-<p>Model version(s): {e(", ".join(m.model_versions) or "–")}. Report by forcecast {e(version("forcecast"))}
-from {e(source or "the host store")}. Forces are model predictions from wearable IMUs, in body weights (BW);
-they are not force-plate measurements.</p>
-<script>{_CHECK}</script>
-</body></html>
-"""
 
 
 def _clock(t: float, tz: tzinfo) -> str:

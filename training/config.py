@@ -6,11 +6,15 @@ A run's resolved configuration is saved as ``RUN/config.toml`` and can be passed
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from datetime import date, time
+from pathlib import Path, PurePath
+from typing import Any, Literal
 
-from forcecast.edge.config import load_config, to_dict
+import tomli_w
+
+from forcecast.edge.config import ConfigError, from_dict, load_config, to_dict
 from forcecast.edge.features import LEG_PLACES
 
 Architecture = Literal["cnn_lstm", "lstm", "cnn1d"]
@@ -250,21 +254,62 @@ def load_train_config(path: Path | None) -> TrainConfig:
     return TrainConfig() if path is None else load_config(TrainConfig, path)
 
 
-def dump_toml(config: TrainConfig) -> str:
-    """TOML text of a resolved config (readable by :func:`load_train_config`)."""
-    lines = ["# forcecast training configuration (resolved)"]
-    for section, values in to_dict(config).items():
-        lines.append(f"\n[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+def dump_toml(config: object, title: str = "forcecast training configuration (resolved)") -> str:
+    """TOML text of a resolved configuration dataclass, written by tomli-w and checked to read back the same.
+
+    TOML has no null: a field whose value is ``None`` is left out, which reads back as its default, so this
+    holds only where the default is ``None`` too. Paths are written as text.
+
+    Parameters
+    ----------
+    config
+        A configuration dataclass instance (e.g. :class:`TrainConfig`), possibly nested.
+    title
+        The comment at the top (one ``#`` line per line of it).
+
+    Returns
+    -------
+    str
+        TOML that :func:`~forcecast.edge.config.from_dict` (and so :func:`load_train_config` for a
+        :class:`TrainConfig`) turns back into an equal object.
+
+    Raises
+    ------
+    ConfigError
+        If a value cannot be written so that it reads back equal (``None`` in a list or where the default
+        is not ``None``, a NaN, a NUL character...): the message names the key.
+    """
+    comment = "".join(f"# {line}\n" for line in title.splitlines())
+    text = comment + tomli_w.dumps(_toml_ready(to_dict(config), ""))
+    try:
+        back = from_dict(type(config), tomllib.loads(text), "written TOML: ")
+    except ConfigError as exc:
+        raise ConfigError(f"cannot write the configuration as TOML: {exc}") from None
+    if back != config:
+        changed = _first_difference(to_dict(config), to_dict(back), "")
+        raise ConfigError(f"cannot write the configuration as TOML: {changed} would not read back the same")
+    return text
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
+def _toml_ready(value: Any, where: str) -> Any:
+    """``value`` with ``None`` fields left out and paths as text; ``None`` anywhere else is an error."""
+    if isinstance(value, dict):
+        return {key: _toml_ready(v, f"{where}{key}.") for key, v in value.items() if v is not None}
+    if isinstance(value, list):
+        if any(v is None for v in value):
+            raise ConfigError(f"cannot write the configuration as TOML: {where[:-1]} holds None (TOML has no null)")
+        return [_toml_ready(v, where) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if not isinstance(value, str | int | float | date | time):
+        raise ConfigError(f"cannot write the configuration as TOML: {where[:-1]} is a {type(value).__name__}")
+    return value
+
+
+def _first_difference(wanted: Any, got: Any, where: str) -> str:
+    """The dotted key of the first value that differs between two plain-data configs."""
+    if isinstance(wanted, dict) and isinstance(got, dict):
+        for key, value in wanted.items():
+            if value != got.get(key):
+                return _first_difference(value, got.get(key), f"{where}{key}.")
+    return f"{where.rstrip('.')} = {wanted!r} (reads back as {got!r})"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import tomli_w
 from numpy.typing import NDArray
 
 from forcecast.edge.schema import GRAVITY_MPS2
@@ -169,35 +170,24 @@ def write_overground_dataset(
 
 
 def mapping_toml(places: tuple[str, ...]) -> str:
-    """The mapping file for the synthetic C3D files (sensor ``n`` is the ``n``-th place)."""
-    lines = [
-        "# forcecast mapping for the synthetic overground lab's C3D files",
-        "[lab]",
-        'up_axis = "z"',
-        'walking_direction = "auto"',
-        'force_coverage = "plates"',
-        "",
-        "[markers]",
-        'l_heel = "LHEE"',
-        'l_toe = "LTOE"',
-        'r_heel = "RHEE"',
-        'r_toe = "RTOE"',
-        "",
-        "[trials]",
-        'exclude = ["*ROM*"]',
-        "",
+    """The mapping file for the synthetic C3D files (sensor ``n`` is the ``n``-th place), written by tomli-w."""
+    channels = [
+        {
+            "pattern": f"*Sensor {n}IM {KIND_WORDS[kind]} {AXIS_WORDS[axis]}",
+            "channel": f"{place}_{kind}_{axis}",
+            "unit": VENDOR_UNITS[kind][0],
+        }
+        for n, place in enumerate(places, start=1)
+        for kind in ("acc", "gyr")
+        for axis in "xyz"
     ]
-    for n, place in enumerate(places, start=1):
-        for kind in ("acc", "gyr"):
-            for axis in "xyz":
-                lines += [
-                    "[[channel]]",
-                    f'pattern = "*Sensor {n}IM {KIND_WORDS[kind]} {AXIS_WORDS[axis]}"',
-                    f'channel = "{place}_{kind}_{axis}"',
-                    f'unit = "{VENDOR_UNITS[kind][0]}"',
-                    "",
-                ]
-    return "\n".join(lines)
+    mapping = {
+        "lab": {"up_axis": "z", "walking_direction": "auto", "force_coverage": "plates"},
+        "markers": {"l_heel": "LHEE", "l_toe": "LTOE", "r_heel": "RHEE", "r_toe": "RTOE"},
+        "trials": {"exclude": ["*ROM*"]},
+        "channel": channels,
+    }
+    return "# forcecast mapping for the synthetic overground lab's C3D files\n" + tomli_w.dumps(mapping)
 
 
 def _session_lag(lab: OvergroundConfig, index: int, rng: np.random.Generator) -> float:

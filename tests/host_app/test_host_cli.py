@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from forcecast.cli import main
 
 DATA = Path(__file__).parents[1] / "data"
@@ -60,3 +62,30 @@ def test_link_bench_prints_one_json_object_with_latency_and_throughput(capsys):
     assert upload["bytes"] == 32 * 1024 and upload["kib_per_s_median"] > 0
     assert upload["commit"] == ["unreadable"]  # random bytes: uploaded in full, then refused as a package
     assert result["report"]["steps"] == 600 and result["report"]["seconds"] > 0
+
+
+def test_the_default_host_store_is_in_the_platforms_user_data_folder(tmp_path, monkeypatch):
+    from forcecast.host_app.cli import default_db
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_db() == tmp_path / "xdg" / "forcecast" / "host.sqlite"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_db() == tmp_path / "home" / ".local" / "share" / "forcecast" / "host.sqlite"
+
+
+def test_the_command_line_builds_without_the_host_libraries_the_device_does_not_install(capsys):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from forcecast.cli import build_parser\n"
+        "build_parser().parse_args(['host', 'log', '--db', 'h.sqlite'])\n"
+        "print(sorted({'platformdirs', 'aiohttp', 'jinja2', 'tomli_w'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(SystemExit):
+        main(["host", "log", "--help"])
+    assert "%LOCALAPPDATA%\\forcecast on Windows" in " ".join(capsys.readouterr().out.split())

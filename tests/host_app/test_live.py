@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -40,7 +41,10 @@ async def read_events(port: int, wanted: set[str], timeout_s: float = 10.0) -> d
     event = ""
     deadline = time.monotonic() + timeout_s
     while not wanted <= set(seen) and time.monotonic() < deadline:
-        line = (await asyncio.wait_for(reader.readline(), timeout_s)).decode().strip()
+        raw = await asyncio.wait_for(reader.readline(), timeout_s)
+        if not raw:  # the server ended the stream
+            break
+        line = raw.decode().strip()
         if line.startswith("event: "):
             event = line[7:]
         elif line.startswith("data: "):
@@ -73,7 +77,7 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
             t = np.arange(20) / 100.0
             link.server.listener("grf", {"leg": "r", "time_s": t, "grf_bw": np.column_stack([t, t * 0, t * 0])})
             store.append(
-                "event", [(2.0, {"t_unix": now, "patient_id": "P7", "event": "cue", "leg": "r", "peak_bw": 1.31})]
+                "event", [(2.0, {"t_unix": now, "patient_id": "P7", "event": "cue", "leg": "r", "force_bw": 1.31})]
             )
             link.server.listener("event", {})
             seen = await events
@@ -97,3 +101,52 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
     if rendered is not None:  # the page loads in a browser and its script starts without errors
         dom, console = rendered
         assert console == [] and 'id="trace"' in dom
+
+
+def test_the_server_answers_errors_plainly_and_stop_ends_open_streams(tmp_path):
+    from types import SimpleNamespace
+
+    logger = SimpleNamespace(state="scanning", device_id=None, device_info={})
+
+    async def scenario():
+        view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+        port = await view.start(0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        refused = (await asyncio.wait_for(reader.read(), 5.0)).decode()
+        writer.close()
+        today_head, today = await http_get(port, "/today")
+        streams = [asyncio.create_task(read_events(port, {"never"}, timeout_s=30.0)) for _ in range(2)]
+        while len(view._clients) < 2:
+            await asyncio.sleep(0.01)
+        gone_reader, gone_writer = await asyncio.open_connection("127.0.0.1", port)
+        gone_writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        await gone_writer.drain()
+        await gone_reader.readline()
+        gone_writer.close()  # a page closed: TCP tells a broadcast or two later, and the stream is dropped
+        for _ in range(50):
+            logger.on_state("streaming")
+            await asyncio.sleep(0.05)
+            if len(view._clients) == 2:
+                break
+        clients_left = len(view._clients)
+        started = time.monotonic()
+        await view.stop()
+        stopped_s = time.monotonic() - started
+        seen = await asyncio.wait_for(asyncio.gather(*streams), 5.0)
+        with contextlib.suppress(ConnectionError):
+            await http_get(port, "/")
+            return refused, today_head, today, clients_left, stopped_s, seen, "still serving"
+        return refused, today_head, today, clients_left, stopped_s, seen, "closed"
+
+    refused, today_head, today, clients_left, stopped_s, seen, after = asyncio.run(scenario())
+    assert refused.startswith("HTTP/1.1 405") and "Allow: GET" in refused and refused.endswith("method not allowed\n")
+    assert today_head.startswith("HTTP/1.1 200") and "no-store" in today_head
+    assert json.loads(today) == {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0}
+    assert clients_left == 2
+    assert stopped_s < 1.0  # the open streams ended at once instead of holding the shutdown
+    for events in seen:
+        states = [s["state"] for s in events["state"]]
+        assert states[0] == "scanning" and set(states[1:]) == {"streaming"} and "today" in events
+    assert after == "closed"

@@ -167,3 +167,37 @@ def test_report_and_export_commands(store, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_every_value_on_the_page_is_escaped_by_the_template_engine(tmp_path):
+    from html.parser import HTMLParser
+
+    hostile_patient = 'P<1>&"x"'
+    hostile_device = "fc-<b>dev</b>"
+    firmware = "<script>alert('fw')</script>"
+    store = HostStore(tmp_path / "h.sqlite")
+    write_day(store, DAY, 300, patient=hostile_patient, device=hostile_device, seed=3)
+    store.note_device(hostile_device, "AA:BB", {"firmware": firmware}, 12, "2026-11-20T23:00:00Z")
+    page = build_report(store, hostile_patient, DAY, UTC, source="</p><script>alert('src')</script>").html
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Cells()
+    parsed.feed(page)
+    assert parsed.tags.count("script") == 1 and "b" in parsed.tags  # only the report's own script and <b>patient
+    assert parsed.tags.count("b") == 1  # the device's "<b>" stayed text
+    text = "".join(parsed.text)
+    for value in (hostile_patient, hostile_device, firmware, "</p><script>alert('src')</script>"):
+        assert value in text, f"{value!r} is not shown as text"
+    assert "alert('fw')</script>" not in page and "&lt;script&gt;alert(&#39;fw&#39;)" in page
+    assert "<title>forcecast daily report P&lt;1&gt;&amp;&#34;x&#34; 2026-11-20</title>" in page

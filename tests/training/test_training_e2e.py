@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,9 @@ def test_train_writes_every_output(tiny_run):
     assert len(history) == metrics["epochs_run"] and "val_loss" in history
     card = (tiny_run / "model_card.md").read_text()
     assert "subject-naive" in card and "S02" in card and "![example_" in card
-    resolved = (tiny_run / "config.toml").read_text()
-    assert "window = 32" in resolved and 'test_subjects = ["S02"]' in resolved and "seed = 3" in resolved
+    resolved = tomllib.loads((tiny_run / "config.toml").read_text())
+    assert resolved["data"]["window"] == 32 and resolved["split"]["test_subjects"] == ["S02"]
+    assert resolved["fit"]["seed"] == 3
 
 
 def test_evaluate_prints_exactly_one_json_object(tiny_run, tiny_dataset, capsys):
