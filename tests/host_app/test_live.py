@@ -150,3 +150,28 @@ def test_the_server_answers_errors_plainly_and_stop_ends_open_streams(tmp_path):
         states = [s["state"] for s in events["state"]]
         assert states[0] == "scanning" and set(states[1:]) == {"streaming"} and "today" in events
     assert after == "closed"
+
+
+def test_a_port_in_use_is_an_os_error_and_leaves_nothing_listening(tmp_path):
+    import socket
+    from types import SimpleNamespace
+
+    logger = SimpleNamespace(state="scanning", device_id=None, device_info={})
+
+    async def scenario():
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+            try:
+                await view.start(port)
+            except OSError as exc:
+                error = exc
+            else:
+                error = None
+            await view.stop()  # safe after a failed start
+            return error, view._runner, view._totals_task
+
+    error, runner, totals = asyncio.run(scenario())
+    assert isinstance(error, OSError) and runner is None and totals is None
