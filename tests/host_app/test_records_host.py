@@ -9,45 +9,24 @@ import asyncio
 import json
 import logging
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
+from virtual_sync import sync as sync_with
 
-from forcecast.edge.link import DeviceLink
 from forcecast.edge.protocol import RecordAssembler
 from forcecast.edge.records import EventRecord, EventType, RecordError, StepRecord, SummaryRecord
 from forcecast.edge.runtime.store import RecordStore
 from forcecast.host_app.analytics import day_metrics, load_day, zone
-from forcecast.host_app.client import ClientConfig, HostLogger
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.synthetic_days import write_day
-from forcecast.host_app.virtual_link import virtual_link
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "records"
-QUICK = ClientConfig(scan_timeout_s=2.0, connect_timeout_s=3.0, backoff_min_s=0.05, backoff_max_s=0.2, ack_period_s=0.1)
 DEVICE = "fc-records"
+sync = partial(sync_with, device_id=DEVICE)  # sync(store, host, done): until done() holds
 NOW = "2026-11-30T00:00:00Z"
-
-
-async def until(condition, timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
-async def sync(store: RecordStore, host: HostStore, done, timeout_s: float = 30.0) -> HostLogger:
-    async with virtual_link(DeviceLink(store, {"device_id": DEVICE})) as link:
-        logger = link.logger(host, QUICK)
-        task = asyncio.create_task(logger.run())
-        try:
-            await until(done, timeout_s)
-        finally:
-            logger.stop()
-            await task
-    return logger
 
 
 def step(i: int, **more) -> StepRecord:

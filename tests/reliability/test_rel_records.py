@@ -19,44 +19,26 @@ import logging
 import sqlite3
 import struct
 import zlib
+from functools import partial
 
 import pytest
+from virtual_sync import QUICK, until
+from virtual_sync import sync as sync_with
 
 from forcecast.edge.link import DeviceLink
 from forcecast.edge.protocol import RecordKind, encode_record
 from forcecast.edge.runtime.store import RecordStore
-from forcecast.host_app.client import ClientConfig, HostLogger
+from forcecast.host_app.client import HostLogger
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import virtual_link
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
-QUICK = ClientConfig(scan_timeout_s=2.0, connect_timeout_s=3.0, backoff_min_s=0.05, backoff_max_s=0.2, ack_period_s=0.1)
 DEVICE = "fc-rel"
+sync = partial(sync_with, device_id=DEVICE)  # sync(store, host, done): until done() holds
 
 
 def steps(store: RecordStore, first: int, n: int, tag: str) -> None:
     store.append("step", [(float(i), {"i": i, "tag": tag, "peak1_bw": 1.0 + i / 100}) for i in range(first, first + n)])
-
-
-async def until(condition, timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
-async def sync(store: RecordStore, host: HostStore, done, timeout_s: float = 30.0) -> HostLogger:
-    """Run the host client against ``store`` until ``done()`` holds; returns the stopped logger."""
-    async with virtual_link(DeviceLink(store, {"device_id": DEVICE})) as link:
-        logger = link.logger(host, QUICK)
-        task = asyncio.create_task(logger.run())
-        try:
-            await until(done, timeout_s)
-        finally:
-            logger.stop()
-            await task
-    return logger
 
 
 def test_a_replaced_device_store_is_fetched_from_its_start(tmp_path):
