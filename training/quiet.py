@@ -14,10 +14,11 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 
 @contextlib.contextmanager
-def _stderr_captured() -> Iterator[tempfile._TemporaryFileWrapper[bytes]]:
+def _stderr_captured() -> Iterator[IO[bytes]]:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
