@@ -45,8 +45,8 @@ def ten_minute_walk(folder: Path) -> Path:
     source = SyntheticSource(subject=2, seed=5, speed=0, stand_s=3.0, program=program, duration_s=3.0 + WALK_S)
     chunks = list(source.chunks())
     stream = Stream(np.concatenate([c.time_s for c in chunks]), source.columns, np.vstack([c.values for c in chunks]))
-    write_trial(folder, Trial("S02", "walk_10min", stream, None), file_format="parquet", paired=False)
-    return folder / "trials" / "S02" / "walk_10min.parquet"
+    write_trial(folder, Trial("S02", "walk_10min", stream, None), file_format="csv", paired=False)
+    return folder / "trials" / "S02" / "walk_10min.csv"
 
 
 def both_legs_config(folder: Path) -> Path:

@@ -75,8 +75,8 @@ def walk(folder: Path, seconds: float) -> Path:
     )
     chunks = list(source.chunks())
     stream = Stream(np.concatenate([c.time_s for c in chunks]), source.columns, np.vstack([c.values for c in chunks]))
-    write_trial(folder, Trial("S02", "walk", stream, None), file_format="parquet", paired=False)
-    return folder / "trials" / "S02" / "walk.parquet"
+    write_trial(folder, Trial("S02", "walk", stream, None), file_format="csv", paired=False)  # the device replays CSV
+    return folder / "trials" / "S02" / "walk.csv"
 
 
 def flasher(link: VirtualLink, package: Path, progress=None) -> Flasher:
