@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_training import tiny_toml, write_config
 
 from forcecast.cli import main
 from forcecast.lab.dataset import Subject
-from forcecast.training.config import FitConfig
 from forcecast.training.cv import CVError, make_folds, parse_folds
 from forcecast.training.cv_report import load_predictions, mean_sd
 
-TINY_TOML = """
-[data]
-window = 32
-out_len = 4
-delay = 2
-train_stride = 4
-[model]
-conv_filters = [4, 8]
-lstm_units = 8
-static_units = 4
-dense_units = 16
-[fit]
-epochs = 2
-batch_size = 64
-patience = 2
-"""
-if "min_steps" in {f.name for f in dataclasses.fields(FitConfig)}:
-    TINY_TOML += "min_steps = 10\n"  # keep the tiny runs tiny where training has a step floor
+TINY_TOML = tiny_toml(min_steps=10)  # keep the tiny runs tiny: training has a step floor
 
 
 def _subjects(sides: dict[str, str]) -> dict[str, Subject]:
@@ -91,9 +73,7 @@ tf_only = pytest.mark.tf
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cvconf") / "tiny.toml"
-    path.write_text(TINY_TOML)
-    return path
+    return write_config(tmp_path_factory.mktemp("cvconf") / "tiny.toml", TINY_TOML)
 
 
 def _cv(data: Path, out: Path, config: Path, *extra: str) -> int:

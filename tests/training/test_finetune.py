@@ -2,53 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from forcecast.cli import main
-from forcecast.training.config import FitConfig
+from tiny_training import tiny_toml, train, write_config
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf
 
-TINY_TOML = """
-[data]
-window = 32
-out_len = 4
-delay = 2
-train_stride = 4
-[model]
-conv_filters = [4, 8]
-lstm_units = 8
-static_units = 4
-dense_units = 16
-[fit]
-epochs = 2
-batch_size = 64
-patience = 2
-"""
-if "min_steps" in {f.name for f in dataclasses.fields(FitConfig)}:
-    TINY_TOML += "min_steps = 10\n"  # keep the tiny runs tiny where training has a step floor
+TINY_TOML = tiny_toml(min_steps=10)  # keep the tiny runs tiny: training has a step floor
 
 
 def _train(data: Path, out: Path, config: Path, *extra: str) -> int:
-    return main(
-        [
-            *("train", "--data", str(data), "--out", str(out), "--config", str(config)),
-            *("--test-subjects", "S02", "--seed", "1", "--json", *extra),
-        ]
-    )
+    return train(data, out, config, "--test-subjects", "S02", "--seed", "1", "--json", *extra)
 
 
 @pytest.fixture(scope="module")
 def source_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("finetune")
-    config = folder / "tiny.toml"
-    config.write_text(TINY_TOML)
+    config = write_config(folder / "tiny.toml", TINY_TOML)
     assert _train(tiny_dataset, folder / "source", config) == 0
     return folder / "source", config
 

@@ -10,29 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_training import tiny_toml, train, write_config
 
 from forcecast.cli import main
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf
 
-TINY_TOML = """
-[data]
-window = 32
-out_len = 4
-delay = 2
-train_stride = 4
-[model]
-conv_filters = [4, 8]
-lstm_units = 8
-static_units = 4
-dense_units = 16
-[fit]
-epochs = 2
-batch_size = 64
-patience = 2
-min_steps = 6
-"""
+TINY_TOML = tiny_toml(min_steps=6)
 
 OUTPUTS = ("model.keras", "contract.json", "config.toml", "metrics.json", "history.csv", "model_card.md")
 
@@ -40,28 +25,9 @@ OUTPUTS = ("model.keras", "contract.json", "config.toml", "metrics.json", "histo
 @pytest.fixture(scope="module")
 def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
-    config = folder / "tiny.toml"
-    config.write_text(TINY_TOML)
+    config = write_config(folder / "tiny.toml", TINY_TOML)
     run = folder / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(tiny_dataset),
-                "--out",
-                str(run),
-                "--config",
-                str(config),
-                "--test-subjects",
-                "S02",
-                "--seed",
-                "3",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    assert train(tiny_dataset, run, config, "--test-subjects", "S02", "--seed", "3", "--json") == 0
     return run
 
 

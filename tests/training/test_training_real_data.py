@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_training import tiny_toml, train, write_config
 
-from forcecast.cli import main
 from forcecast.edge.contract import ModelContract, Normalisation
 from forcecast.edge.features import STATIC_FEATURES, static_features
 from forcecast.edge.runtime.inference import STATIC_LIMIT_SD, bounded_static
@@ -25,23 +25,7 @@ from forcecast.training.normalise import NEUTRAL_STD, fit_static
 from forcecast.training.splits import make_split, partition
 from forcecast.training.windows import WindowSource, predict_sequence, static_inputs, steps_per_epoch
 
-TINY_TOML = """
-[data]
-window = 32
-out_len = 4
-delay = 2
-train_stride = 4
-[model]
-conv_filters = [4, 8]
-lstm_units = 8
-static_units = 4
-dense_units = 16
-[fit]
-epochs = 2
-batch_size = 64
-patience = 2
-min_steps = 6
-"""
+TINY_TOML = tiny_toml(min_steps=6)
 
 
 def leg(subject: str, side: str, affected: str, hka: float | None = 3.0, mass: float = 80.0, n: int = 200):
@@ -364,12 +348,9 @@ def _overground(root: Path) -> None:
 
 
 def _train(root: Path, tmp_path: Path, *extra: str) -> tuple[int, Path]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_TOML)
+    config = write_config(tmp_path / "tiny.toml", TINY_TOML)
     run = tmp_path / "run"
-    code = main(["train", "--data", str(root), "--out", str(run), "--config", str(config), "--json", *extra])
-    return code, run
+    return train(root, run, config, "--json", *extra), run
 
 
 @pytest.mark.tf
