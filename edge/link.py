@@ -44,7 +44,6 @@ from forcecast.edge.slots import SlotError
 
 log = logging.getLogger(__name__)
 
-KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
 LIVE_QUEUE = 400
 """Live packets kept while the radio is slower than the stream (older ones are dropped and counted)."""
 
@@ -196,7 +195,7 @@ class DeviceLink:
         if request.opcode is Opcode.ACK:
             kind, upto = RecordKind(arguments[0]), int(arguments[1])
             try:
-                self.store.ack(KIND_NAMES[kind], upto)
+                self.store.ack(kind.label, upto)
             except ValueError as exc:
                 raise ProtocolError(Status.BAD_ARGUMENT, str(exc)) from None
             except StoreError as exc:  # e.g. a full disk: the host keeps streaming and acknowledges again later
@@ -209,7 +208,7 @@ class DeviceLink:
         if request.opcode is Opcode.LIVE:
             self.live = bool(arguments[0])
             return b""
-        last, acked_upto, stored = self.store.progress(KIND_NAMES[RecordKind(arguments[0])])
+        last, acked_upto, stored = self.store.progress(RecordKind(arguments[0]).label)
         return STATUS_REPLY.pack(last, acked_upto, stored, int(self.live))
 
     def _update(self, opcode: Opcode, arguments: tuple[Any, ...]) -> bytes:
@@ -241,7 +240,7 @@ class DeviceLink:
             while len(self._queue) < limit:
                 added = False
                 for kind, after in list(self._cursor.items()):
-                    for record in self.store.records(KIND_NAMES[kind], after_seq=after, limit=8):
+                    for record in self.store.records(kind.label, after_seq=after, limit=8):
                         self._cursor[kind] = record.seq
                         added = True
                         try:
@@ -259,7 +258,7 @@ class DeviceLink:
         """Take a record nobody can send out of the queue; the store logs it as a ``record_quarantined`` event."""
         self.quarantined += 1
         try:
-            self.store.quarantine(KIND_NAMES[kind], seq, f"cannot be sent: {reason}")
+            self.store.quarantine(kind.label, seq, f"cannot be sent: {reason}")
         except StoreError:
             self._count("QUARANTINE_FAILED")  # skipped this session; tried again after the next RESUME
 

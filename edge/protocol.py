@@ -36,8 +36,6 @@ would send back, so a malformed packet is counted and answered, never fatal. See
 
 from __future__ import annotations
 
-import json
-import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forcecast.edge.errors import ForcecastValueError
+from forcecast.edge.records import RecordError, RecordKind, dumps, loads
 
 VERSION: Final = 1
 ATT_OVERHEAD: Final = 3
@@ -68,14 +67,6 @@ INFO_UUID: Final = "6f7c0005-3a1e-4c43-9f1b-6b2f0c9e5a10"
 UPLOAD_UUID: Final = "6f7c0006-3a1e-4c43-9f1b-6b2f0c9e5a10"
 UPLOAD_MIN_MTU: Final = 64
 """Uploads need at least this MTU: UPLOAD_BEGIN carries a SHA-256, and smaller chunks would take hours."""
-
-
-class RecordKind(IntEnum):
-    """What a record fragment carries (the store's record kinds)."""
-
-    STEP = 1
-    SUMMARY = 2
-    EVENT = 3
 
 
 class Opcode(IntEnum):
@@ -171,7 +162,7 @@ def encode_record(kind: RecordKind, seq: int, payload: dict[str, Any], mtu: int)
     """
     if not 0 <= seq < 2**32:
         raise ValueError(f"seq {seq} is outside 0..2^32-1")
-    text = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    text = dumps(payload).encode()
     if len(text) > MAX_RECORD_JSON_BYTES:
         raise ValueError(
             f"{kind.name.lower()} record {seq} is {len(text)} bytes of JSON; the limit is {MAX_RECORD_JSON_BYTES}"
@@ -300,17 +291,10 @@ class RecordAssembler:
             self._reject("BAD_ARGUMENT")  # a truncated stream, or bytes after it
             return None
         try:
-            payload = json.loads(text, parse_constant=_not_finite, parse_float=_finite_float)
-        except _NotFiniteError:
-            self._reject("NOT_FINITE")
+            return loads(text)
+        except RecordError as exc:
+            self._reject("NOT_FINITE" if exc.reason == "not_finite" else "BAD_ARGUMENT")
             return None
-        except (ValueError, RecursionError):
-            self._reject("BAD_ARGUMENT")
-            return None
-        if not isinstance(payload, dict):
-            self._reject("BAD_ARGUMENT")
-            return None
-        return payload
 
     def reset(self) -> None:
         """Forget half-finished records (after a disconnect)."""
@@ -319,23 +303,6 @@ class RecordAssembler:
 
     def _reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
-
-
-class _NotFiniteError(ForcecastValueError):
-    """A record body holds NaN, Infinity or a number beyond float range."""
-
-    reason = "not_finite"
-
-
-def _not_finite(constant: str) -> Any:
-    raise _NotFiniteError(constant)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotFiniteError(text)
-    return value
 
 
 def _continues(first: Fragment, fragment: Fragment, have: int) -> bool:

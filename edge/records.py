@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 
 from forcecast.edge.errors import ForcecastValueError
 
@@ -152,7 +152,6 @@ class EventType(StrEnum):
 QUALITY_EVENTS: Final = (EventType.NAN, EventType.DROPOUT, EventType.CLOCK_JUMP, EventType.SATURATION)
 """Event types the stream guard reports."""
 
-Leg = Literal["l", "r"]
 Waveform = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
 
 
@@ -227,6 +226,8 @@ def _bad(where: str, expected: str, value: Any) -> RecordError:
 
 
 def _number(value: Any, where: str) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value  # the common case, first
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(where, "a number", value)
     if not math.isfinite(value):
@@ -267,13 +268,18 @@ def _texts(value: Any, where: str) -> tuple[str, ...]:
 def _waveform(value: Any, where: str) -> Waveform:
     if not isinstance(value, Mapping) or set(value) != set(WAVEFORM_AXES):
         raise _bad(where, f"an object with the axes {', '.join(WAVEFORM_AXES)}", value)
-    curves = []
-    for axis in WAVEFORM_AXES:
-        points = value[axis]
-        if not isinstance(points, list | tuple):
-            raise _bad(f"{where}.{axis}", "a list of numbers", points)
-        curves.append(tuple(_number(p, f"{where}.{axis}[{i}]") for i, p in enumerate(points)))
-    return curves[0], curves[1], curves[2]
+    v, ap, ml = (_numbers(value[axis], f"{where}.{axis}") for axis in WAVEFORM_AXES)
+    return v, ap, ml
+
+
+def _numbers(points: Any, where: str) -> tuple[float, ...]:
+    """A list of finite numbers as a tuple of floats (checked in bulk; element by element only to say which)."""
+    if not isinstance(points, list | tuple):
+        raise _bad(where, "a list of numbers", points)
+    if not all(type(p) is float or type(p) is int for p in points) or not math.isfinite(sum(points)):
+        for i, p in enumerate(points):
+            _number(p, f"{where}[{i}]")  # raises for the first bad one (a finite sum that overflowed passes)
+    return tuple(map(float, points))
 
 
 def _counts(value: Any, where: str) -> dict[str, int]:
@@ -337,7 +343,7 @@ class _Record:
     extra: dict[str, Any]
 
     def _check_extra(self) -> None:
-        clash = {VERSION_KEY, *(f.key for f in self._FIELDS)} & set(self.extra)
+        clash = self._plan()[1] & self.extra.keys() if self.extra else None
         if clash:
             raise RecordError(
                 "bad_field", f"{self.KIND.label} record: extra keys {sorted(clash)} are the record's own fields"
@@ -378,18 +384,28 @@ class _Record:
             raise RecordError("not_object", f"{label} record: payload is a {type(payload).__name__}, not an object")
         cls._version(payload)
         # Version 1 is the only version so far; a version 2 adds its reading of version 1 payloads here.
+        plan, known = cls._plan()
         arguments: dict[str, Any] = {}
-        known = {VERSION_KEY}
-        for spec in cls._FIELDS:
-            known.add(spec.key)
-            value = payload.get(spec.key)
+        for attr, key, read, where in plan:
+            value = payload.get(key)
             if value is None:
-                if spec.attr in cls._REQUIRED:
-                    raise RecordError("missing_field", f"{label} record: field {spec.key!r} is missing")
+                if attr in cls._REQUIRED:
+                    raise RecordError("missing_field", f"{label} record: field {key!r} is missing")
                 continue
-            arguments[spec.attr] = spec.read(value, f"{label} record field {spec.key!r}")
+            arguments[attr] = read(value, where)
         arguments["extra"] = {str(k): v for k, v in payload.items() if k not in known}
         return arguments
+
+    @classmethod
+    def _plan(cls) -> tuple[tuple[tuple[str, str, _Reader, str], ...], frozenset[str]]:
+        """``(attr, key, reader, where)`` per field and every key the type knows (made once per type)."""
+        cached = cls.__dict__.get("_PLAN")
+        if cached is None:
+            label = cls.KIND.label
+            plan = tuple((f.attr, f.key, f.read, f"{label} record field {f.key!r}") for f in cls._FIELDS)
+            cached = (plan, frozenset({VERSION_KEY, *(f.key for f in cls._FIELDS)}))
+            cls._PLAN = cached  # type: ignore[attr-defined]
+        return cached
 
 
 @dataclass(frozen=True)
@@ -436,7 +452,7 @@ class StepRecord(_Record):
 
     t_unix: float | None = None
     patient_id: str | None = None
-    leg: Leg | None = None
+    leg: str | None = None
     ic_s: float | None = None
     tc_s: float | None = None
     stance_s: float | None = None
@@ -629,7 +645,7 @@ class EventRecord(_Record):
     start_s: float | None = None
     end_s: float | None = None
     samples: int | None = None
-    leg: Leg | None = None
+    leg: str | None = None
     time_s: float | None = None
     force_bw: float | None = None
     limit_bw: float | None = None

@@ -26,9 +26,19 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from forcecast.edge.records import WAVEFORM_AXES, EventRecord, EventType, StepRecord, SummaryRecord
 from forcecast.host_app.store import HostStore
 
-QUALITY_EVENTS = ("dropout", "nan", "saturation", "clock_jump", "calibration_skipped")
+QUALITY_EVENTS: tuple[str, ...] = tuple(
+    str(e)
+    for e in (
+        EventType.DROPOUT,
+        EventType.NAN,
+        EventType.SATURATION,
+        EventType.CLOCK_JUMP,
+        EventType.CALIBRATION_SKIPPED,
+    )
+)
 TREND_METRICS: dict[str, str] = {
     "steps": "steps",
     "walking_min": "walking time (min)",
@@ -136,7 +146,7 @@ def day_bounds(day: date, tz: tzinfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-AXES = ("v", "ap", "ml")
+AXES = WAVEFORM_AXES
 _STEP_COLUMNS = {
     "leg": str,
     "stance_s": float,
@@ -155,9 +165,10 @@ def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo, waveforms
     """Read one day of one patient from the host store (``waveforms=False`` for the trend: faster)."""
     start, end = day_bounds(day, tz)
     fields = (*_STEP_COLUMNS, "flags", "model_version")
-    raw = store.patient_briefs(patient_id, "step", start, end, waveforms)
+    raw = store.dated_records(patient_id, StepRecord, start, end, waveforms)
     steps = pd.DataFrame(
-        [(d, t, *(p.get(f) for f in fields)) for d, t, p, _ in raw], columns=["device_id", "t", *fields]
+        [(r.device_id, r.t_host, *(getattr(r.record, f) for f in fields)) for r in raw],
+        columns=["device_id", "t", *fields],
     )
     for name, kind in _STEP_COLUMNS.items():
         steps[name] = pd.to_numeric(steps[name], errors="coerce") if kind is float else steps[name].astype(str)
@@ -167,19 +178,22 @@ def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo, waveforms
     steps["peak_n"] = steps[["peak1_n", "peak2_n"]].max(axis=1)
     curves = np.full((len(raw), 3, 101), np.nan)
     if waveforms:
-        for row, (_, _, _, blob) in enumerate(raw):
-            if blob is not None:
-                curves[row] = np.frombuffer(blob, dtype="<f4").reshape(3, 101)
+        for row, dated in enumerate(raw):
+            if dated.waveform is not None:
+                curves[row] = np.frombuffer(dated.waveform, dtype="<f4").reshape(3, 101)
     summaries = pd.DataFrame(
         [
-            (d, t, p.get("start_s"), p.get("end_s"))
-            for d, t, p, _ in store.patient_briefs(patient_id, "summary", start, end)
+            (r.device_id, r.t_host, r.record.start_s, r.record.end_s)
+            for r in store.dated_records(patient_id, SummaryRecord, start, end)
         ],
         columns=["device_id", "t", "start_s", "end_s"],
     )
     summaries["duration_s"] = pd.to_numeric(summaries["end_s"]) - pd.to_numeric(summaries["start_s"])
     events = pd.DataFrame(
-        [(d, t, str(p.get("event", ""))) for d, t, p, _ in store.patient_briefs(patient_id, "event", start, end)],
+        [
+            (r.device_id, r.t_host, str(r.record.event))
+            for r in store.dated_records(patient_id, EventRecord, start, end)
+        ],
         columns=["device_id", "t", "event"],
     )
     return DayData(
@@ -268,7 +282,7 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
         gaps=coverage_gaps(data, config),
         quality=quality,
         flagged_steps=int(steps["flagged"].sum()),
-        cues=int((data.events["event"] == "cue").sum()),
+        cues=int((data.events["event"] == EventType.CUE).sum()),
         devices=sorted(set(steps["device_id"]) | set(data.summaries["device_id"])),
         model_versions=sorted(v for v in set(steps["model_version"]) if v),
     )

@@ -52,11 +52,11 @@ from forcecast.edge.protocol import (
     decode_reply,
     encode_request,
 )
+from forcecast.edge.records import KIND_LABELS, EventRecord, EventType, Record, RecordError, decode
 from forcecast.host_app.store import HostStore
 
 log = logging.getLogger(__name__)
 
-KIND_NAMES = {RecordKind.STEP: "step", RecordKind.SUMMARY: "summary", RecordKind.EVENT: "event"}
 LiveCallback = Callable[[LiveBlock, float], None]
 """Called with each live GRF block and the host's receive time (``time.time()``)."""
 
@@ -114,6 +114,10 @@ class ClientStats:
     quarantined_gaps: int = 0
     store_changes: int = 0
     acks_refused: int = 0
+    unreadable: dict[str, int] = field(default_factory=dict)
+    """Records stored as they came but not readable as records (by :class:`RecordError` reason): left out of
+    day queries. Records of a newer version are not stored at all: they count in ``rejected`` as
+    ``record_NEWER_VERSION`` and stay on the device (unacknowledged) for a newer host."""
     last_error: str = ""
 
     def reject(self, reason: str) -> None:
@@ -346,7 +350,7 @@ class HostLogger:
                 if seq < 1:  # no store assigns 0; storing it would fail the whole batch, every session
                     self.stats.reject("record_BAD_SEQ")
                     return
-                inbox.append((KIND_NAMES[kind], seq, payload))
+                inbox.append((kind.label, seq, payload))
 
         await client.start_notify(CONTROL_UUID, control.on_notify)
         await client.start_notify(RECORDS_UUID, on_fragment)
@@ -359,7 +363,8 @@ class HostLogger:
         store_id = await self._store_id(control, device_id)
         self.store_id = store_id
         self.store.note_device(device_id, device.address, info, self.clock_offset_ms, _utc_now(), store_id=store_id)
-        for kind, name in KIND_NAMES.items():
+        for kind in RecordKind:
+            name = kind.label
             after = self.store.resume_point(device_id, name, store_id)
             status = (await control.request(Opcode.STATUS, kind)).payload
             if len(status) < STATUS_REPLY.size:
@@ -442,24 +447,52 @@ class HostLogger:
             if after is not None and clean and seq > after + 1:
                 self.stats.device_gaps += seq - after - 1
                 self.store.settle(device_id, kind, seq - 1, store_id)
-        new = self.store.add_many(device_id, batch, _utc_now(), (self.clock_offset_ms or 0) / 1000.0, store_id=store_id)
-        for kind, _, payload in batch:  # a record the device quarantined: a gap, not something to wait for
-            if kind == "event" and payload.get("event") == "record_quarantined":
-                gone_kind, gone_seq = payload.get("kind"), payload.get("seq")
-                if gone_kind in KIND_NAMES.values() and isinstance(gone_seq, int) and gone_seq >= 1:
-                    reason = str(payload.get("reason", ""))[:300]
+        readable = self._readable(device_id, batch)
+        accepted = [(kind, seq, payload) for kind, seq, payload, _ in readable]
+        new = self.store.add_many(
+            device_id, accepted, _utc_now(), (self.clock_offset_ms or 0) / 1000.0, store_id=store_id
+        )
+        for _, _, _, record in readable:  # a record the device quarantined: a gap, not something to wait for
+            if isinstance(record, EventRecord) and record.event is EventType.RECORD_QUARANTINED:
+                gone_kind, gone_seq = record.record_kind, record.seq
+                if gone_kind in KIND_LABELS and gone_seq is not None and gone_seq >= 1:
+                    reason = (record.reason or "")[:300]
                     if self.store.mark_gap(device_id, gone_kind, gone_seq, reason, _utc_now(), store_id):
                         self.stats.quarantined_gaps += 1
                         log.warning("%s: device quarantined %s record %d: %s", device_id, gone_kind, gone_seq, reason)
         self.stats.records_received += len(batch)
         self.stats.records_stored += new
-        self.stats.duplicates_received += len(batch) - new
+        self.stats.duplicates_received += len(accepted) - new
         if self.on_record is not None:
-            for kind, _, payload in batch:
+            for kind, _, payload in accepted:
                 self.on_record(kind, payload)
 
+    def _readable(
+        self, device_id: str, batch: list[tuple[str, int, dict[str, Any]]]
+    ) -> list[tuple[str, int, dict[str, Any], Record | None]]:
+        """The batch's records with their typed reading; records of a newer version are refused (and counted).
+
+        A record that does not decode for another reason is kept (``None`` as its reading) and counted in
+        ``stats.unreadable``: storing it loses nothing, refusing it would stall the queue behind it forever.
+        """
+        out: list[tuple[str, int, dict[str, Any], Record | None]] = []
+        for kind, seq, payload in batch:
+            try:
+                record: Record | None = decode(kind, payload)
+            except RecordError as exc:
+                if exc.reason == "newer_version":
+                    self.stats.reject("record_NEWER_VERSION")
+                    log.warning("%s: %s record %d refused: %s", device_id, kind, seq, exc)
+                    continue
+                self.stats.unreadable[exc.reason] = self.stats.unreadable.get(exc.reason, 0) + 1
+                log.warning("%s: %s record %d stored as it came, unreadable: %s", device_id, kind, seq, exc)
+                record = None
+            out.append((kind, seq, payload, record))
+        return out
+
     async def _acknowledge(self, control: ControlChannel, device_id: str, store_id: str, acked: dict[str, int]) -> None:
-        for kind, name in KIND_NAMES.items():
+        for kind in RecordKind:
+            name = kind.label
             upto = self.store.resume_point(device_id, name, store_id)
             if upto > acked[name]:
                 try:

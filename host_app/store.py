@@ -18,18 +18,31 @@ migrated in place, in one transaction, when opened.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from forcecast.edge.errors import ForcecastRuntimeError
+from forcecast.edge.records import (
+    KIND_LABELS,
+    EventRecord,
+    Record,
+    RecordError,
+    StepRecord,
+    SummaryRecord,
+    decode,
+    dumps,
+    version_of,
+)
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3
-KINDS = ("step", "summary", "event")
+KINDS = KIND_LABELS
 _RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
     device_id TEXT NOT NULL,
@@ -78,24 +91,26 @@ CREATE TABLE IF NOT EXISTS devices (
 """
 
 
-WAVEFORM_AXES = ("v", "ap", "ml")
+WAVEFORM_POINTS = 101
 
 
-def _derived(payload: dict[str, Any], clock_offset_s: float) -> tuple[Any, ...]:
-    """``(patient_id, t_host, brief, waveform)`` columns of a record: what day queries read."""
-    t_unix = payload.get("t_unix")
-    t_host = float(t_unix) + clock_offset_s if isinstance(t_unix, int | float) else None
+def _derived(kind: str, payload: dict[str, Any], clock_offset_s: float) -> tuple[Any, ...]:
+    """``(patient_id, t_host, brief, waveform)`` columns of a record: what day queries read.
+
+    The record is decoded (:func:`forcecast.edge.records.decode`); one that does not decode is kept as it
+    came but left out of day queries (no patient, no host time).
+    """
     brief = json.dumps({k: v for k, v in payload.items() if k != "waveform_bw"}, separators=(",", ":"))
+    try:
+        record = decode(kind, payload)
+    except RecordError:
+        return None, None, brief, None
+    t_host = record.t_unix + clock_offset_s if record.t_unix is not None else None
     waveform = None
-    curves = payload.get("waveform_bw")
-    if isinstance(curves, dict):
-        try:
-            array = np.asarray([curves[axis] for axis in WAVEFORM_AXES], dtype="<f4")
-        except (KeyError, TypeError, ValueError):
-            array = None
-        if array is not None and array.shape == (3, 101):
-            waveform = array.tobytes()
-    return payload.get("patient_id"), t_host, brief, waveform
+    curves = record.waveform_bw if isinstance(record, StepRecord) else None
+    if curves is not None and all(len(curve) == WAVEFORM_POINTS for curve in curves):
+        waveform = np.asarray(curves, dtype="<f4").tobytes()
+    return record.patient_id, t_host, brief, waveform
 
 
 class HostStoreError(ForcecastRuntimeError):
@@ -114,6 +129,27 @@ class HostRecord:
     received_utc: str
     payload: dict[str, Any]
     store_id: str = ""
+
+    def record(self) -> Record:
+        """The payload as a typed record (RecordError if it is not one)."""
+        return decode(self.kind, self.payload)
+
+
+R = TypeVar("R", StepRecord, SummaryRecord, EventRecord)
+
+
+@dataclass(frozen=True)
+class DatedRecord(Generic[R]):
+    """A patient's record in a day query: the device it came from, its host-clock time, the typed record.
+
+    ``waveform`` is the step's stance waveform as float32 bytes of shape (3, 101), axes v, ap, ml, when asked
+    for and known (the record itself is read without it: day queries are fast that way).
+    """
+
+    device_id: str
+    t_host: float
+    record: R
+    waveform: bytes | None = None
 
 
 class HostStore:
@@ -161,7 +197,7 @@ class HostStore:
             self._db.execute(
                 "UPDATE records SET patient_id = ?, t_host = ?, brief = ?, waveform = ? "
                 "WHERE device_id = ? AND kind = ? AND seq = ?",
-                (*_derived(payload, 0.0), device_id, kind, seq),
+                (*_derived(kind, payload, 0.0), device_id, kind, seq),
             )
         self._db.execute("COMMIT")
 
@@ -227,10 +263,15 @@ class HostStore:
         clock even when the device's drifted. ``store_id`` None means the device's current store (as
         everywhere in this class).
 
+        A record is stored as it came (its payload, see :mod:`forcecast.edge.records`); one that does not
+        decode as a record of its kind is kept but left out of day queries.
+
         Raises
         ------
         ValueError
-            On an unknown kind or a seq below 1 (nothing of the batch is stored then).
+            On an unknown kind, a seq below 1, a payload that is not finite JSON, or a record of a newer
+            version than this software reads (:class:`~forcecast.edge.records.RecordError`, reason
+            ``newer_version``); nothing of the batch is stored then.
         """
         rows = []
         for kind, seq, payload in records:
@@ -238,8 +279,13 @@ class HostStore:
                 raise ValueError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}")
             if seq < 1:
                 raise ValueError(f"{kind} record seq must be ≥ 1, got {seq}")
-            text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-            rows.append((kind, seq, received_utc, text, *_derived(payload, clock_offset_s)))
+            text = dumps(payload)
+            try:
+                version_of(kind, payload)
+            except RecordError as exc:
+                if exc.reason == "newer_version":
+                    raise RecordError(exc.reason, f"{device_id} {kind} record {seq}: {exc}") from None
+            rows.append((kind, seq, received_utc, text, *_derived(kind, payload, clock_offset_s)))
         with self._lock:
             key = (device_id, self._store_of(device_id, store_id))
             before = self._db.total_changes
@@ -385,6 +431,26 @@ class HostStore:
                 (patient_id, kind, start, end),
             ).fetchall()
         return [(d, t, json.loads(b), w) for d, t, b, w in rows]
+
+    def dated_records(
+        self, patient_id: str, record_type: type[R], start: float, end: float, waveforms: bool = False
+    ) -> list[DatedRecord[R]]:
+        """One patient's records of a type with ``start <= t_host < end``, by time (see :class:`DatedRecord`).
+
+        ``record_type`` is :class:`~forcecast.edge.records.StepRecord`, ``SummaryRecord`` or ``EventRecord``.
+        Read from the briefs (payloads without their waveform); a brief that no longer decodes (stored by
+        older software that did not check records) is left out and logged.
+        """
+        kind = record_type.KIND
+        out: list[DatedRecord[R]] = []
+        for device_id, t_host, brief, blob in self.patient_briefs(patient_id, kind.label, start, end, waveforms):
+            try:
+                record = record_type.from_payload(brief)
+            except RecordError as exc:
+                log.warning("%s: %s record of %s at %s left out: %s", self.path, kind.label, device_id, t_host, exc)
+                continue
+            out.append(DatedRecord(device_id, t_host, record, blob))
+        return out
 
     def day_totals(self, patient_id: str, start: float, end: float) -> tuple[int, float, int]:
         """``(steps, cumulative vertical impulse in BW·s, cues)`` of a patient between two host-clock times."""

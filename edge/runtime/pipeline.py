@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from forcecast.edge.contract import ContractError, ModelContract
 from forcecast.edge.dsp.resample import CausalResampler
 from forcecast.edge.dsp.segment_alignment import SegmentAlignment, StreamAligner, settings_for
 from forcecast.edge.features import channel_sources, static_features
+from forcecast.edge.records import EventRecord, EventType, Record, RecordKind, StepRecord, SummaryRecord
 from forcecast.edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
 from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
 from forcecast.edge.runtime.feedback import Cue, FeedbackGate
@@ -324,7 +325,8 @@ class Pipeline:
         except CalibrationError as exc:
             self.calibration = identity(self.columns)
             self.report.calibration = {"calibrated": False, "reason": str(exc)}
-            self._store("event", [(float(t[0]), {"event": "calibration_skipped", "detail": str(exc)})])
+            skipped = EventRecord(event=EventType.CALIBRATION_SKIPPED, detail=str(exc))
+            self._store(RecordKind.EVENT, [(float(t[0]), skipped)])
         # The pose itself is not predicted on: it holds no steps, and catching up on it at once would
         # only produce results seconds late. Prediction starts with the next chunk. Segment alignment
         # learns gravity from it (at the model rate, as from the rest of the stream).
@@ -361,7 +363,23 @@ class Pipeline:
             new = self.feedback.events[self.report.cues :]
             self.report.cues = len(self.feedback.events)
             self.report.cue_latency_ms.extend(e.latency_ms for e in new)
-            self._store("event", [(e.time_s, {"event": "cue", **e.__dict__}) for e in new])
+            self._store(
+                RecordKind.EVENT,
+                [
+                    (
+                        e.time_s,
+                        EventRecord(
+                            event=EventType.CUE,
+                            leg=e.leg,
+                            time_s=e.time_s,
+                            force_bw=e.force_bw,
+                            limit_bw=e.limit_bw,
+                            latency_ms=e.latency_ms,
+                        ),
+                    )
+                    for e in new
+                ],
+            )
         self._write_summary()
         if self._on_switched is not None and any(p.inferences for p in self.predictors.values()):
             on_switched, self._on_switched = self._on_switched, None
@@ -382,20 +400,11 @@ class Pipeline:
             self.alignment = results
             self._aligned_since = float(grid_t[0])
             self.report.calibration["alignment"] = self._alignment_report()
+            detail = ", ".join(
+                f"{p} (gravity from {r.gravity_from}, {r.walking_s:.0f} s walking)" for p, r in results.items()
+            )
             self._store(
-                "event",
-                [
-                    (
-                        float(grid_t[0]),
-                        {
-                            "event": "alignment_converged",
-                            "detail": ", ".join(
-                                f"{p} (gravity from {r.gravity_from}, {r.walking_s:.0f} s walking)"
-                                for p, r in results.items()
-                            ),
-                        },
-                    )
-                ],
+                RecordKind.EVENT, [(float(grid_t[0]), EventRecord(event=EventType.ALIGNMENT_CONVERGED, detail=detail))]
             )
         return self.aligner.apply(grid_x, self.alignment)
 
@@ -431,10 +440,11 @@ class Pipeline:
         self.predictors, self.contract, self.model_version = predictors, contract, model_version
         self._on_switched = on_running
         at = self.newest_input_s if np.isfinite(self.newest_input_s) else 0.0
-        self._store("event", [(at, {"event": "model_switched", "from": previous, "to": model_version})])
+        switched = EventRecord(event=EventType.MODEL_SWITCHED, from_version=previous, to_version=model_version)
+        self._store(RecordKind.EVENT, [(at, switched)])
 
     def _record_step(self, leg: str, stance: Any) -> None:
-        metrics = step_metrics(stance, self.body_weight_n)
+        metrics = StepRecord.from_payload(step_metrics(stance, self.body_weight_n))
         lookback = self.contract.window / self.contract.rate_hz
         flags = sorted(
             {e.kind for e in self._recent_events if e.end_s >= stance.ic_s - lookback and e.start_s <= stance.tc_s}
@@ -447,33 +457,41 @@ class Pipeline:
         )
         other = "l" if leg == "r" else "r"
         asymmetry = None
-        if other in self._last_peak and stance.ic_s - self._last_peak[other][0] < 2.0:
-            right, left = (metrics["peak1_bw"], self._last_peak[other][1])
+        peak1 = metrics.peak1_bw
+        if peak1 is not None and other in self._last_peak and stance.ic_s - self._last_peak[other][0] < 2.0:
+            right, left = (peak1, self._last_peak[other][1])
             if leg == "l":
                 right, left = left, right
             asymmetry = round((right - left) / max(right, left), 4) if max(right, left) > 0 else None
-        self._last_peak[leg] = (stance.ic_s, metrics["peak1_bw"])
-        record = {
-            "leg": leg,
-            **metrics,
-            "asymmetry_peak1": asymmetry,
-            "flags": flags,
-            "calibrated": bool(self.report.calibration.get("calibrated", False)),
-            "patient_id": self.patient.patient_id,
-            "model_version": self.model_version,
-        }
+        if peak1 is not None:
+            self._last_peak[leg] = (stance.ic_s, peak1)
+        record = replace(
+            metrics,
+            leg=leg,
+            asymmetry_peak1=asymmetry,
+            flags=tuple(flags),
+            calibrated=bool(self.report.calibration.get("calibrated", False)),
+            patient_id=self.patient.patient_id,
+            model_version=self.model_version,
+        )
         self.report.steps[leg] += 1
         self._summary["steps"][leg] += 1
-        self._store("step", [(stance.ic_s, record)])
+        self._store(RecordKind.STEP, [(stance.ic_s, record)])
 
     def _emit_events(self, events: list[QualityEvent]) -> None:
         self._recent_events.extend(events)
         self._store(
-            "event",
+            RecordKind.EVENT,
             [
                 (
                     e.start_s,
-                    {"event": e.kind, "start_s": e.start_s, "end_s": e.end_s, "samples": e.samples, "detail": e.detail},
+                    EventRecord(
+                        event=EventType(e.kind),
+                        start_s=e.start_s,
+                        end_s=e.end_s,
+                        samples=e.samples,
+                        detail=e.detail,
+                    ),
                 )
                 for e in events
             ],
@@ -504,31 +522,32 @@ class Pipeline:
             return
         s = self._summary
         legs = self.config.runtime.legs
-        payload = {
-            "start_s": round(start, 3),
-            "end_s": round(self.newest_input_s, 3),
-            "steps": s["steps"],
-            "grf_samples": s["samples"],
-            "mean_v_bw": {g: round(s["sum_v"][g] / s["samples"][g], 4) if s["samples"][g] else None for g in legs},
-            "max_v_bw": {g: round(s["max_v"][g], 4) for g in legs},
-            "quality_events": dict(self.guard.counters.events),
-            "cues": self.report.cues,
-            "patient_id": self.patient.patient_id,
-        }
-        self._store("summary", [(start, payload)])
+        summary = SummaryRecord(
+            start_s=round(start, 3),
+            end_s=round(self.newest_input_s, 3),
+            steps=s["steps"],
+            grf_samples=s["samples"],
+            mean_v_bw={g: round(s["sum_v"][g] / s["samples"][g], 4) if s["samples"][g] else None for g in legs},
+            max_v_bw={g: round(s["max_v"][g], 4) for g in legs},
+            quality_events=dict(self.guard.counters.events),
+            cues=self.report.cues,
+            patient_id=self.patient.patient_id,
+        )
+        self._store(RecordKind.SUMMARY, [(start, summary)])
         self._summary_start = None
         self._summary = self._empty_summary()
 
-    def _store(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> None:
-        """Date records, commit them, then tell listeners (with each record's sequence number once stored)."""
+    def _store(self, kind: RecordKind, records: list[tuple[float, Record]]) -> None:
+        """Date records, commit them, then tell listeners their payloads (with each one's seq once stored)."""
         origin = self.time_origin_unix or 0.0
-        records = [(t, {**payload, "t_unix": round(origin + t, 3)}) for t, payload in records]
-        seqs = self.storage.append(kind, records) if self.storage is not None else [None] * len(records)
-        for seq, (_, payload) in zip(seqs, records, strict=True):
-            self._notify(kind, payload if seq is None else {"seq": seq, **payload})
+        dated: list[tuple[float, Record]] = [(t, replace(r, t_unix=round(origin + t, 3))) for t, r in records]
+        seqs = self.storage.append(kind.label, list(dated)) if self.storage is not None else [None] * len(dated)
+        for seq, (_, record) in zip(seqs, dated, strict=True):
+            payload = record.to_payload()
+            self._notify(kind.label, payload if seq is None else {"seq": seq, **payload})
         outage = self.storage.take_outage() if self.storage is not None else None
         if outage is not None:  # storage is back: say when it failed and what it cost
-            self._store("event", [(outage.end_s, outage.payload())])
+            self._store(RecordKind.EVENT, [(outage.end_s, outage.event())])
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:

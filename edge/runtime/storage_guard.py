@@ -14,14 +14,15 @@ held and committed late, how many were lost.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from forcecast.edge.records import EventRecord, EventType, Record, dumps, loads
 from forcecast.edge.runtime.store import StorageFullError, StoreError
 
-Record = tuple[float, dict[str, Any]]
+Entry = tuple[float, Record | dict[str, Any]]
+"""``(device_time_s, record)``: a typed record, or a payload dict stored as it is."""
 FLUSH_BATCH = 16
 """Held records committed per transaction when storage is back (small: a transaction's WAL must fit the room)."""
 
@@ -29,7 +30,7 @@ FLUSH_BATCH = 16
 class Sink(Protocol):
     """Where records are committed (:class:`~forcecast.edge.runtime.store.RecordStore`)."""
 
-    def append(self, kind: str, records: list[Record]) -> list[int]:
+    def append(self, kind: str, records: list[Entry]) -> list[int]:
         """Commit records of one kind; their sequence numbers."""
         ...
 
@@ -46,17 +47,21 @@ class Outage:
     lost: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
 
+    def event(self) -> EventRecord:
+        """The ``storage_full`` (or ``storage_error``) event record."""
+        return EventRecord(
+            event=EventType.STORAGE_FULL if self.full else EventType.STORAGE_ERROR,
+            start_s=round(self.start_s, 3),
+            end_s=round(self.end_s, 3),
+            held=self.held,
+            lost=dict(self.lost),
+            attempts=self.attempts,
+            detail=self.detail[:300],
+        )
+
     def payload(self) -> dict[str, Any]:
-        """The event's payload."""
-        return {
-            "event": "storage_full" if self.full else "storage_error",
-            "start_s": round(self.start_s, 3),
-            "end_s": round(self.end_s, 3),
-            "held": self.held,
-            "lost": dict(self.lost),
-            "attempts": self.attempts,
-            "detail": self.detail[:300],
-        }
+        """The event's payload (its record's encoding)."""
+        return self.event().to_payload()
 
 
 class StorageGuard:
@@ -102,7 +107,7 @@ class StorageGuard:
         """Records waiting in memory for storage to come back."""
         return len(self._held)
 
-    def append(self, kind: str, records: list[Record]) -> list[int | None]:
+    def append(self, kind: str, records: list[Entry]) -> list[int | None]:
         """Commit ``records`` of ``kind`` (or hold them); their seqs, None for each record held.
 
         Raises
@@ -153,13 +158,13 @@ class StorageGuard:
         self._outage.attempts += 1
         self._next_try = self._now + self.retry_s
 
-    def _hold(self, kind: str, records: list[Record]) -> None:
+    def _hold(self, kind: str, records: list[Entry]) -> None:
         assert self._outage is not None
         texts = []
-        for i, (_, payload) in enumerate(records):
+        for i, (_, record) in enumerate(records):
             try:
-                texts.append(json.dumps(payload, allow_nan=False, separators=(",", ":")))
-            except (TypeError, ValueError) as exc:
+                texts.append(dumps(record.to_payload() if isinstance(record, Record) else record))
+            except ValueError as exc:
                 raise ValueError(f"{kind} record {i}: payload is not JSON-serialisable: {exc}") from None
         for (t, _), text in zip(records, texts, strict=True):
             self._held.append((kind, t, text))
@@ -177,10 +182,10 @@ class StorageGuard:
         assert self._outage is not None
         while self._held:
             kind = self._held[0][0]
-            batch: list[Record] = []
+            batch: list[Entry] = []
             for held_kind, t, text in self._held:
                 if held_kind == kind:
-                    batch.append((t, json.loads(text)))
+                    batch.append((t, loads(text)))
                     if len(batch) == FLUSH_BATCH:
                         break
             try:

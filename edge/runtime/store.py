@@ -38,7 +38,6 @@ public method is one critical section.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import secrets
@@ -53,6 +52,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from forcecast.edge.errors import ForcecastRuntimeError
+from forcecast.edge.records import KIND_LABELS, EventRecord, EventType, Record, RecordKind, decode, dumps, loads
 
 _T = TypeVar("_T")
 SCHEMA_VERSION = 1
@@ -119,18 +119,6 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _strict_payload(text: str) -> dict[str, Any]:
-    """A stored payload back as a dict; ValueError for bad JSON, NaN/Infinity or anything but an object."""
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"non-finite number {constant}")
-
-    payload = json.loads(text, parse_constant=refuse)
-    if not isinstance(payload, dict):
-        raise ValueError(f"payload is a JSON {type(payload).__name__}, not an object")
-    return payload
-
-
 @dataclass(frozen=True)
 class StoredRecord:
     """One record as stored.
@@ -154,6 +142,10 @@ class StoredRecord:
     device_time_s: float
     payload: dict[str, Any]
     acked: bool
+
+    def record(self) -> Record:
+        """The payload as a typed record (:func:`forcecast.edge.records.decode`; RecordError if it is not one)."""
+        return decode(self.kind, self.payload)
 
 
 class RecordStore:
@@ -180,7 +172,7 @@ class RecordStore:
         newer schema, or belongs to another device.
     """
 
-    KINDS = ("step", "summary", "event")
+    KINDS = KIND_LABELS
 
     def __init__(
         self,
@@ -239,15 +231,16 @@ class RecordStore:
         with self._guard("reading meta"):
             return self._meta("store_id_origin")
 
-    def append(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> list[int]:
+    def append(self, kind: str | RecordKind, records: list[tuple[float, Record | dict[str, Any]]]) -> list[int]:
         """Store a batch of records of one kind in one transaction.
 
         Parameters
         ----------
         kind
-            One of ``KINDS``.
+            One of ``KINDS`` (or the :class:`~forcecast.edge.records.RecordKind`).
         records
-            ``(device_time_s, payload)`` pairs; each payload a JSON-serialisable dict.
+            ``(device_time_s, record)`` pairs; each record a typed record (stored as its payload, see
+            :mod:`forcecast.edge.records`) or a JSON-serialisable dict, stored as it is.
 
         Returns
         -------
@@ -260,14 +253,16 @@ class RecordStore:
             Unknown kind, non-finite time or a payload that is not a JSON-serialisable dict; nothing
             of the batch is stored.
         """
+        kind = kind.label if isinstance(kind, RecordKind) else kind
         self._check_kind(kind)
         rows = []
-        for i, (device_time_s, payload) in enumerate(records):
+        for i, (device_time_s, record) in enumerate(records):
+            payload = record.to_payload() if isinstance(record, Record) else record
             if not isinstance(payload, dict):
                 raise ValueError(f"{kind} record {i}: payload must be a dict, got {type(payload).__name__}")
             try:
-                text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
+                text = dumps(payload)
+            except ValueError as exc:
                 raise ValueError(f"{kind} record {i}: payload is not JSON-serialisable: {exc}") from None
             if not isinstance(device_time_s, int | float) or not math.isfinite(device_time_s):
                 raise ValueError(f"{kind} record {i}: device_time_s must be a finite number, got {device_time_s!r}")
@@ -325,8 +320,8 @@ class RecordStore:
             want = limit - len(out)
             for seq, t, text in rows:
                 try:
-                    payload = _strict_payload(text if isinstance(text, str) else bytes(text).decode())
-                except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+                    payload = loads(text if isinstance(text, str) else bytes(text))
+                except ValueError as exc:
                     with contextlib.suppress(StoreError):
                         self.quarantine(kind, seq, f"damaged payload: {exc}")
                     continue
@@ -376,17 +371,17 @@ class RecordStore:
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'quarantined'")
             finite = isinstance(device_time_s, int | float) and math.isfinite(device_time_s)
             at = float(device_time_s) if finite else 0.0
-            event = {
-                "event": "record_quarantined",
-                "kind": kind,
-                "seq": seq,
-                "reason": reason,
-                "t_unix": round(time.time(), 3),
-            }
+            event = EventRecord(
+                event=EventType.RECORD_QUARANTINED,
+                record_kind=kind,
+                seq=seq,
+                reason=reason,
+                t_unix=round(time.time(), 3),
+            )
             (last,) = conn.execute("SELECT last_seq FROM kinds WHERE kind = 'event'").fetchone()
             conn.execute(
                 "INSERT INTO records (kind, seq, device_time_s, payload) VALUES ('event', ?, ?, ?)",
-                (last + 1, at, json.dumps(event, separators=(",", ":"))),
+                (last + 1, at, dumps(event.to_payload())),
             )
             conn.execute("UPDATE kinds SET last_seq = ? WHERE kind = 'event'", (last + 1,))
             return int(last + 1)
@@ -456,7 +451,8 @@ class RecordStore:
         """Highest sequence number ever assigned to ``kind`` (0 if none), even if the cap deleted it."""
         self._check_kind(kind)
         with self._guard("reading sequence numbers"):
-            return self._connection().execute("SELECT last_seq FROM kinds WHERE kind = ?", (kind,)).fetchone()[0]
+            (last,) = self._connection().execute("SELECT last_seq FROM kinds WHERE kind = ?", (kind,)).fetchone()
+            return int(last)
 
     def progress(self, kind: str) -> tuple[int, int, int]:
         """``(last_seq, acked_upto, stored)`` of ``kind``: what a host needs to know how far behind it is."""
@@ -474,7 +470,8 @@ class RecordStore:
             conn = self._connection()
             (acked_upto,) = conn.execute("SELECT acked_upto FROM kinds WHERE kind = ?", (kind,)).fetchone()
             query = "SELECT MIN(seq) FROM records WHERE kind = ? AND seq > ?"
-            return conn.execute(query, (kind, acked_upto)).fetchone()[0]
+            (first,) = conn.execute(query, (kind, acked_upto)).fetchone()
+            return None if first is None else int(first)
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes, ready to serialise.
@@ -638,13 +635,13 @@ class RecordStore:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         (free,) = conn.execute("PRAGMA freelist_count").fetchone()
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        return (pages - free) * page_size
+        return int((pages - free) * page_size)
 
     def _meta(self, key: str) -> str:
         row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: store has no {key!r} entry in its meta table")
-        return row[0]
+        return str(row[0])
 
     def _check_kind(self, kind: str) -> None:
         if kind not in self.KINDS:
