@@ -44,6 +44,8 @@ from forcecast.host_app.model_folder import flash_folder, folder_updates
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # the shared test helpers live in tests/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parents[1] / "host_app") not in sys.path:  # test_flash's device config
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host_app"))
 from packages import FLOAT32, INT8, TEST_PUBKEY, resign, signing_key
 from test_flash import device_config
 
