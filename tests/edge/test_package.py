@@ -4,6 +4,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,54 @@ def rewrite(path: Path, member: str, transform) -> None:
     path.write_bytes(buffer.getvalue())
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _flip_model_byte(path: Path) -> None:
+    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
+
+
+def _edit_manifest(path: Path) -> None:
+    rewrite(path, MANIFEST_FILE, lambda raw: raw.replace(b'"rate_hz": 100.0', b'"rate_hz": 200.0'))
+
+
+def _rewrite_manifest(path: Path) -> None:
+    """Raise the rate and write the manifest again as the packager writes it (indented, keys sorted)."""
+
+    def raise_rate(raw: bytes) -> bytes:
+        manifest = json.loads(raw)
+        manifest["contract"]["rate_hz"] = 200.0
+        return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+    rewrite(path, MANIFEST_FILE, raise_rate)
+
+
+DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    "truncated": (_truncate, "unreadable", "truncated"),
+    "model_byte_flipped": (_flip_model_byte, "model_mismatch", "is not the model the manifest signed"),
+    "manifest_bytes_edited": (_edit_manifest, "bad_signature", "edited after signing"),
+    "manifest_rewritten": (_rewrite_manifest, "bad_signature", "edited after signing"),
+}
+"""Damage done to a good package: the change, the refusal reason and a part of its message."""
+ALL_DAMAGES = [*DAMAGES, "untrusted_signer", "contract_field_missing"]
+
+
+def damaged(tmp_path: Path, keys, damage: str) -> tuple[Path, str, str]:
+    """A package with ``damage`` (one of :data:`ALL_DAMAGES`), the reason it is refused and a part of the message."""
+    private, _, other_private, _ = keys
+    if damage == "untrusted_signer":
+        return make(tmp_path, other_private), "untrusted_key", "not trusted"
+    if damage == "contract_field_missing":
+        broken = contract().to_dict()
+        del broken["window"]
+        return make(tmp_path, private, contract=broken), "contract_invalid", "missing field(s) window"
+    change, reason, expected = DAMAGES[damage]
+    path = make(tmp_path, private)
+    change(path)
+    return path, reason, expected
+
+
 def test_a_good_package_verifies_and_is_deterministic(tmp_path, keys):
     private, public, _, _ = keys
     path = make(tmp_path, private)
@@ -93,57 +142,19 @@ def test_a_good_package_verifies_and_is_deterministic(tmp_path, keys):
     assert make(tmp_path, private).read_bytes() == first
 
 
-def test_truncated_package(tmp_path, keys):
-    private, public, _, _ = keys
-    path = make(tmp_path, private)
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    with pytest.raises(PackageError, match="truncated") as info:
-        open_package(path, [public])
-    assert info.value.reason == "unreadable"
+@pytest.mark.parametrize("damage", ALL_DAMAGES)
+def test_opening_refuses_each_damage_with_its_reason(tmp_path, keys, damage):
+    path, reason, expected = damaged(tmp_path, keys, damage)
+    with pytest.raises(PackageError, match=re.escape(expected)) as info:
+        open_package(path, [keys[1]])
+    assert info.value.reason == reason
 
 
-def test_flipped_byte_in_the_model(tmp_path, keys):
-    private, public, _, _ = keys
-    path = make(tmp_path, private)
-    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
-    with pytest.raises(PackageError, match="is not the model the manifest signed") as info:
-        open_package(path, [public])
-    assert info.value.reason == "model_mismatch"
-
-
-def test_manifest_edited_after_signing(tmp_path, keys):
-    private, public, _, _ = keys
-    path = make(tmp_path, private)
-
-    def raise_rate(raw: bytes) -> bytes:
-        manifest = json.loads(raw)
-        manifest["contract"]["rate_hz"] = 200.0
-        return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-
-    rewrite(path, MANIFEST_FILE, raise_rate)
-    with pytest.raises(PackageError, match="edited after signing") as info:
-        open_package(path, [public])
-    assert info.value.reason == "bad_signature"
-
-
-def test_signature_by_an_untrusted_key(tmp_path, keys):
-    _, public, other_private, _ = keys
-    path = make(tmp_path, other_private)
-    with pytest.raises(PackageError, match="not trusted") as info:
-        open_package(path, [public])
-    assert info.value.reason == "untrusted_key"
-    with pytest.raises(PackageError, match="trusted: none"):
+def test_a_signature_with_no_trusted_key_says_so(tmp_path, keys):
+    path = make(tmp_path, keys[2])
+    with pytest.raises(PackageError, match="trusted: none") as info:
         open_package(path, [])
-
-
-def test_contract_field_missing(tmp_path, keys):
-    private, public, _, _ = keys
-    broken = contract().to_dict()
-    del broken["window"]
-    path = make(tmp_path, private, contract=broken)
-    with pytest.raises(PackageError, match="missing field\\(s\\) window") as info:
-        open_package(path, [public])
-    assert info.value.reason == "contract_invalid"
+    assert info.value.reason == "untrusted_key"
 
 
 def test_manifest_field_missing_and_members_missing(tmp_path, keys):
@@ -179,41 +190,12 @@ def test_keys_are_private_and_never_overwritten(tmp_path):
         load_private_key(tmp_path / "nope.key")
 
 
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-
-
-def _flip_model_byte(path: Path) -> None:
-    rewrite(path, MODEL_FILE, lambda b: b[:100] + bytes([b[100] ^ 0x01]) + b[101:])
-
-
-def _edit_manifest(path: Path) -> None:
-    rewrite(path, MANIFEST_FILE, lambda raw: raw.replace(b'"rate_hz": 100.0', b'"rate_hz": 200.0'))
-
-
-DAMAGES = {
-    "unreadable": (_truncate, "truncated"),
-    "model_mismatch": (_flip_model_byte, "is not the model the manifest signed"),
-    "bad_signature": (_edit_manifest, "edited after signing"),
-}
-
-
-@pytest.mark.parametrize("reason", [*DAMAGES, "untrusted_key", "contract_invalid"])
-def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, reason, capsys):
+@pytest.mark.parametrize("damage", ALL_DAMAGES)
+def test_package_verify_cli_refuses_each_damage_with_its_reason(tmp_path, keys, damage, capsys):
     from forcecast.cli import main
 
-    private, _, other_private, _ = keys
+    path, reason, expected = damaged(tmp_path, keys, damage)
     public_path = tmp_path / "keys" / PUBLIC_NAME
-    if reason == "untrusted_key":
-        path, expected = make(tmp_path, other_private), "not trusted"
-    elif reason == "contract_invalid":
-        broken = contract().to_dict()
-        del broken["window"]
-        path, expected = make(tmp_path, private, contract=broken), "window"
-    else:
-        damage, expected = DAMAGES[reason]
-        path = make(tmp_path, private)
-        damage(path)
     status = 2 if reason == "unreadable" else 1  # not a package at all is bad input; the rest are verdicts
     assert main(["package", "verify", str(path), "--pubkey", str(public_path), "--json"]) == status
     verdict = json.loads(capsys.readouterr().out)
