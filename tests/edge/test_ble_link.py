@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError, BleakGATTProtocolError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from virtual_sync import QUICK
+from virtual_sync import until as wait_until
 
 from forcecast.edge.link import DeviceLink
 from forcecast.edge.protocol import (
@@ -37,7 +40,6 @@ from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import VirtualLink, virtual_link
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
-QUICK = ClientConfig(scan_timeout_s=2.0, connect_timeout_s=3.0, backoff_min_s=0.05, backoff_max_s=0.2, ack_period_s=0.1)
 INSUFFICIENT_ENCRYPTION = 0x0F
 
 
@@ -59,12 +61,7 @@ async def find(link: VirtualLink):
     return device
 
 
-async def until(condition, timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+until = partial(wait_until, timeout_s=10.0)
 
 
 def test_scan_finds_the_device_by_its_service_uuid(tmp_path):

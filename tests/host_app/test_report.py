@@ -120,27 +120,8 @@ def test_report_and_export_commands(store, tmp_path, capsys):
         main(["host", "report", "--db", db, "--patient", "P1", "--day", "20-11-2026"])
     assert "not a date written YYYY-MM-DD" in capsys.readouterr().err
     folder = tmp_path / "export"
-    assert (
-        main(
-            [
-                "host",
-                "export",
-                "--db",
-                db,
-                "--patient",
-                "P1",
-                "--from",
-                "2026-11-19",
-                "--to",
-                "2026-11-20",
-                "--tz",
-                "UTC",
-                "--out",
-                str(folder),
-            ]
-        )
-        == 0
-    )
+    export = ["host", "export", "--db", db, "--patient", "P1", "--out", str(folder)]
+    assert main([*export, "--from", "2026-11-19", "--to", "2026-11-20", "--tz", "UTC"]) == 0
     import pandas as pd
 
     days = pd.read_csv(folder / "days.csv")
@@ -148,25 +129,7 @@ def test_report_and_export_commands(store, tmp_path, capsys):
     steps = pd.read_parquet(folder / "steps.parquet")
     assert len(steps) == 2100 and len(steps["waveform_v_bw"].iloc[0]) == 101
     assert "waveform_v_bw" not in pd.read_csv(folder / "steps.csv", nrows=1).columns
-    assert (
-        main(
-            [
-                "host",
-                "export",
-                "--db",
-                db,
-                "--patient",
-                "P1",
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-19",
-                "--out",
-                str(folder),
-            ]
-        )
-        == 2
-    )
+    assert main([*export, "--from", "2026-11-20", "--to", "2026-11-19"]) == 2
 
 
 def test_every_value_on_the_page_is_escaped_by_the_template_engine(tmp_path):
