@@ -20,6 +20,8 @@ FloatArray = NDArray[np.float64]
 Kind = Literal["nan", "dropout", "clock_jump", "saturation"]
 KINDS: tuple[Kind, ...] = ("nan", "dropout", "clock_jump", "saturation")
 SATURATION_FRACTION = 0.99
+MIN_SAMPLE_STEP_S = 1e-6
+"""Seconds: a smaller step between two samples is a stalled clock (no IMU samples a megahertz)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ class StreamGuard:
         previous = np.concatenate([[raw[0] if first else self._last_raw], raw[:-1]])
         self._last_raw = float(raw[-1])
         steps = raw - previous
-        jumps = np.flatnonzero((steps <= 0) | (steps > self.clock_jump_s))
+        # A step under a microsecond is a stalled clock, not a sample interval: it would vanish once re-based.
+        jumps = np.flatnonzero((steps < MIN_SAMPLE_STEP_S) | (steps > self.clock_jump_s))
         if first:
             jumps = jumps[jumps > 0]  # the very first sample has nothing to jump from
         if jumps.size == 0:
@@ -164,7 +167,7 @@ class StreamGuard:
         for j in jumps:
             # Forward: keep the new clock (it is usually the right one, e.g. after a time sync); the
             # gap restarts the filters. Backward or stalled: shift on so that time keeps increasing.
-            shift = 0.0 if steps[j] > 0 else float(-steps[j] + restart_gap)
+            shift = 0.0 if steps[j] >= MIN_SAMPLE_STEP_S else float(-steps[j] + restart_gap)
             before = float(t[j - 1]) if j > 0 else (self._last if self._last is not None else float(t[j]))
             t[j:] += shift
             self._offset += shift
