@@ -15,7 +15,8 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,22 @@ _LOADED: dict[tuple[str, str], LoadedData] = {}
 """Sequences already loaded in this process, by (dataset folder, data config)."""
 
 
+def _cache_key(data_dir: str | Path, config: TrainConfig) -> tuple[str, str]:
+    """The key of :data:`_LOADED`: the dataset folder and the data configuration."""
+    return str(data_dir), json.dumps(to_dict(config.data), sort_keys=True)
+
+
+@contextmanager
+def _loaded_in_process(data_dir: Path, config: TrainConfig, loaded: LoadedData) -> Iterator[None]:
+    """Share ``loaded`` with the folds run in this process (``jobs`` = 1) while the block runs."""
+    key = _cache_key(data_dir, config)
+    _LOADED[key] = loaded
+    try:
+        yield
+    finally:
+        _LOADED.pop(key, None)
+
+
 def run_task(task: Task) -> dict[str, Any]:
     """Train and evaluate one fold × variant and write its result atomically (runs in a worker process).
 
@@ -238,7 +255,7 @@ def run_task(task: Task) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from forcecast.training.fit import train
 
-    key = (task.data_dir, json.dumps(to_dict(task.config.data), sort_keys=True))
+    key = _cache_key(task.data_dir, task.config)
     if key not in _LOADED:
         _LOADED[key] = load_sequences(Path(task.data_dir), task.config.data)
     loaded = _LOADED[key]
@@ -345,8 +362,11 @@ def execute(
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
+    from forcecast.training.quiet import import_tensorflow
+
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+    workers = min(jobs, len(todo))  # each imports TensorFlow first, without its start-up lines on stderr
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=import_tensorflow) as pool:
         futures = {pool.submit(run_task, task): task for task in todo}
         pending = set(futures)
         while pending:
@@ -430,30 +450,33 @@ def cross_validate(
 
     started = time.perf_counter()
     loaded = load_sequences(data_dir, config.data)
-    cache_key = (str(data_dir), json.dumps(to_dict(config.data), sort_keys=True))
-    _LOADED[cache_key] = loaded  # in-process folds (jobs = 1) reuse it
-    try:
-        return _cross_validate(data_dir, out, config, loaded, folds, static, jobs, limit, progress, started)
-    finally:
-        _LOADED.pop(cache_key, None)
-
-
-def _cross_validate(
-    data_dir: Path,
-    out: Path,
-    config: TrainConfig,
-    loaded: LoadedData,
-    folds: str | int,
-    static: str,
-    jobs: int,
-    limit: int | None,
-    progress: bool,
-    started: float,
-) -> CVOutcome:
-    import time
-
     tasks = plan(data_dir, out, config, loaded, folds, static)
     out.mkdir(parents=True, exist_ok=True)
+    with _loaded_in_process(data_dir, config, loaded):
+        results, trained_now = _run_with_progress(tasks, jobs, limit, progress)
+    if not all(t.name in results for t in tasks):
+        return CVOutcome(tasks, results, None, trained_now)
+    from forcecast.training.cv_report import summarise_cv, write_summary
+
+    meta = {
+        "folds_spec": "leave-one-subject-out" if folds == "loso" else f"{folds} folds by subject",
+        "data": str(Path(data_dir).resolve()),
+        "data_fingerprint_sha256": loaded.fingerprint,
+        "n_subjects": len({s.subject_id for s in loaded.sequences}),
+        "seed": config.fit.seed,
+        "config": to_dict(config),
+        "trained_now": trained_now,
+        "seconds_now": round(time.perf_counter() - started, 1),
+    }
+    summary = summarise_cv(tasks, results, meta)
+    write_summary(out, summary)
+    return CVOutcome(tasks, results, summary, trained_now)
+
+
+def _run_with_progress(
+    tasks: list[Task], jobs: int, limit: int | None, progress: bool
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """:func:`execute` the tasks, with a progress bar on stderr when ``progress``; the results and how many ran now."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -473,21 +496,4 @@ def _cross_validate(
     finally:
         if bar is not None:
             bar.close()
-    trained_now = len(results) - already
-    if not all(t.name in results for t in tasks):
-        return CVOutcome(tasks, results, None, trained_now)
-    from forcecast.training.cv_report import summarise_cv, write_summary
-
-    meta = {
-        "folds_spec": "leave-one-subject-out" if folds == "loso" else f"{folds} folds by subject",
-        "data": str(Path(data_dir).resolve()),
-        "data_fingerprint_sha256": loaded.fingerprint,
-        "n_subjects": len({s.subject_id for s in loaded.sequences}),
-        "seed": config.fit.seed,
-        "config": to_dict(config),
-        "trained_now": trained_now,
-        "seconds_now": round(time.perf_counter() - started, 1),
-    }
-    summary = summarise_cv(tasks, results, meta)
-    write_summary(out, summary)
-    return CVOutcome(tasks, results, summary, trained_now)
+    return results, len(results) - already
