@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipelines import source_pipeline, walker_patient
 from step_matching import StepMatch, check_detection, match_events
 
 from forcecast.cli import main
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_public_key
 from forcecast.edge.package import open_package
-from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig
 from forcecast.edge.runtime.feedback import StdoutCue
-from forcecast.edge.runtime.pipeline import Pipeline, run_source
+from forcecast.edge.runtime.pipeline import run_source
 from forcecast.edge.runtime.step_metrics import step_metrics
 from forcecast.edge.runtime.steps import StepDetector
 from forcecast.edge.runtime.store import RecordStore
@@ -40,11 +40,6 @@ PUBKEY = DATA / "forcecast-test.pub"
 def model():
     package, contract = open_package(PACKAGE, [load_public_key(PUBKEY)])
     return package, contract, TFLiteModel(package.model)
-
-
-def walker_patient(source: SyntheticSource, limit: float = 0.0) -> PatientConfig:
-    s = source.subject
-    return PatientConfig(s.subject_id, s.body_mass_kg, s.height_m, s.hka_deg, s.affected_side, limit)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +64,10 @@ def walked(model):
             if kind == "step":
                 steps.append(payload)
 
-        config = DeviceConfig(runtime=RuntimeConfig(legs=("l", "r")))
-        pipeline = Pipeline(
+        pipeline = source_pipeline(
             tflite,
             contract,
-            config,
-            source.columns,
-            source.rate_hz,
-            source.acc_range_mps2,
-            source.gyr_range_rads,
+            source,
             patient=walker_patient(source, limit=1.1),
             cue=StdoutCue(io.StringIO()),
             listeners=[keep],

@@ -341,16 +341,14 @@ def test_soft_tissue_shakes_the_thigh_sensor():
 
 def run_replay(contract: ModelContract, model: object, rotations: dict[str, np.ndarray] | None) -> dict:
     """A walker's 3 s calibration pose and 30 s walk through the device pipeline, sensors turned by ``rotations``."""
-    from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig
-    from forcecast.edge.runtime.pipeline import Pipeline
+    from pipelines import source_pipeline, walker_patient
+
     from forcecast.lab.sources.synthetic import SyntheticSource
 
     places = ("l_shank", "r_shank", "l_thigh", "r_thigh", "pelvis")
     source = SyntheticSource(
         subject=3, seed=5, speed=0, stand_s=3.0, program=(("comfortable", 30.0),), duration_s=33.0, places=places
     )
-    s = source.subject
-    patient = PatientConfig(s.subject_id, s.body_mass_kg, s.height_m, s.hka_deg, s.affected_side, 0.0)  # type: ignore[arg-type]
     out: dict = {"grf": {"l": [], "r": []}, "steps": [], "events": []}
 
     def listen(kind: str, payload: dict) -> None:
@@ -361,17 +359,7 @@ def run_replay(contract: ModelContract, model: object, rotations: dict[str, np.n
         elif kind == "event":
             out["events"].append(payload)
 
-    pipeline = Pipeline(
-        model,
-        contract,
-        DeviceConfig(runtime=RuntimeConfig(legs=("l", "r"))),
-        source.columns,
-        source.rate_hz,
-        source.acc_range_mps2,
-        source.gyr_range_rads,
-        patient=patient,
-        listeners=[listen],
-    )
+    pipeline = source_pipeline(model, contract, source, patient=walker_patient(source, limit=0.0), listeners=[listen])
     for chunk in source.chunks():
         values = rotate(source.columns, chunk.values, rotations) if rotations else chunk.values
         pipeline.push(chunk.time_s, values)

@@ -23,12 +23,13 @@ from typing import Any
 HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1])]
 
+from pipelines import source_pipeline, walker_patient  # noqa: E402
+
 from forcecast.edge.interpreter import TFLiteModel  # noqa: E402
 from forcecast.edge.keys import load_public_key  # noqa: E402
 from forcecast.edge.package import open_package  # noqa: E402
-from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, RuntimeConfig  # noqa: E402
 from forcecast.edge.runtime.feedback import StdoutCue  # noqa: E402
-from forcecast.edge.runtime.pipeline import Pipeline, run_source  # noqa: E402
+from forcecast.edge.runtime.pipeline import run_source  # noqa: E402
 from forcecast.edge.runtime.store import RecordStore, StorageFullError  # noqa: E402
 from forcecast.lab.sources.synthetic import SyntheticSource  # noqa: E402
 
@@ -79,19 +80,13 @@ def run(folder: Path, limit_pages: int | None = None) -> dict[str, Any]:
         duration_s=43.0,
         places=("l_shank", "r_shank", "l_thigh", "r_thigh", "pelvis"),
     )
-    s = source.subject
-    patient = PatientConfig(s.subject_id, s.body_mass_kg, s.height_m, s.hka_deg, s.affected_side, 1.0)  # type: ignore[arg-type]
     seen: dict[str, list[dict[str, Any]]] = {"step": [], "event": []}
-    pipeline = Pipeline(
+    pipeline = source_pipeline(
         TFLiteModel(package.model),
         contract,
-        DeviceConfig(runtime=RuntimeConfig(legs=("l", "r"))),
-        source.columns,
-        source.rate_hz,
-        source.acc_range_mps2,
-        source.gyr_range_rads,
+        source,
         sink=store,
-        patient=patient,
+        patient=walker_patient(source, limit=1.0),
         cue=StdoutCue(io.StringIO()),
         listeners=[lambda kind, payload: seen[kind].append(payload) if kind in seen else None],
     )
