@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bumble.core import BaseBumbleError
+from device_toml import BOTH_LEGS_TOML
 
 from forcecast.edge.ble.serve import gatt_server
 from forcecast.edge.ble.uncancelled import finish_within
@@ -52,15 +53,7 @@ def ten_minute_walk(folder: Path) -> Path:
 def both_legs_config(folder: Path) -> Path:
     path = folder / "device.toml"
     path.write_text(
-        'device_id = "fc-e2e"\n'
-        '[patient]\npatient_id = "S02"\nbody_mass_kg = 72.0\nheight_m = 1.74\n'
-        '[runtime]\nlegs = ["l", "r"]\n'
-        '[[sensors]]\nplace = "r_shank"\nbus = 1\naddress = 0x6A\n'
-        '[[sensors]]\nplace = "r_thigh"\nbus = 1\naddress = 0x6B\n'
-        '[[sensors]]\nplace = "pelvis"\nbus = 3\naddress = 0x6B\n'
-        '[[sensors]]\nplace = "l_shank"\nbus = 3\naddress = 0x6A\n'
-        '[[sensors]]\nplace = "l_thigh"\nbus = 4\naddress = 0x6B\n'
-        '[feedback]\noutput = "none"\n'
+        f'device_id = "fc-e2e"\n[patient]\npatient_id = "S02"\nbody_mass_kg = 72.0\nheight_m = 1.74\n{BOTH_LEGS_TOML}'
     )
     return path
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from device_toml import BOTH_LEGS_TOML
 from packages import FLOAT32, INT8, TEST_PUBKEY, edit_manifest, flip_byte, resign, signing_key
 
 from forcecast.edge.ble.serve import gatt_server
@@ -56,13 +57,7 @@ def device_config(tmp: Path, trusted: list[Path], health_s: float = 20.0) -> Pat
     path.write_text(
         f'device_id = "fc-flash"\ntrusted_keys = [{keys}]\n'
         '[patient]\npatient_id = "S02"\nbody_mass_kg = 72.0\nheight_m = 1.74\nhka_deg = 4.0\naffected_side = "right"\n'
-        '[runtime]\nlegs = ["l", "r"]\n'
-        '[[sensors]]\nplace = "r_shank"\nbus = 1\naddress = 0x6A\n'
-        '[[sensors]]\nplace = "r_thigh"\nbus = 1\naddress = 0x6B\n'
-        '[[sensors]]\nplace = "pelvis"\nbus = 3\naddress = 0x6B\n'
-        '[[sensors]]\nplace = "l_shank"\nbus = 3\naddress = 0x6A\n'
-        '[[sensors]]\nplace = "l_thigh"\nbus = 4\naddress = 0x6B\n'
-        '[feedback]\noutput = "none"\n'
+        f"{BOTH_LEGS_TOML}"
         f'[models]\nfolder = "{tmp / "models"}"\nhealth_s = {health_s}\n'
     )
     return path
