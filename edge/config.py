@@ -221,13 +221,16 @@ def to_dict(obj: object) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    return plain(obj)
+    table = plain(obj)
+    if not isinstance(table, dict):
+        raise TypeError(f"{obj!r} is not a config dataclass instance")
+    return table
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where + ".")
     if origin is typing.Literal:
         if value not in args:

@@ -45,11 +45,14 @@ class Normalisation:
 
     def apply(self, values: NDArray[np.floating]) -> NDArray[np.float32]:
         """Normalise (last axis = features)."""
-        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        normalised: NDArray[np.float32] = ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        return normalised
 
     def invert(self, values: NDArray[np.floating]) -> NDArray[np.float64]:
         """Undo :meth:`apply`."""
-        return np.asarray(values, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+        restored: NDArray[np.float64] = np.asarray(values, dtype=np.float64) * np.asarray(self.std)
+        restored += np.asarray(self.mean)
+        return restored
 
     @classmethod
     def fit(cls, values: NDArray[np.floating], min_std: float = 1e-3) -> Normalisation:

@@ -114,7 +114,8 @@ def leg_inputs(columns: tuple[str, ...], values: FloatArray, leg_places: tuple[s
     if missing:
         raise KeyError(f"missing channel(s) {', '.join(missing)}")
     picked = values[:, [index[c] for c, _ in sources]]
-    return picked * np.array([s for _, s in sources])
+    signed: NDArray[np.float64] = picked * np.array([s for _, s in sources])
+    return signed
 
 
 def static_features(

@@ -102,7 +102,7 @@ class TFLiteModel:
         ContractError
             Naming each tensor whose name or shape does not match, and the shape the contract implies.
         """
-        expected = {"imu": (1, contract.window, len(contract.channels))}
+        expected: dict[str, tuple[int, ...]] = {"imu": (1, contract.window, len(contract.channels))}
         if contract.static_features:
             expected["static"] = (1, len(contract.static_features))
         problems = []
@@ -169,7 +169,8 @@ def _quantise(value: NDArray[np.float32], info: TensorInfo) -> NDArray[Any]:
     if info.dtype == np.float32 or info.scale == 0.0:
         return value.astype(info.dtype)
     bounds = np.iinfo(info.dtype)
-    return np.clip(np.round(value / info.scale) + info.zero_point, bounds.min, bounds.max).astype(info.dtype)
+    quantised: NDArray[Any] = np.clip(np.round(value / info.scale) + info.zero_point, bounds.min, bounds.max)
+    return quantised.astype(info.dtype)
 
 
 def _dequantise(value: NDArray[Any], info: TensorInfo) -> NDArray[np.float32]:

@@ -28,7 +28,6 @@ from forcecast.edge.protocol import (
     UPLOAD_MIN_MTU,
     Opcode,
     ProtocolError,
-    RecordKind,
     Request,
     Status,
     decode_chunk,
@@ -39,6 +38,7 @@ from forcecast.edge.protocol import (
     payload_size,
     request_arguments,
 )
+from forcecast.edge.records import RecordKind
 from forcecast.edge.runtime.store import RecordStore, StorageFullError, StoreError
 from forcecast.edge.slots import SlotError
 

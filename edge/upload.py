@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 
 from forcecast.edge.protocol import encode_upload_ack
-from forcecast.edge.slots import ModelSlots, SlotError
+from forcecast.edge.slots import ModelSlots, SlotError, Upload
 
 ACK_BYTES = 4096
 """Acknowledge (and fsync) every this many bytes: the most a disconnect costs a resumed upload."""
@@ -83,6 +83,7 @@ class UploadReceiver:
             self._rewound = False
 
     def _flush(self, rewind: bool) -> bytes | None:
+        state: Upload | None
         if self._buffer:
             current = self.slots.upload()
             if current is None:  # aborted meanwhile (another process on the folder)

@@ -253,7 +253,7 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
     config = config or AnalyticsConfig()
     steps = data.steps
     bouts = find_bouts(steps, config)
-    by_leg = {leg: int(n) for leg, n in steps.groupby("leg").size().items()} if not steps.empty else {}
+    by_leg = {str(leg): int(n) for leg, n in steps.groupby("leg").size().items()} if not steps.empty else {}
     asymmetry = None
     if {"l", "r"} <= set(by_leg):
         left = steps.loc[steps["leg"] == "l", "peak1_bw"].mean()

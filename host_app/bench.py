@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from forcecast.edge.link import DeviceLink
-from forcecast.edge.protocol import ATT_OVERHEAD, LiveBlock, RecordKind, encode_live, encode_record
+from forcecast.edge.protocol import ATT_OVERHEAD, LiveBlock, encode_live, encode_record
+from forcecast.edge.records import RecordKind
 from forcecast.edge.runtime.store import RecordStore
 from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
 from forcecast.host_app.client import ClientConfig

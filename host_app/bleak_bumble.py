@@ -46,12 +46,6 @@ T = TypeVar("T")
 
 DEFAULT_MTU = 517
 """MTU requested right after connecting, as BlueZ, CoreBluetooth and Android do."""
-_UUID_LISTS = (
-    AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
-    AdvertisingData.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
-    AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-    AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-)
 _state: dict[str, Device | None] = {"central": None}
 _connect_locks: dict[int, asyncio.Lock] = {}
 
@@ -105,6 +99,17 @@ def uuid_str(value: core.UUID) -> str:
     return str(uuid.UUID(bytes=bytes(reversed(value.uuid_128_bytes))))
 
 
+def _service_uuids(data: AdvertisingData) -> list[core.UUID]:
+    """The 16- and 128-bit service UUIDs an advertisement lists, complete lists or not."""
+    kinds = AdvertisingData.Type
+    return [
+        *(data.get(kinds.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS) or []),
+        *(data.get(kinds.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS) or []),
+        *(data.get(kinds.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS) or []),
+        *(data.get(kinds.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS) or []),
+    ]
+
+
 class BumbleScanner(BaseBleakScanner):
     """Scanner backend: advertisements received by the bumble central."""
 
@@ -135,7 +140,7 @@ class BumbleScanner(BaseBleakScanner):
 
     def _on_advertisement(self, advertisement: Advertisement) -> None:
         data = advertisement.data
-        uuids = [uuid_str(u) for kind in _UUID_LISTS for u in (data.get(kind) or [])]
+        uuids = [uuid_str(u) for u in _service_uuids(data)]
         if not self.is_allowed_uuid(uuids):
             return
         name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(AdvertisingData.SHORTENED_LOCAL_NAME)
@@ -231,7 +236,7 @@ class BumbleClient(BaseBleakClient):
         if connection is None or not self.is_connected:
             return
         gone = asyncio.get_running_loop().create_future()
-        connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.done() or gone.set_result(None))
+        connection.once(connection.EVENT_DISCONNECTION, lambda *_: None if gone.done() else gone.set_result(None))
         try:
             if await finish_within(connection.disconnect(), self._timeout, self._background) and self.is_connected:
                 await asyncio.wait({gone}, timeout=self._timeout)
@@ -322,7 +327,7 @@ class BumbleClient(BaseBleakClient):
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
         self._subscribers.clear()
-        self.services = None  # type: ignore[assignment]
+        self.services = None
         if self._disconnected_callback is not None:
             asyncio.get_running_loop().call_soon(self._disconnected_callback)
 
@@ -346,7 +351,8 @@ class BumbleClient(BaseBleakClient):
             self._require()
             gone = self._gone
             assert gone is not None  # set by connect()
-            await asyncio.wait({task, gone}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+            racing: set[asyncio.Future[Any]] = {task, gone}
+            await asyncio.wait(racing, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 return task.result()
             if gone.done():

@@ -158,8 +158,8 @@ def _scan(args: argparse.Namespace) -> int:
     elif not devices:
         print(f"no forcecast device found in {args.timeout:g} s (is it on, and not connected to another host?)")
     else:
-        for device in sorted(devices, key=lambda d: -d["rssi"]):
-            print(f"{device['address']}  {device['name'] or '-':8}  {device['rssi']} dBm")
+        for device, advertisement in sorted(found, key=lambda pair: -pair[1].rssi):
+            print(f"{device.address}  {advertisement.local_name or '-':8}  {advertisement.rssi} dBm")
     return 0
 
 

@@ -45,14 +45,13 @@ from forcecast.edge.protocol import (
     Opcode,
     ProtocolError,
     RecordAssembler,
-    RecordKind,
     Reply,
     Status,
     decode_live,
     decode_reply,
     encode_request,
 )
-from forcecast.edge.records import KIND_LABELS, EventRecord, EventType, Record, RecordError, decode
+from forcecast.edge.records import KIND_LABELS, EventRecord, EventType, Record, RecordError, RecordKind, decode
 from forcecast.host_app.store import HostStore
 
 log = logging.getLogger(__name__)
@@ -145,9 +144,17 @@ async def scan(
 ) -> list[tuple[BLEDevice, AdvertisementData]]:
     """Every forcecast device advertising within ``timeout_s``."""
     found = await BleakScanner.discover(
-        timeout=timeout_s, return_adv=True, service_uuids=[SERVICE_UUID], backend=scanner_backend, **backend_kwargs
+        timeout=timeout_s, return_adv=True, **_scan_options(scanner_backend, backend_kwargs)
     )
     return [(device, adv) for device, adv in found.values() if is_forcecast(None)(device, adv)]
+
+
+def _scan_options(scanner_backend: type | None, backend_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keywords for bleak's scanner: our service, and the backend when one is given (else the platform's)."""
+    options: dict[str, Any] = {"service_uuids": [SERVICE_UUID], **backend_kwargs}
+    if scanner_backend is not None:
+        options["backend"] = scanner_backend
+    return options
 
 
 async def find_device(
@@ -157,9 +164,7 @@ async def find_device(
     return await BleakScanner.find_device_by_filter(
         is_forcecast(address),
         timeout=config.scan_timeout_s,
-        service_uuids=[SERVICE_UUID],
-        backend=scanner_backend,
-        **backend_kwargs,
+        **_scan_options(scanner_backend, backend_kwargs),
     )
 
 
@@ -230,7 +235,8 @@ class ControlChannel:
             lost = asyncio.ensure_future(self.lost.wait())
             timeout = timeout_s or self.timeout_s
             try:
-                await asyncio.wait({future, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                racing: set[asyncio.Future[Any]] = {future, lost}
+                await asyncio.wait(racing, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 lost.cancel()
             if not future.done():

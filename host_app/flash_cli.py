@@ -73,6 +73,7 @@ def _address(args: argparse.Namespace) -> str | None:
 def _flash(args: argparse.Namespace) -> int:
     if not args.package.exists():
         raise FileNotFoundError(f"{args.package}: package not found")
+    result: dict[str, Any] | None
     if args.path is not None:
         from forcecast.host_app.model_folder import flash_folder, folder_updates
 

@@ -154,7 +154,7 @@ def _peak_distribution(data: DayData) -> str:
         return _empty(figure, "no steps this day")
     ax = figure.subplots()
     peaks = data.steps["peak_bw"].dropna()
-    bins = np.linspace(float(peaks.min()) - 0.02, float(peaks.max()) + 0.02, 30)
+    bins = np.linspace(float(peaks.min()) - 0.02, float(peaks.max()) + 0.02, 30).tolist()
     for leg, group in data.steps.groupby("leg"):
         ax.hist(
             group["peak_bw"].dropna(),

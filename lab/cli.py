@@ -191,16 +191,16 @@ def _check(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     print(f"dataset   {summary['root']}")
     print(f"subjects  {summary['subjects']} ({summary['subjects_with_trials']} with trials)")
-    print(f"trials    {summary['trials']}, {_duration(float(summary['duration_s']))} in all")  # type: ignore[arg-type]
-    print(f"IMU rates {', '.join(f'{r:g} Hz' for r in summary['imu_rates_hz']) or '-'}")  # type: ignore[attr-defined]
+    print(f"trials    {summary['trials']}, {_duration(summary['duration_s'])} in all")
+    print(f"IMU rates {', '.join(f'{r:g} Hz' for r in summary['imu_rates_hz']) or '-'}")
     print(
-        f"force     {', '.join(f'{r:g} Hz' for r in summary['force_rates_hz']) or 'none'}; coverage "  # type: ignore[attr-defined]
+        f"force     {', '.join(f'{r:g} Hz' for r in summary['force_rates_hz']) or 'none'}; coverage "
         + ", ".join(f"{side} {100 * c:.1f} %" for side, c in summary["force_coverage"].items())
-    )  # type: ignore[attr-defined]
-    print(f"places    {', '.join(summary['places']) or '-'}")  # type: ignore[arg-type]
-    lags = summary.get("imu_lag_ms") or {}
+    )
+    print(f"places    {', '.join(summary['places']) or '-'}")
+    lags = summary["imu_lag_ms"]
     if lags:
-        print("IMU lag   " + ", ".join(f"{name} {lag:+.0f} ms" for name, lag in lags.items()))  # type: ignore[attr-defined]
+        print("IMU lag   " + ", ".join(f"{name} {lag:+.0f} ms" for name, lag in lags.items()))
     for problem in report.problems:
         print(f"  {problem}")
     verdict = "OK" if report.ok else "FAILED"
@@ -226,10 +226,10 @@ def _synth_overground(args: argparse.Namespace, config: Any) -> int:
     truth = write_overground_dataset(args.out, config, OvergroundConfig(seed=config.seed), progress)
     elapsed = time.perf_counter() - started
     subjects = truth["subjects"]
-    n_trials = sum(len(s["trials"]) for s in subjects.values())  # type: ignore[attr-defined]
+    n_trials = sum(len(s["trials"]) for s in subjects.values())
     result = {
         "out": str(args.out),
-        "subjects": len(subjects),  # type: ignore[arg-type]
+        "subjects": len(subjects),
         "trials": n_trials,
         "seed": config.seed,
         "seconds": round(elapsed, 2),
@@ -239,7 +239,7 @@ def _synth_overground(args: argparse.Namespace, config: Any) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"wrote {len(subjects)} subjects, {n_trials} C3D trials, mapping.toml and subjects.csv to {args.out} "  # type: ignore[arg-type]
+            f"wrote {len(subjects)} subjects, {n_trials} C3D trials, mapping.toml and subjects.csv to {args.out} "
             f"in {elapsed:.1f} s (true lags and masses in {args.out}/_truth); next: forcecast data import {args.out} "
             f"--mapping {args.out}/mapping.toml --out DATASET"
         )

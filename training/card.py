@@ -10,7 +10,7 @@ import numpy as np
 from forcecast.edge.contract import ModelContract
 from forcecast.edge.features import OUTPUT_AXES
 from forcecast.training.config import TrainConfig
-from forcecast.training.data import LoadedData
+from forcecast.training.data import LegSequence, LoadedData
 from forcecast.training.metrics import STANCE_THRESHOLD_BW
 
 AXIS_NAMES = {"v": "vertical", "ap": "anterior-posterior", "ml": "medio-lateral (medial +)"}
@@ -171,7 +171,7 @@ def plot_examples(out: Path, result: dict[str, Any], count: int = 2) -> list[Pat
 
     paths = []
     walking = [(s, p) for s, p in result["predictions"] if s.trial_id != "static"] or result["predictions"]
-    chosen = []
+    chosen: list[tuple[LegSequence, Any]] = []  # (sequence, its predicted GRF)
     for seq, pred in walking:
         if seq.subject_id not in {s.subject_id for s, _ in chosen}:
             chosen.append((seq, pred))

@@ -6,11 +6,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from forcecast.edge.features import OUTPUT_AXES
-from forcecast.training.config import TrainConfig
+from forcecast.training.config import Architecture, TrainConfig
 from forcecast.training.data import Progress, load_sequences
 from forcecast.training.fit import train
 
-ZOO = ("cnn_lstm", "lstm", "cnn1d")
+ZOO: tuple[Architecture, ...] = ("cnn_lstm", "lstm", "cnn1d")
 
 
 @dataclass

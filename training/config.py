@@ -244,7 +244,12 @@ def quick(config: TrainConfig) -> TrainConfig:
     """The ``--quick`` variant of ``config``."""
     return replace(
         config,
-        fit=replace(config.fit, **{**QUICK, "min_steps": min(config.fit.min_steps, QUICK["min_steps"])}),
+        fit=replace(
+            config.fit,
+            epochs=QUICK["epochs"],
+            patience=QUICK["patience"],
+            min_steps=min(config.fit.min_steps, QUICK["min_steps"]),
+        ),
         data=replace(config.data, train_stride=max(config.data.train_stride, 24)),
     )
 

@@ -108,19 +108,27 @@ class WindowSource:
         self.unused = [seq.key for seq, e in zip(sequences, ends, strict=True) if e.size == 0]
         """Keys of sequences with no usable window (too short, NaN inputs, or no known target)."""
 
+    def statics(self) -> list[NDArray[np.float32]]:
+        """Each sequence's normalised static features (only when the windows use them)."""
+        present = [s for s in self.s if s is not None]
+        if len(present) != len(self.s):
+            raise ValueError("static features were asked for, but the contract has none (use_static without static)")
+        return present
+
     def __len__(self) -> int:
         return int(self.ends.size)
 
     def gather(self, picks: NDArray[np.int64]) -> tuple[tuple[NDArray[np.float32], ...], NDArray[np.float32]]:
         """Model inputs and targets of the windows ``picks`` (indices into the valid windows)."""
         w = self.contract.window
+        statics = self.statics() if self.use_static else []
         xs, ys, ss = [], [], []
         for k in picks:
             i, e = int(self.seq_index[k]), int(self.ends[k])
             xs.append(self.x[i][e - w : e])
             ys.append(self.y[i][output_positions(e, self.contract.out_len, self.contract.delay)])
             if self.use_static:
-                ss.append(self.s[i])
+                ss.append(statics[i])
         x = np.stack(xs)
         inputs = (x, np.stack(ss).astype(np.float32)) if self.use_static else (x,)
         return inputs, np.stack(ys)
@@ -176,7 +184,7 @@ def make_batches(
         ds = ds.repeat() if steps is not None else ds.take(per_epoch)
     in_offsets = tf.range(c.window, dtype=tf.int64)
     out_offsets = tf.range(c.out_len, dtype=tf.int64)
-    s_all = tf.constant(np.stack(source.s).astype(np.float32)) if source.use_static else None
+    s_all = tf.constant(np.stack(source.statics()).astype(np.float32)) if source.use_static else None
     augmenter = _Augmenter(augment, c, seed) if (shuffle and augment is not None and augment.enabled) else None
 
     def cut(batch: Any, in_s: Any, out_s: Any, seq: Any, first: Any) -> Any:

@@ -104,25 +104,25 @@ class GattServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._replies: list[asyncio.Task[None]] = []
+        self._replies: list[asyncio.Task[bool]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._blocks: dict[str, int] = {}
         properties, permissions = Characteristic.Properties, Characteristic.Permissions
         self.live = Characteristic(LIVE_UUID, properties.NOTIFY, permissions.READABLE, b"")
         self.records = Characteristic(RECORDS_UUID, properties.NOTIFY, permissions.READABLE, b"")
-        self.control = Characteristic(
+        self.control: Characteristic[bytes] = Characteristic(
             CONTROL_UUID,
             properties.WRITE | properties.NOTIFY,
             permissions.WRITEABLE | permissions.WRITE_REQUIRES_ENCRYPTION,
             CharacteristicValue(write=self._on_control_write),
         )
-        self.info = Characteristic(
+        self.info: Characteristic[bytes] = Characteristic(
             INFO_UUID,
             properties.READ,
             permissions.READABLE | permissions.READ_REQUIRES_ENCRYPTION,
             CharacteristicValue(read=lambda _connection: self.link.device_info()),
         )
-        self.upload = Characteristic(
+        self.upload: Characteristic[bytes] = Characteristic(
             UPLOAD_UUID,
             properties.WRITE_WITHOUT_RESPONSE | properties.NOTIFY,
             permissions.WRITEABLE | permissions.WRITE_REQUIRES_ENCRYPTION,
@@ -293,7 +293,7 @@ class GattServer:
             if ack is not None:
                 await self._send(connection, self.upload, ack)
 
-    async def _send(self, connection: Connection, characteristic: Characteristic, value: bytes) -> bool:
+    async def _send(self, connection: Connection, characteristic: Characteristic[bytes], value: bytes) -> bool:
         if not self._alive(connection):
             return False
         await self.device.notify_subscriber(connection, characteristic, value)

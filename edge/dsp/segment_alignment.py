@@ -42,6 +42,7 @@ Numpy only: this is device code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -235,20 +236,21 @@ class _Moments:
         """``E[(v - m)_i (v - m)_j (v - m)_k]``."""
         m = self.mean()
         s2 = self.s2 / self.n
-        return (
+        third: FloatArray = (
             self.s3 / self.n
             - np.einsum("i,jk->ijk", m, s2)
             - np.einsum("j,ik->ijk", m, s2)
             - np.einsum("k,ij->ijk", m, s2)
             + 2.0 * np.einsum("i,j,k->ijk", m, m, m)
         )
+        return third
 
     def skew_along(self, u: FloatArray) -> float:
         """Skewness of ``v · u``."""
         var = float(u @ self.covariance() @ u)
         if var <= 0:
             return 0.0
-        return float(np.einsum("ijk,i,j,k->", self.central_third(), u, u, u)) / var**1.5
+        return float(np.einsum("ijk,i,j,k->", self.central_third(), u, u, u)) / math.sqrt(var) ** 3
 
     def odd_vector(self, plane: FloatArray) -> FloatArray:
         """``E[h |h|²] / E[|h|²]^1.5`` of the centred samples projected by ``plane`` (a projector).
@@ -260,7 +262,8 @@ class _Moments:
         if variance <= 0:
             return np.zeros(3)
         projected = np.einsum("ijk,ai,bj,ck->abc", self.central_third(), plane, plane, plane)
-        return np.einsum("ajj->a", projected) / variance**1.5
+        odd: FloatArray = np.einsum("ajj->a", projected) / math.sqrt(variance) ** 3
+        return odd
 
 
 class SegmentAligner:

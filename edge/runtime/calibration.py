@@ -10,7 +10,7 @@ of what the model has seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,6 +51,8 @@ class Calibration:
 
     columns: tuple[str, ...]
     places: dict[str, PlaceCalibration]
+    _matrix_t: FloatArray = field(init=False, repr=False, compare=False)
+    _offset: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # One (C, C) matrix and one offset for all places: a single matrix product per chunk.
@@ -71,7 +73,7 @@ class Calibration:
         """Correct samples (rows, columns as :attr:`columns`); returns a new array."""
         if not self.places:
             return np.asarray(values, dtype=np.float64)
-        return values @ self._matrix_t - self._offset  # type: ignore[attr-defined]
+        return values @ self._matrix_t - self._offset
 
     def describe(self) -> dict[str, dict[str, float]]:
         """Tilt and gyro bias per place, for logs and records."""
@@ -144,11 +146,17 @@ def estimate(
             )
         rotation = _rotation_onto_z(up) if align_gravity else np.eye(3)
         result[place] = PlaceCalibration(
-            tuple(float(b) for b in bias),  # type: ignore[arg-type]
-            tuple(tuple(float(v) for v in row) for row in rotation),
+            _triple(bias),
+            tuple(_triple(row) for row in rotation),
             tilt,
         )
     return Calibration(columns, result)
+
+
+def _triple(values: FloatArray) -> tuple[float, float, float]:
+    """A 3-vector as a tuple of floats (raises ValueError if it has another length)."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
 
 
 def _rotation_onto_z(up: FloatArray) -> FloatArray:
@@ -159,4 +167,5 @@ def _rotation_onto_z(up: FloatArray) -> FloatArray:
     if cos < -0.999999:  # upside down: any half turn about a horizontal axis will do
         return np.diag([1.0, -1.0, -1.0])
     skew = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + skew + skew @ skew / (1.0 + cos)
+    rotation: FloatArray = np.eye(3) + skew + skew @ skew / (1.0 + cos)
+    return rotation

@@ -69,8 +69,8 @@ class GpioCue:
 
     def __init__(self, chip: str, pin: int, pulse_s: float) -> None:
         try:
-            import gpiod  # type: ignore[import-not-found]
-            from gpiod.line import Direction, Value  # type: ignore[import-not-found]
+            import gpiod
+            from gpiod.line import Direction, Value
         except ImportError:
             raise RuntimeError(
                 "feedback output 'gpio' needs libgpiod's Python binding: pip install gpiod "

@@ -43,7 +43,8 @@ def open_source(spec: str, config: DeviceConfig, speed: float = 1.0) -> Source:
             subject = int(argument) if argument else 1
         except ValueError:
             raise SourceError(f"synthetic:{argument}: the subject must be a number, e.g. synthetic:3") from None
-        return source_class("synthetic")(subject=subject, speed=speed)  # the lab layer's walker, a plug-in
+        walker: Source = source_class("synthetic")(subject=subject, speed=speed)  # the lab layer's walker, a plug-in
+        return walker
     if kind == "i2c":
         from forcecast.edge.sources.i2c import I2CSource
 
@@ -62,7 +63,7 @@ def patient_for(source: Source, config: DeviceConfig, explicit: bool) -> Patient
         body_mass_kg=subject.body_mass_kg,
         height_m=subject.height_m,
         hka_deg=subject.hka_deg,
-        affected_side=subject.affected_side,  # type: ignore[arg-type]
+        affected_side=subject.affected_side,
     )
 
 

@@ -31,7 +31,7 @@ from forcecast.edge.runtime.inference import LegPredictor, Model
 from forcecast.edge.runtime.quality import QualityEvent, StreamGuard
 from forcecast.edge.runtime.step_metrics import step_metrics
 from forcecast.edge.runtime.steps import StepDetector
-from forcecast.edge.runtime.storage_guard import StorageGuard
+from forcecast.edge.runtime.storage_guard import Sink, StorageGuard
 from forcecast.edge.schema import GRAVITY_MPS2, SENSOR_AXES, SENSOR_KINDS, imu_column
 from forcecast.edge.sources.base import Source
 
@@ -65,14 +65,6 @@ def needed_columns(contract: ModelContract, legs: tuple[str, ...], available: tu
             f"(they give places {', '.join(dict.fromkeys(c.rsplit('_', 2)[0] for c in available)) or 'none'})"
         )
     return columns
-
-
-class Sink:
-    """Where records go (the SQLite store implements this; tests may collect in memory)."""
-
-    def append(self, kind: str, records: list[tuple[float, dict[str, Any]]]) -> list[int]:
-        """Store records of one kind; return their sequence numbers."""
-        raise NotImplementedError
 
 
 @dataclass

@@ -15,6 +15,7 @@ held and committed late, how many were lost.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ FLUSH_BATCH = 16
 class Sink(Protocol):
     """Where records are committed (:class:`~forcecast.edge.runtime.store.RecordStore`)."""
 
-    def append(self, kind: str, records: list[Entry]) -> list[int]:
+    def append(self, kind: str, records: Sequence[Entry]) -> list[int]:
         """Commit records of one kind; their sequence numbers."""
         ...
 
@@ -107,7 +108,7 @@ class StorageGuard:
         """Records waiting in memory for storage to come back."""
         return len(self._held)
 
-    def append(self, kind: str, records: list[Entry]) -> list[int | None]:
+    def append(self, kind: str, records: Sequence[Entry]) -> list[int | None]:
         """Commit ``records`` of ``kind`` (or hold them); their seqs, None for each record held.
 
         Raises
@@ -158,7 +159,7 @@ class StorageGuard:
         self._outage.attempts += 1
         self._next_try = self._now + self.retry_s
 
-    def _hold(self, kind: str, records: list[Entry]) -> None:
+    def _hold(self, kind: str, records: Sequence[Entry]) -> None:
         assert self._outage is not None
         texts = []
         for i, (_, record) in enumerate(records):

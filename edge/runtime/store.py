@@ -44,7 +44,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +231,7 @@ class RecordStore:
         with self._guard("reading meta"):
             return self._meta("store_id_origin")
 
-    def append(self, kind: str | RecordKind, records: list[tuple[float, Record | dict[str, Any]]]) -> list[int]:
+    def append(self, kind: str | RecordKind, records: Sequence[tuple[float, Record | dict[str, Any]]]) -> list[int]:
         """Store a batch of records of one kind in one transaction.
 
         Parameters

@@ -382,7 +382,7 @@ class _Timeline:
             first = (t_before - period + t_after) / 2.0 - (n - 1) * period
         else:
             first = self._next_s + min(max(error, -0.5 * period), 0.5 * period)
-        times = first + np.arange(n) * period
+        times: FloatArray = first + np.arange(n, dtype=np.float64) * period
         self._next_s = float(times[-1]) + period
         return times
 

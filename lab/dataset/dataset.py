@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -99,6 +100,23 @@ class TrialSummary:
     """IMU lag behind the force estimated from heel strikes (None: no force onsets or no foot/shank IMU)."""
 
 
+class DatasetSummary(TypedDict):
+    """Totals of a checked dataset (:meth:`CheckReport.summary`), as ``forcecast data check --json`` prints them."""
+
+    root: str
+    subjects: int
+    subjects_with_trials: int
+    trials: int
+    duration_s: float
+    imu_rates_hz: list[float]
+    force_rates_hz: list[float]
+    places: list[str]
+    force_coverage: dict[str, float]
+    imu_lag_ms: dict[str, float]
+    errors: int
+    warnings: int
+
+
 @dataclass
 class CheckReport:
     """Result of checking a whole dataset."""
@@ -123,7 +141,7 @@ class CheckReport:
         """No errors (warnings allowed)."""
         return not self.errors
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> DatasetSummary:
         """Totals: subjects, trials, duration, rates, channels and force coverage."""
         rates = sorted({round(t.imu_rate_hz, 2) for t in self.trials})
         force_rates = sorted({round(t.force_rate_hz, 2) for t in self.trials if t.force_rate_hz})
@@ -180,7 +198,7 @@ def check_dataset(root: Path | str, progress: Progress | None = None) -> CheckRe
         problems += check_trial(trial, dataset.subjects.get(ref.subject_id))
         problems += lag_problems(trial, lag.lag_s, lag.contacts)
         summaries.append(_summarise(trial))
-        summaries[-1].imu_lag_ms = lag.as_dict()["lag_ms"]  # type: ignore[assignment]
+        summaries[-1].imu_lag_ms = lag.as_dict()["lag_ms"]
     if not dataset.trials and not any(p.file == TRIALS_DIR for p in problems):
         problems.append(Problem(TRIALS_DIR, "no trials found"))
     return CheckReport(root, len(dataset.subjects), summaries, problems)

@@ -170,7 +170,7 @@ def discover_trials(root: Path) -> tuple[list[TrialRef], list[Problem]]:
                 problems.append(Problem(name, "force file without its .imu file"))
                 continue
             ordered = tuple((part, found[part][0]) for part in ("single", "imu", "force") if part in found)
-            refs.append(TrialRef(subject_dir.name, trial_id, ordered))  # type: ignore[arg-type]
+            refs.append(TrialRef(subject_dir.name, trial_id, ordered))
     return refs, problems
 
 
@@ -256,7 +256,7 @@ def _split_trial_name(filename: str) -> tuple[str, Part] | None:
             stem = filename[: -len(suffix)]
             for part in ("imu", "force"):
                 if stem.endswith("." + part) and len(stem) > len(part) + 1:
-                    return stem[: -len(part) - 1], part  # type: ignore[return-value]
+                    return stem[: -len(part) - 1], part
             return (stem, "single") if stem and "." not in stem else None
     return None
 

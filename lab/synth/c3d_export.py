@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import tomli_w
@@ -46,6 +47,21 @@ PLATE_NOISE_N = 0.3
 TRUTH_DIR = "_truth"
 """Folder (inside the output) with the source trials in format v1 and ``truth.json``; importers skip ``_`` folders."""
 HEEL_HEIGHT_M, TOE_HEIGHT_M = 0.05, 0.03
+
+
+class SubjectTruth(TypedDict):
+    """One virtual subject's truth: its session's IMU lag, its true body mass, each trial's walking direction."""
+
+    lag_ms: float
+    body_mass_kg: float
+    trials: dict[str, dict[str, float]]
+
+
+class OvergroundTruth(TypedDict):
+    """What :func:`write_overground_dataset` writes to ``_truth/truth.json``."""
+
+    plates: list[list[list[float]]]
+    subjects: dict[str, SubjectTruth]
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ def write_overground_dataset(
     config: SynthConfig,
     lab: OvergroundConfig,
     progress: Callable[[Iterable[tuple[VirtualSubject, int]], int], Iterator[tuple[VirtualSubject, int]]] | None = None,
-) -> dict[str, object]:
+) -> OvergroundTruth:
     """Write raw C3D files, ``subjects.csv`` and ``mapping.toml`` to ``out`` (plus ``_truth/``).
 
     Returns
@@ -129,7 +145,7 @@ def write_overground_dataset(
     out.mkdir(parents=True, exist_ok=True)
     subjects = subjects_for(config)
     rng = np.random.default_rng([lab.seed, 0xC3D])
-    truth: dict[str, object] = {"plates": _plate_corners(lab).tolist(), "subjects": {}}
+    truth: OvergroundTruth = {"plates": _plate_corners(lab).tolist(), "subjects": {}}
     truth_root = out / TRUTH_DIR
     truth_root.mkdir(parents=True, exist_ok=True)
     write_subjects(truth_root / "subjects.csv", [s.as_subject() for s in subjects])
@@ -139,7 +155,7 @@ def write_overground_dataset(
     items: Iterable[tuple[VirtualSubject, int]] = progress(work, len(work)) if progress else work
     lags = {s.subject_id: _session_lag(lab, i, rng) for i, s in enumerate(subjects)}
     for subject, k in items:
-        record = truth["subjects"].setdefault(  # type: ignore[union-attr]
+        record = truth["subjects"].setdefault(
             subject.subject_id, {"lag_ms": lags[subject.subject_id], "body_mass_kg": subject.body_mass_kg, "trials": {}}
         )
         trial_rng = np.random.default_rng([lab.seed, int(subject.subject_id[1:]), k])
@@ -164,7 +180,7 @@ def write_overground_dataset(
         write_trial(truth_root, Trial(subject.subject_id, trial_id, trial.imu, trial.force), paired=True)
         path = out / subject.subject_id / f"{trial_id}.c3d"
         _write_c3d(path, trial, feet, plate_force, lab, lags[subject.subject_id] / 1000.0, trial_rng)
-        record["trials"][trial_id] = {"direction": direction}  # type: ignore[index]
+        record["trials"][trial_id] = {"direction": direction}
     (truth_root / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return truth
 

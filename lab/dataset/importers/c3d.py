@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def _header_frames(path: Path) -> int | None:
     return last - first + 1
 
 
-def _point_unit(params: dict) -> str:  # type: ignore[type-arg]
+def _point_unit(params: dict[str, Any]) -> str:
     units = params["POINT"].get("UNITS", {}).get("value", ["mm"])
     unit = str(units[0]).strip().lower() if len(units) else "mm"
     if unit not in LENGTH_TO_M:

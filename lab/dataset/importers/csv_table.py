@@ -76,9 +76,10 @@ def table_recording(table: LabTable, mapping: Mapping, time_label: str | None = 
         )
     rotation = up_rotation(mapping.lab.up_axis)
     picked: dict[str, np.ndarray] = {}
-    for i, rule in enumerate(mapping.forces, start=1):
-        j = find_label(rule.pattern, table.labels, f"{mapping.source}: [[force]] #{i} ({rule.target})", table.source)
-        picked[rule.target] = table.values[:, j] * mapping.force_factor(rule)
+    for i, force_rule in enumerate(mapping.forces, start=1):
+        where = f"{mapping.source}: [[force]] #{i} ({force_rule.target})"
+        j = find_label(force_rule.pattern, table.labels, where, table.source)
+        picked[force_rule.target] = table.values[:, j] * mapping.force_factor(force_rule)
     foot_force, foot_cop = {}, {}
     for side in ("l", "r"):
         if f"{side}_force_x" in picked:

@@ -586,7 +586,7 @@ def read_lab_subjects(path: Path) -> dict[str, dict[str, str]]:
             )
         if not subject_id or subject_id in out:
             problems.append(Problem(name, f"empty or duplicate subject_id {subject_id!r}", row, "subject_id"))
-        out[subject_id] = {k: str(v) for k, v in raw.items()}
+        out[subject_id] = {str(k): str(v) for k, v in raw.items()}
     if problems:
         raise DatasetError(problems)
     return out
