@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from packages import INT8, resign, signing_key
+from pipelines import replay_trial
 
 from forcecast.demo import device_model
 from forcecast.edge.keys import load_public_key
@@ -30,7 +31,6 @@ from forcecast.edge.runtime.store import RecordStore
 from forcecast.edge.runtime.updates import ModelUpdates, sensor_columns, start_model
 from forcecast.edge.slots import ModelSlots, SlotError
 from forcecast.host_app.model_folder import flash_folder, folder_updates
-from forcecast.lab.dataset.trial import Stream, Trial, write_trial
 from forcecast.lab.sources.synthetic import SyntheticSource
 
 PLACES = ("r_shank", "r_thigh", "pelvis", "l_shank", "l_thigh")
@@ -82,10 +82,7 @@ def write_walk(folder: Path, seconds: float) -> Path:
         duration_s=3.0 + seconds,
         places=PLACES,
     )
-    chunks = list(source.chunks())
-    stream = Stream(np.concatenate([c.time_s for c in chunks]), source.columns, np.vstack([c.values for c in chunks]))
-    write_trial(folder, Trial("S02", "walk", stream, None), file_format="csv", paired=False)
-    return folder / "trials" / "S02" / "walk.csv"
+    return replay_trial(folder, source, "S02", "walk")
 
 
 @pytest.fixture(scope="module")

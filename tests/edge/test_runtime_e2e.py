@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipelines import source_pipeline, walker_patient
+from pipelines import replay_trial, source_pipeline, walker_patient
 from step_matching import StepMatch, check_detection, match_events
 
 from forcecast.cli import main
@@ -146,12 +146,11 @@ def test_asymmetry_and_cues_with_both_legs(walked):
 def walk_trial(folder: Path, damaged: bool) -> Path:
     """A 40 s walk; ``damaged``: with a NaN run, a 2 s dropout and the device clock leaping an hour ahead."""
     source = SyntheticSource(subject=1, seed=5, speed=0, stand_s=3.0, program=(("comfortable", 40.0),), duration_s=43)
+    if not damaged:
+        return replay_trial(folder, source, "S01", "walk")
     chunks = list(source.chunks())
     t = np.concatenate([c.time_s for c in chunks])
     x = np.vstack([c.values for c in chunks])
-    if not damaged:
-        write_trial(folder, Trial("S01", "walk", Stream(t, source.columns, x), None), file_format="csv", paired=False)
-        return folder / "trials" / "S01" / "walk.csv"
     x[(t > 12.0) & (t < 12.5)] = np.nan
     keep = ~((t > 20.0) & (t < 22.0))
     t, x = t[keep], x[keep]

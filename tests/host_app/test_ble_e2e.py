@@ -15,10 +15,10 @@ import logging
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 from bumble.core import BaseBumbleError
 from device_toml import BOTH_LEGS_TOML
+from pipelines import replay_trial
 
 from forcecast.edge.ble.serve import gatt_server
 from forcecast.edge.ble.uncancelled import finish_within
@@ -26,7 +26,6 @@ from forcecast.edge.runtime.launch import build_runtime
 from forcecast.host_app.client import ClientConfig
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import virtual_link
-from forcecast.lab.dataset.trial import Stream, Trial, write_trial
 from forcecast.lab.sources.synthetic import SyntheticSource
 
 DATA = Path(__file__).parents[1] / "data"
@@ -44,10 +43,7 @@ def ten_minute_walk(folder: Path) -> Path:
     """3 s standing, then 10 minutes of walking at changing speeds (synthetic subject 2 of another cohort)."""
     program = (("comfortable", 240.0), ("fast", 120.0), ("slow", 120.0), ("comfortable", 120.0))
     source = SyntheticSource(subject=2, seed=5, speed=0, stand_s=3.0, program=program, duration_s=3.0 + WALK_S)
-    chunks = list(source.chunks())
-    stream = Stream(np.concatenate([c.time_s for c in chunks]), source.columns, np.vstack([c.values for c in chunks]))
-    write_trial(folder, Trial("S02", "walk_10min", stream, None), file_format="csv", paired=False)
-    return folder / "trials" / "S02" / "walk_10min.csv"
+    return replay_trial(folder, source, "S02", "walk_10min")
 
 
 def both_legs_config(folder: Path) -> Path:

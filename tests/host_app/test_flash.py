@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from device_toml import BOTH_LEGS_TOML
 from packages import FLOAT32, INT8, TEST_PUBKEY, edit_manifest, flip_byte, resign, signing_key
+from pipelines import replay_trial
 
 from forcecast.edge.ble.serve import gatt_server
 from forcecast.edge.keys import load_public_key
@@ -41,7 +42,6 @@ from forcecast.host_app.flash import FlashConfig, Flasher, device_request
 from forcecast.host_app.model_folder import flash_folder, folder_updates
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import VirtualLink, virtual_link
-from forcecast.lab.dataset.trial import Stream, Trial, write_trial
 from forcecast.lab.sources.synthetic import SyntheticSource
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
@@ -68,10 +68,7 @@ def walk(folder: Path, seconds: float) -> Path:
     source = SyntheticSource(
         subject=2, seed=5, speed=0, stand_s=3.0, program=(("comfortable", seconds),), duration_s=3.0 + seconds
     )
-    chunks = list(source.chunks())
-    stream = Stream(np.concatenate([c.time_s for c in chunks]), source.columns, np.vstack([c.values for c in chunks]))
-    write_trial(folder, Trial("S02", "walk", stream, None), file_format="csv", paired=False)  # the device replays CSV
-    return folder / "trials" / "S02" / "walk.csv"
+    return replay_trial(folder, source, "S02", "walk")
 
 
 def flasher(link: VirtualLink, package: Path, progress=None) -> Flasher:
