@@ -59,7 +59,8 @@ def keys(tmp_path):
     )
 
 
-def make(tmp_path: Path, signer, **changes) -> Path:
+def make(tmp_path: Path, signer, compiled: bytes | None = None, **changes) -> Path:
+    """A package of :data:`MODEL` (and an Edge TPU build ``compiled``), its manifest updated with ``changes``."""
     manifest = build_manifest(
         MODEL,
         contract(),
@@ -70,7 +71,7 @@ def make(tmp_path: Path, signer, **changes) -> Path:
         created_utc="2026-11-21T00:00:00Z",
     )
     manifest.update(changes)
-    return write_package(tmp_path / "m.fcpkg", MODEL, manifest, signer)
+    return write_package(tmp_path / "m.fcpkg", MODEL, manifest, signer, compiled)
 
 
 def rewrite(path: Path, member: str, transform) -> None:
@@ -212,16 +213,12 @@ def test_an_edgetpu_build_is_signed_and_checked_like_the_model(tmp_path, keys):
 
     private, public, _, _ = keys
     compiled = b"TFL3-edgetpu" + MODEL[:500]
-    manifest = build_manifest(
-        MODEL,
-        contract(),
-        model_version="test-1",
-        signer=private,
-        quantisation={"mode": "int8"},
-        golden=[],
+    path = make(
+        tmp_path,
+        private,
+        compiled,
         edgetpu=describe(compiled, "Edge TPU Compiler version 16.0\nModel compiled successfully."),
     )
-    path = write_package(tmp_path / "tpu.fcpkg", MODEL, manifest, private, compiled)
     package, _ = open_package(path, [public])
     assert package.edgetpu_model == compiled
     rewrite(path, EDGETPU_MODEL_FILE, lambda b: b[:-1] + bytes([b[-1] ^ 0x80]))
