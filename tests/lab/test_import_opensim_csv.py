@@ -94,14 +94,20 @@ MOT_FORCES = "\n".join(
 TREADMILL = '[lab]\nup_axis = "y"\nwalking_direction = "+x"\nforce_coverage = "everywhere"'
 
 
-def test_mot_import_round_trips_forces_and_imu(source, tmp_path):
-    subject, trial = source
+def _treadmill_mot(tmp_path: Path, trial, mass: str, height_m: float, lab: str) -> tuple[Path, Path]:
+    """S01's ``trial`` as ``src/S01/walk.mot`` with ``subjects.csv``; a mapping of the .mot forces with ``lab``."""
     src = tmp_path / "src"
     (src / "S01").mkdir(parents=True)
     _write_mot(src / "S01" / "walk.mot", trial)
-    (src / "subjects.csv").write_text(SUBJECTS.format(mass=f"{subject.body_mass_kg:.1f}", height=subject.height_m))
+    (src / "subjects.csv").write_text(SUBJECTS.format(mass=mass, height=height_m))
     mapping = tmp_path / "mapping.toml"
-    mapping.write_text(_mapping_text("m/s^2", "rad/s", MOT_FORCES, TREADMILL))
+    mapping.write_text(_mapping_text("m/s^2", "rad/s", MOT_FORCES, lab))
+    return src, mapping
+
+
+def test_mot_import_round_trips_forces_and_imu(source, tmp_path):
+    subject, trial = source
+    src, mapping = _treadmill_mot(tmp_path, trial, f"{subject.body_mass_kg:.1f}", subject.height_m, TREADMILL)
     report = import_lab_data(src, load_mapping(mapping), tmp_path / "out")
     (outcome,) = report.imported
     assert abs(outcome.lag_applied_ms) <= 10.0  # same clock: no lag to find beyond the estimator's bias
@@ -161,12 +167,7 @@ def test_csv_import_with_units_and_unknown_mass(source, tmp_path):
 
 def test_treadmill_without_a_walking_direction_is_skipped_naming_the_key(source, tmp_path):
     subject, trial = source
-    src = tmp_path / "src"
-    (src / "S01").mkdir(parents=True)
-    _write_mot(src / "S01" / "walk.mot", trial)
-    (src / "subjects.csv").write_text(SUBJECTS.format(mass="70", height=subject.height_m))
-    mapping = tmp_path / "mapping.toml"
-    mapping.write_text(_mapping_text("m/s^2", "rad/s", MOT_FORCES, TREADMILL.replace('"+x"', '"auto"')))
+    src, mapping = _treadmill_mot(tmp_path, trial, "70", subject.height_m, TREADMILL.replace('"+x"', '"auto"'))
     with pytest.raises(Exception, match="walking_direction"):
         import_lab_data(src, load_mapping(mapping), tmp_path / "out")
 
