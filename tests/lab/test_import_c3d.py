@@ -178,6 +178,15 @@ def test_imu_lag_is_recovered_within_10_ms(lab, index):
     assert all(abs(lag - LAGS_MS[index]) <= 10.0 for lag in applied), applied
 
 
+def one_subject(lab, folder: Path, subject: str) -> Path:
+    """A raw lab folder ``folder/raw`` holding ``subject``'s files and the lab's ``subjects.csv``."""
+    src = folder / "raw"
+    src.mkdir()
+    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
+    shutil.copytree(Path(lab["raw"]) / subject, src / subject)
+    return src
+
+
 def test_unknown_mass_is_estimated_from_standing_and_flagged(lab):
     subjects, problems = read_subjects(Path(lab["out"]) / "subjects.csv")
     assert not problems
@@ -188,10 +197,7 @@ def test_unknown_mass_is_estimated_from_standing_and_flagged(lab):
 
 
 def test_mass_from_strides_when_no_standing_trial(lab, tmp_path):
-    src = tmp_path / "raw"
-    src.mkdir()
-    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
-    shutil.copytree(Path(lab["raw"]) / "S02", src / "S02")
+    src = one_subject(lab, tmp_path, "S02")
     (src / "S02" / "static01.c3d").unlink()
     report = import_lab_data(src, load_mapping(Path(lab["raw"]) / "mapping.toml"), tmp_path / "out")
     (info,) = report.subjects
@@ -217,10 +223,7 @@ def test_bad_imu_lag_value_is_refused(lab, tmp_path, capsys):
 
 
 def test_fixed_imu_lag_is_applied(lab, tmp_path):
-    src = tmp_path / "raw"
-    src.mkdir()
-    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
-    shutil.copytree(Path(lab["raw"]) / "S03", src / "S03")
+    src = one_subject(lab, tmp_path, "S03")
     report = import_lab_data(src, load_mapping(Path(lab["raw"]) / "mapping.toml"), tmp_path / "out", imu_lag_ms=110.0)
     assert {t.lag_applied_ms for t in report.imported} == {110.0}
 
@@ -276,10 +279,7 @@ def test_real_file_without_imu_is_skipped_with_a_reason(real_mapping, tmp_path, 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_damaged_c3d_is_skipped_with_a_reason_and_the_rest_imported(lab, tmp_path, damage):
-    src = tmp_path / "raw"
-    src.mkdir()
-    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
-    shutil.copytree(Path(lab["raw"]) / "S01", src / "S01")
+    src = one_subject(lab, tmp_path, "S01")
     good = (src / "S01" / "walk01.c3d").read_bytes()
     broken = b"\x00not a c3d file" * 100 if damage == "garbage" else good[: len(good) // 3]
     (src / "S01" / "broken.c3d").write_bytes(broken)
@@ -310,10 +310,7 @@ def test_synth_hard_preset_writes_raw_c3d_mapping_and_subjects(tmp_path, capsys)
 
 
 def test_out_folder_is_reimported_cleanly_or_refused_when_foreign(lab, tmp_path, capsys):
-    src = tmp_path / "raw"
-    src.mkdir()
-    shutil.copy(Path(lab["raw"]) / "subjects.csv", src / "subjects.csv")
-    shutil.copytree(Path(lab["raw"]) / "S01", src / "S01")
+    src = one_subject(lab, tmp_path, "S01")
     mapping = load_mapping(Path(lab["raw"]) / "mapping.toml")
     out = tmp_path / "out"
     import_lab_data(src, mapping, out)
