@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wire_fixture import reassembled_wire_v1
 
 from forcecast.edge.records import (
     KIND_LABELS,
@@ -276,17 +277,10 @@ def test_a_device_store_written_before_records_had_versions_is_read_as_typed_rec
 
 
 def test_old_wire_notifications_are_reassembled_and_decoded():
-    from forcecast.edge.protocol import RecordAssembler
-
-    fixture = json.loads((FIXTURES / "wire_v1.json").read_text())
-    assembler = RecordAssembler()
+    records, rejected = reassembled_wire_v1()
     decoded = []
-    for entry in fixture["records"]:
-        for fragment in entry["fragments"]:
-            done = assembler.feed(bytes.fromhex(fragment))
-        assert done is not None
-        kind, seq, payload = done
+    for entry, kind, seq, payload in records:
         assert "v" not in payload and (kind.label, seq) == (entry["kind"], entry["seq"])
         decoded.append(decode(kind, payload))
-    assert assembler.rejected == {}
+    assert rejected == {}
     assert sorted(type(r).__name__ for r in decoded) == ["EventRecord"] * 7 + ["StepRecord", "SummaryRecord"]

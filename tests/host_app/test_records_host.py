@@ -6,16 +6,14 @@ The session tests run the real device link and host client over the in-process v
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import date, timedelta
 from functools import partial
-from pathlib import Path
 
 import pytest
 from virtual_sync import sync as sync_with
+from wire_fixture import reassembled_wire_v1
 
-from forcecast.edge.protocol import RecordAssembler
 from forcecast.edge.records import EventRecord, EventType, RecordError, StepRecord, SummaryRecord
 from forcecast.edge.runtime.store import RecordStore
 from forcecast.host_app.analytics import day_metrics, load_day, zone
@@ -23,7 +21,6 @@ from forcecast.host_app.store import HostStore
 from forcecast.host_app.synthetic_days import write_day
 
 logging.getLogger("bumble").setLevel(logging.ERROR)
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "records"
 DEVICE = "fc-records"
 sync = partial(sync_with, device_id=DEVICE)  # sync(store, host, done): until done() holds
 NOW = "2026-11-30T00:00:00Z"
@@ -76,15 +73,8 @@ def test_a_quarantined_record_event_is_read_as_a_typed_event_and_marks_the_gap(t
 
 
 def test_records_from_old_wire_notifications_are_stored_and_analysed(tmp_path):
-    fixture = json.loads((FIXTURES / "wire_v1.json").read_text())
-    assembler = RecordAssembler()
-    batch = []
-    for entry in fixture["records"]:
-        for fragment in entry["fragments"]:
-            done = assembler.feed(bytes.fromhex(fragment))
-        assert done is not None
-        kind, seq, payload = done
-        batch.append((kind.label, seq, payload))
+    records, _ = reassembled_wire_v1()
+    batch = [(kind.label, seq, payload) for _, kind, seq, payload in records]
     with HostStore(tmp_path / "host.sqlite") as host:
         assert host.add_many("fc-old", batch, NOW) == len(batch)
         steps = host.dated_records("P1", StepRecord, 1_767_254_000.0, 1_767_255_000.0, waveforms=True)
