@@ -74,15 +74,26 @@ def make(tmp_path: Path, signer, compiled: bytes | None = None, **changes) -> Pa
     return write_package(tmp_path / "m.fcpkg", MODEL, manifest, signer, compiled)
 
 
-def rewrite(path: Path, member: str, transform) -> None:
+def _repack(path: Path, change: Callable[[dict[str, bytes]], None]) -> None:
+    """Rewrite the package at ``path`` with its members (name → bytes) as ``change`` leaves them."""
     with zipfile.ZipFile(path) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
-    members[member] = transform(members[member])
+    change(members)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     path.write_bytes(buffer.getvalue())
+
+
+def rewrite(path: Path, member: str, transform: Callable[[bytes], bytes]) -> None:
+    """Replace ``member`` of the package at ``path`` by ``transform`` of its bytes."""
+    _repack(path, lambda members: members.update({member: transform(members[member])}))
+
+
+def drop(path: Path, member: str) -> None:
+    """Take ``member`` out of the package at ``path``."""
+    _repack(path, lambda members: members.pop(member))
 
 
 def _truncate(path: Path) -> None:
@@ -170,11 +181,7 @@ def test_manifest_field_missing_and_members_missing(tmp_path, keys):
         read_package(path)
     assert info.value.reason == "field_missing"
     path = make(tmp_path, private)
-    with zipfile.ZipFile(path) as archive:
-        kept = {n: archive.read(n) for n in archive.namelist() if n != SIGNATURE_FILE}
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in kept.items():
-            archive.writestr(name, data)
+    drop(path, SIGNATURE_FILE)
     with pytest.raises(PackageError, match=r"manifest\.sig missing"):
         read_package(path)
 
@@ -225,11 +232,7 @@ def test_an_edgetpu_build_is_signed_and_checked_like_the_model(tmp_path, keys):
     with pytest.raises(PackageError, match=r"model_edgetpu\.tflite .* is not the model the manifest signed") as info:
         open_package(path, [public])
     assert info.value.reason == "model_mismatch"
-    with zipfile.ZipFile(path) as archive:
-        kept = {n: archive.read(n) for n in archive.namelist() if n != EDGETPU_MODEL_FILE}
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in kept.items():
-            archive.writestr(name, data)
+    drop(path, EDGETPU_MODEL_FILE)
     with pytest.raises(PackageError, match=r"lists model_edgetpu\.tflite but it is missing"):
         read_package(path)
 
