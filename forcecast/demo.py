@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forcecast.edge.cli_options import add_common, refuse_non_empty
-from forcecast.edge.errors import UsageError
+from forcecast.edge.errors import ForcecastRuntimeError, UsageError
 
 if TYPE_CHECKING:
     from forcecast.edge.runtime.config import DeviceConfig
@@ -121,12 +121,22 @@ def _step(number: int, text: str) -> None:
     print(f"\n[{number}/6] {text}", flush=True)
 
 
+class DemoStageError(ForcecastRuntimeError):
+    """A stage of the demo failed; the stage's own command has said why. Exits with that command's status."""
+
+    reason = "demo_stage_failed"
+
+    def __init__(self, argv: list[str], status: int) -> None:
+        self.exit_code = status
+        super().__init__(f"stopped: 'forcecast {' '.join(argv)}' ended with exit status {status} (its error above)")
+
+
 def _cli(argv: list[str]) -> None:
     from forcecast.cli import main
 
     status = main(argv)
     if status != 0:
-        raise RuntimeError(f"forcecast {' '.join(argv)} failed with exit status {status}")
+        raise DemoStageError(argv, status)
 
 
 def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) -> dict[str, Any]:

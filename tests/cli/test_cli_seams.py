@@ -305,3 +305,12 @@ def test_every_command_has_the_shared_verbose_option_and_one_json_definition() -
         assert "--verbose" in options, name
         json_help = [a.help for a in parser._actions if "--json" in a.option_strings]
         assert all(h for h in json_help), name  # defined through add_common: never without help
+
+
+def test_a_failed_demo_stage_ends_the_demo_with_that_stages_status(tmp_path: Path) -> None:
+    from forcecast.demo import DemoStageError, _cli
+
+    with pytest.raises(DemoStageError) as caught:
+        _cli(["data", "check", str(tmp_path)])  # an empty folder fails the check: a verdict, status 1
+    assert caught.value.exit_code == 1 and caught.value.reason == "demo_stage_failed"
+    assert f"'forcecast data check {tmp_path}' ended with exit status 1" in str(caught.value)
