@@ -101,9 +101,9 @@ def dataset_of(args: argparse.Namespace) -> Path:
     option: Path | None = getattr(args, "dataset_option", None)
     if positional is not None and option is not None:
         raise UsageError(f"the dataset folder is given twice (DATA {positional} and --data {option}); give it once")
-    if positional is None and option is None:
+    folder = positional if positional is not None else option
+    if folder is None:
         raise UsageError("the dataset folder DATA is required (e.g. forcecast train DATA --out RUN)")
-    folder: Path = positional if positional is not None else option  # type: ignore[assignment]
     if not folder.is_dir():
         raise FileNotFoundError(f"DATA {folder}: no such dataset folder")
     return folder

@@ -18,9 +18,12 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from forcecast.edge.errors import ForcecastValueError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
 
@@ -104,7 +107,7 @@ def bounded(
     return dataclasses.field(default=default, metadata={BOUNDS_KEY: Bounds(low, high, low_open, unit)})
 
 
-def check_bounds(obj: object) -> None:
+def check_bounds(obj: DataclassInstance) -> None:
     """Check every :func:`bounded` field of dataclass instance ``obj`` (call it from ``__post_init__``).
 
     Raises
@@ -112,7 +115,7 @@ def check_bounds(obj: object) -> None:
     ValueError
         Naming the field and its allowed range.
     """
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+    for f in dataclasses.fields(obj):
         bounds = f.metadata.get(BOUNDS_KEY)
         if bounds is not None:
             problem = bounds.problem(getattr(obj, f.name))

@@ -131,7 +131,7 @@ def static_features(
     known = hka_deg is not None and np.isfinite(hka_deg)
     return np.array(
         [
-            float(hka_deg) if known else 0.0,  # type: ignore[arg-type]
+            float(hka_deg) if hka_deg is not None and known else 0.0,
             1.0 if known else 0.0,
             1.0 if affected_side == ipsi else 0.0,
             1.0 if affected_side == contra else 0.0,

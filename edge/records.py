@@ -339,6 +339,8 @@ class _Record:
     _REQUIRED: ClassVar[frozenset[str]] = frozenset()
     _NULLS: ClassVar[bool] = False
     """Write fields that are ``None`` as ``null`` (step records always did) instead of leaving them out."""
+    _PLAN: ClassVar[tuple[tuple[tuple[str, str, _Reader, str], ...], frozenset[str]]]
+    """Each concrete type's decoding plan, made on first use by :meth:`_plan`."""
 
     extra: dict[str, Any]
 
@@ -404,7 +406,7 @@ class _Record:
             label = cls.KIND.label
             plan = tuple((f.attr, f.key, f.read, f"{label} record field {f.key!r}") for f in cls._FIELDS)
             cached = (plan, frozenset({VERSION_KEY, *(f.key for f in cls._FIELDS)}))
-            cls._PLAN = cached  # type: ignore[attr-defined]
+            cls._PLAN = cached
         return cached
 
 

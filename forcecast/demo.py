@@ -243,7 +243,7 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
         body_mass_kg=walker.body_mass_kg,
         height_m=walker.height_m,
         hka_deg=walker.hka_deg,
-        affected_side=walker.affected_side,  # type: ignore[arg-type]
+        affected_side=walking.walker.affected_side,  # the walker's own field is typed (left, right or none)
         peak_limit_bw=1.25,
     )
     config = DeviceConfig(

@@ -33,6 +33,13 @@ from forcecast.lab.dataset.trial import Trial, TrialRef
 Progress = Callable[[Iterable[object], int], Iterator[object]]
 
 
+def tracked(refs: list[TrialRef], progress: Progress | None) -> Iterator[TrialRef]:
+    """The trials ``refs`` in order, shown by ``progress`` (when given) as they go by."""
+    if progress is None:
+        return iter(refs)
+    return (ref for ref, _ in zip(refs, progress(refs, len(refs)), strict=True))
+
+
 def model_places(leg_places: tuple[str, ...]) -> list[str]:
     """Dataset places a model with ``leg_places`` reads, for either leg."""
     return list(dict.fromkeys(sensor_place(p, side) for side in ("r", "l") for p in leg_places))
@@ -72,9 +79,8 @@ def fit_session_alignments(
         Naming each subject and sensor whose estimate did not converge, and why.
     """
     aligners: dict[str, dict[str, SegmentAligner]] = {}
-    iterator: Iterable[object] = progress(refs, len(refs)) if progress else refs
-    for ref in iterator:
-        trial = dataset.load(ref)  # type: ignore[arg-type]
+    for ref in tracked(refs, progress):
+        trial = dataset.load(ref)
         index = {c: i for i, c in enumerate(trial.imu.columns)}
         present = [p for p in places if all(imu_column(p, k, a) in index for k in ("acc", "gyr") for a in SENSOR_AXES)]
         if not present:

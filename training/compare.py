@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from forcecast.edge.features import OUTPUT_AXES
 from forcecast.training.config import Architecture, TrainConfig
@@ -17,7 +18,7 @@ ZOO: tuple[Architecture, ...] = ("cnn_lstm", "lstm", "cnn1d")
 class Comparison:
     """One row per (architecture, static) with subject-naive metrics."""
 
-    rows: list[dict[str, object]]
+    rows: list[dict[str, Any]]
 
     def to_markdown_text(self) -> str:
         """A Markdown table."""
@@ -67,7 +68,7 @@ def compare(data_dir: Path, out: Path, config: TrainConfig, progress: Progress |
     return comparison
 
 
-def plot(rows: list[dict[str, object]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Bars of r per axis and ML RMSE, with and without static features, per architecture."""
     import matplotlib
 
@@ -80,13 +81,13 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     panels = [(f"{a}_r", f"{a} r") for a in OUTPUT_AXES] + [("ml_rmse_bw", "ml RMSE (BW)")]
     for ax, (key, title) in zip(axes, panels, strict=True):
         for k, (use_static, colour) in enumerate(((True, "tab:blue"), (False, "tab:gray"))):
-            values = [next(float(r[key]) for r in rows if r["model"] == m and r["static"] == use_static) for m in ZOO]  # type: ignore[arg-type]
+            values = [next(float(r[key]) for r in rows if r["model"] == m and r["static"] == use_static) for m in ZOO]
             ax.bar(x + (k - 0.5) * 0.38, values, 0.38, color=colour, label="with static" if use_static else "IMU only")
         ax.set_xticks(x, ZOO)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
         if key.endswith("_r"):
-            low = min(float(r[key]) for r in rows)  # type: ignore[arg-type]
+            low = min(float(r[key]) for r in rows)
             ax.set_ylim(max(0.0, low - 0.05), 1.0)
     axes[0].legend(loc="lower left", fontsize=8)
     fig.tight_layout()

@@ -78,7 +78,8 @@ def convert(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif mode == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ({n: s[n] for n in names} for s in representative())  # type: ignore[misc]
+            assert representative is not None  # refused above without one
+            converter.representative_dataset = lambda: ({n: s[n] for n in names} for s in representative())
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

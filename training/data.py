@@ -15,7 +15,7 @@ from forcecast.edge.dsp.segment_alignment import settings_for
 from forcecast.edge.features import leg_inputs, static_features
 from forcecast.edge.schema import GRAVITY_MPS2
 from forcecast.lab.dataset import Dataset, DatasetError, Problem, Subject, check_dataset, resample_trial
-from forcecast.training.alignment import align_trial, fit_session_alignments, model_places
+from forcecast.training.alignment import align_trial, fit_session_alignments, model_places, tracked
 from forcecast.training.config import DataConfig
 
 Progress = Callable[[Iterable[object], int], Iterator[object]]
@@ -132,9 +132,8 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
     problems: list[Problem] = []
     dropped: list[dict[str, str]] = []
     imu_only = 0
-    iterator: Iterable[object] = progress(refs, len(refs)) if progress else refs
-    for ref in iterator:
-        trial = dataset.load(ref)  # type: ignore[arg-type]
+    for ref in tracked(refs, progress):
+        trial = dataset.load(ref)
         if trial.force is None:
             imu_only += 1
             continue
@@ -151,9 +150,11 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
         if alignments is not None:  # into segment frames, before leg_inputs mirrors the left leg
             aligned = align_trial(aligned, alignments[trial.subject_id])
         subject = dataset.subjects[trial.subject_id]
+        force = aligned.force
+        assert force is not None  # resampling and alignment keep the force the trial has
         for side in ("l", "r"):
             force_columns = [f"{side}_grf_{a}" for a in ("v", "ap", "ml")]
-            if not all(c in aligned.force.columns for c in force_columns):  # type: ignore[union-attr]
+            if not all(c in force.columns for c in force_columns):
                 dropped.append(
                     {
                         "sequence": f"{trial.subject_id}/{trial.trial_id}/{side}",
@@ -171,7 +172,7 @@ def load_sequences(root: Path, config: DataConfig, progress: Progress | None = N
                     )
                 )
                 break
-            targets = aligned.force.select(tuple(force_columns)).values / subject.body_weight_n  # type: ignore[union-attr]
+            targets = force.select(tuple(force_columns)).values / subject.body_weight_n
             if not np.isfinite(targets).any():
                 dropped.append(
                     {

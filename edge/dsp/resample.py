@@ -165,18 +165,18 @@ class CausalResampler:
         return np.concatenate(outs_t), np.concatenate(outs_y)
 
     def _push_segment(self, t: FloatArray, x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        if self._sos is not None:
+        if self._sos is not None and self._zi_unit is not None:  # both set, or neither (no anti-aliasing needed)
             if self._state is None:
-                self._state = self._zi_unit[:, :, None] * x[0][None, None, :]  # type: ignore[index]
+                self._state = self._zi_unit[:, :, None] * x[0][None, None, :]
             y, self._state = signal.sosfilt(self._sos, x, axis=0, zi=self._state)
         else:
             y = x
-        if self._last_t is None:
+        if self._last_t is None or self._last_y is None:  # both None until a segment has output
             self.segments_started += 1
             self._next_k = math.ceil(t[0] * self.target_hz - 1e-9)
             prev_t, prev_y = t[:1], y[:1]
         else:
-            prev_t, prev_y = np.array([self._last_t]), self._last_y[None, :]  # type: ignore[index]
+            prev_t, prev_y = np.array([self._last_t]), self._last_y[None, :]
         all_t = np.concatenate([prev_t, t])
         all_y = np.concatenate([prev_y, y])
         last_k = math.floor(t[-1] * self.target_hz + 1e-9)

@@ -70,10 +70,10 @@ class StepDetector:
                     self.interrupted += 1
                 self._restart()
                 continue
-            prev_v = self._prev[0] if self._prev is not None else None
+            prev = None if self._prev_t is None or self._prev is None else (self._prev_t, float(self._prev[0]))
             if not self._in_stance:
-                if prev_v is not None and prev_v <= c.contact_bw < v:
-                    self._rise_t = _crossing(self._prev_t, prev_v, t, v, c.contact_bw)  # type: ignore[arg-type]
+                if prev is not None and prev[1] <= c.contact_bw < v:
+                    self._rise_t = _crossing(*prev, t, v, c.contact_bw)
                     self._rows_t, self._rows = [float(t)], [row]
                 elif v <= c.contact_bw:
                     self._rise_t = None
@@ -84,7 +84,8 @@ class StepDetector:
                     self._in_stance, self._ic = True, self._rise_t
             else:
                 if v < c.contact_bw:
-                    tc = _crossing(self._prev_t, prev_v, t, v, c.contact_bw)  # type: ignore[arg-type]
+                    assert prev is not None  # a stance is confirmed on a sample after its rise: one is always kept
+                    tc = _crossing(*prev, t, v, c.contact_bw)
                     stance = self._finish(tc)
                     if stance is not None:
                         done.append(stance)

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import tomli_w
@@ -439,13 +439,13 @@ def _plate_raw(force_cop: FloatArray, corners_mm: FloatArray, cal: FloatArray) -
     return np.linalg.solve(cal, np.hstack([force_plate, moment]).T).T
 
 
-def _int_parameter(c3d: object, name: str, values: NDArray[np.int64]) -> None:
+def _int_parameter(c3d: Any, name: str, values: NDArray[np.int64]) -> None:  # an ezc3d.c3d (untyped)
     """Add an integer FORCE_PLATFORM parameter (ezc3d's add_parameter would store floats)."""
     import ezc3d
 
     parameter = ezc3d.ezc3d.Parameter(name, "")
     parameter.set(ezc3d.ezc3d.VecInt([int(v) for v in values.reshape(-1, order="F")]), list(values.shape))
-    c3d._storage["parameters"].add_parameter("FORCE_PLATFORM", parameter)  # type: ignore[attr-defined]
+    c3d._storage["parameters"].add_parameter("FORCE_PLATFORM", parameter)
 
 
 def _unit(label: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from forcecast.edge.schema import PLACES
 
@@ -93,7 +93,7 @@ class SynthConfig:
                 object.__setattr__(self, name, value)
         if self.mounting not in ("nominal", "arbitrary"):
             raise ValueError(f"mounting must be nominal or arbitrary, got {self.mounting!r}")
-        if not 0.0 <= self.soft_tissue <= 3.0:  # type: ignore[operator]
+        if self.soft_tissue is None or not 0.0 <= self.soft_tissue <= 3.0:
             raise ValueError(f"soft_tissue must be 0..3, got {self.soft_tissue}")
         if not 1 <= self.subjects <= 999:
             raise ValueError(f"subjects must be 1..999, got {self.subjects}")
@@ -118,6 +118,6 @@ class SynthConfig:
                 raise ValueError(f"{name} must be 0..1, got {getattr(self, name)}")
 
 
-def hard_preset(**overrides: object) -> SynthConfig:
-    """The hard preset (see :class:`SynthConfig`), with any field overridden."""
-    return SynthConfig(preset="hard", **overrides)  # type: ignore[arg-type]
+def hard_preset(**overrides: Any) -> SynthConfig:
+    """The hard preset (see :class:`SynthConfig`), with any field overridden (checked by the config itself)."""
+    return SynthConfig(preset="hard", **overrides)

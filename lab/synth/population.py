@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -10,6 +11,8 @@ from numpy.typing import NDArray
 from forcecast.edge.schema import PLACES
 from forcecast.lab.dataset.subjects import Subject
 from forcecast.lab.synth.config import SynthConfig
+
+AffectedSide = Literal["left", "right", "none"]
 
 FloatArray = NDArray[np.float64]
 
@@ -97,7 +100,7 @@ class VirtualSubject:
     height_m: float
     hka_deg: float
     hka_known: bool
-    affected_side: str
+    affected_side: AffectedSide
     contralateral_hka_deg: float
     severity: float
     comfortable_speed_mps: float
@@ -145,6 +148,7 @@ def make_subject(config: SynthConfig, index: int) -> VirtualSubject:
     height = float(np.clip(rng.normal(1.70, 0.09), 1.50, 1.95))
     bmi = float(np.clip(rng.normal(27.0 if not is_control else 24.5, 3.5), 19.0, 38.0))
     mass = bmi * height**2
+    side: AffectedSide
     if is_control:
         side, severity = "none", 0.0
         hka = float(np.clip(rng.normal(1.2, 2.0), -4.0, 5.0))
@@ -159,7 +163,9 @@ def make_subject(config: SynthConfig, index: int) -> VirtualSubject:
     mounts = {place: _mount(rng) for place in PLACES}
     # What the hard lab adds is drawn from a stream of its own, so the easy lab's subjects stay as they were.
     extra = np.random.default_rng([config.seed, index, 0x4A2D])
-    mass_known = bool(extra.random() >= config.unknown_mass_fraction)  # type: ignore[operator]
+    unknown_mass = config.unknown_mass_fraction
+    assert unknown_mass is not None  # SynthConfig.__post_init__ fills it from the preset
+    mass_known = bool(extra.random() >= unknown_mass)
     vendor = VENDOR_FRAMES[int(extra.integers(len(VENDOR_FRAMES)))] if config.vendor_frames else np.eye(3)
     if config.mounting == "arbitrary" or config.vendor_frames:
         mounts = {
