@@ -99,20 +99,23 @@ def namespace_sources(pyproject: Path) -> list[BuildSource]:
     return sources
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], root: Path = ROOT) -> int:
     """Run mypy over the namespace's modules with the options of ``pyproject.toml`` plus ``argv``.
 
     Parameters
     ----------
     argv
         Extra mypy command-line options (no targets: the targets are the namespace's modules).
+    root
+        The project: its ``pyproject.toml`` and source folders (file paths are taken relative to it, so run
+        from there).
 
     Returns
     -------
     int
         mypy's exit status: 0 clean, 1 errors, 2 blocking errors.
     """
-    pyproject = ROOT / "pyproject.toml"
+    pyproject = root / "pyproject.toml"
     sources = namespace_sources(pyproject)
     fscache = FileSystemCache()
     # process_options needs targets to accept the command line; the real targets replace them below.
