@@ -154,10 +154,11 @@ def test_a_typical_device_info_keeps_every_field(tmp_path, monkeypatch):
 
 
 def test_device_info_of_the_real_test_package_has_no_patient_fields():
+    from packages import INT8
+
     from forcecast.edge.package import read_package
     from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
     from forcecast.edge.runtime.device_info import device_info, encode_info
-    from packages import INT8
 
     package = read_package(INT8)
     config = DeviceConfig(device_id="fc-0001", patient=PatientConfig(**PATIENT))
