@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     config = SynthConfig(
         subjects=args.subjects, seed=args.seed, duration_s=args.duration_s, static_s=5.0, preset="hard"
     )
-    errors: dict[str, dict[str, list[float]]] = {
+    errors: dict[str, list[float]] = {
         f"{standing}/{group}/{what}": []
         for standing in ("with_standing", "walking_only")
         for group in ("legs", "pelvis")
         for what in ("rotation", "motion_axis")
-    }  # type: ignore[assignment]
+    }
     not_converged: list[str] = []
     for index in range(1, args.subjects + 1):
         subject = make_subject(config, index)
@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                 truth = mount_matrix(subject.mounts[place])
                 estimate = result.matrix()
                 group = "pelvis" if place == "pelvis" else "legs"
-                errors[f"{standing}/{group}/rotation"].append(angle_deg(estimate, truth))  # type: ignore[attr-defined]
+                errors[f"{standing}/{group}/rotation"].append(angle_deg(estimate, truth))
                 axis = 0 if place == "pelvis" else 1  # the axis found from motion: forward (pelvis) or medio-lateral
                 cos = float(np.clip(estimate[axis] @ truth[axis], -1.0, 1.0))
-                errors[f"{standing}/{group}/motion_axis"].append(float(np.rad2deg(np.arccos(cos))))  # type: ignore[attr-defined]
+                errors[f"{standing}/{group}/motion_axis"].append(float(np.rad2deg(np.arccos(cos))))
     report = {
         "cohort": {"preset": "hard", "subjects": args.subjects, "seed": args.seed, "duration_s": args.duration_s},
-        "error_deg": {k: summary(v) for k, v in errors.items() if v},  # type: ignore[arg-type]
+        "error_deg": {k: summary(v) for k, v in errors.items() if v},
         "not_converged": not_converged,
     }
     json.dump(report, sys.stdout, indent=2)

@@ -21,12 +21,13 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from forcecast.lab.dataset import Dataset, check_dataset
 from forcecast.lab.dataset.importers import import_lab_data, load_mapping
-from forcecast.lab.synth.c3d_export import TRUTH_DIR, OvergroundConfig, write_overground_dataset
+from forcecast.lab.synth.c3d_export import TRUTH_DIR, OvergroundConfig, OvergroundTruth, write_overground_dataset
 from forcecast.lab.synth.config import hard_preset
 
 
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _figures(truth: dict, report: dict, raw: Path, out: Path, check_ok: bool) -> dict[str, object]:  # type: ignore[type-arg]
+def _figures(
+    truth: OvergroundTruth, report: dict[str, Any], raw: Path, out: Path, check_ok: bool
+) -> dict[str, object]:
     subjects = truth["subjects"]
     applied, own, clean, refused = [], [], 0, 0
     for trial in report["trials"]:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     pretrain_metrics = json.loads((pretrain_run / "metrics.json").read_text())
 
     freeze = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
-    repeats = []
+    repeats: list[dict[str, Any]] = []
     for k in range(args.repeats):
         cycled = pool * (1 + (k + 1) * args.available // len(pool))
         available = sorted(cycled[k * args.available : (k + 1) * args.available])

@@ -5,8 +5,9 @@ The source folders are mapped into one namespace by setuptools (``[tool.setuptoo
 only by folder, so run on the folders it would name ``edge/records.py`` ``edge.records`` and could not resolve
 ``import forcecast.edge.records``; an editable install's import hook is invisible to it too. This script reads
 the same mapping and hands mypy every file under its ``forcecast.*`` name, so imports resolve to the files of
-this checkout and errors are reported at their real paths. Options come from ``[tool.mypy]`` (strict on
-``forcecast.edge``, the device code; standard elsewhere)::
+this checkout and errors are reported at their real paths. The stand-alone scripts of ``scripts/`` are checked
+too, each under its file's name. Options come from ``[tool.mypy]`` (strict on ``forcecast.edge``, the device
+code; standard elsewhere)::
 
     python scripts/typecheck.py              # the README's test command runs exactly this
     python scripts/typecheck.py --no-incremental   # any further mypy option passes through
@@ -28,6 +29,8 @@ from mypy.main import process_options, run_build
 from mypy.modulefinder import BuildSource
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT_FOLDERS = ("scripts",)
+"""Folders of stand-alone scripts (run as ``python scripts/NAME.py``), checked with the namespace."""
 
 
 def package_folder(package: str, package_dir: Mapping[str, str], root: Path) -> Path:
@@ -99,6 +102,28 @@ def namespace_sources(pyproject: Path) -> list[BuildSource]:
     return sources
 
 
+def script_sources(root: Path, folders: Sequence[str] = SCRIPT_FOLDERS) -> list[BuildSource]:
+    """Every ``.py`` file directly in ``folders`` (relative to ``root``), each named by its file (as run).
+
+    Parameters
+    ----------
+    root
+        The repository root.
+    folders
+        Script folders; one that does not exist adds nothing.
+
+    Returns
+    -------
+    list of mypy.modulefinder.BuildSource
+        One per script, in a stable order.
+    """
+    return [
+        BuildSource(str(path.relative_to(root)), path.stem)
+        for folder in folders
+        for path in sorted((root / folder).glob("*.py"))
+    ]
+
+
 def main(argv: Sequence[str], root: Path = ROOT) -> int:
     """Run mypy over the namespace's modules with the options of ``pyproject.toml`` plus ``argv``.
 
@@ -116,7 +141,7 @@ def main(argv: Sequence[str], root: Path = ROOT) -> int:
         mypy's exit status: 0 clean, 1 errors, 2 blocking errors.
     """
     pyproject = root / "pyproject.toml"
-    sources = namespace_sources(pyproject)
+    sources = namespace_sources(pyproject) + script_sources(root)
     fscache = FileSystemCache()
     # process_options needs targets to accept the command line; the real targets replace them below.
     _, options = process_options(

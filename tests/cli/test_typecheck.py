@@ -1,7 +1,8 @@
 """The type check of the README's test command (scripts/typecheck.py): which modules it hands mypy, under which names.
 
 - Every source file of the four layers and of ``forcecast/`` is checked once, under its ``forcecast.*`` name (plain
-  mypy would name ``edge/records.py`` ``edge.records`` and not resolve ``forcecast.edge.records``).
+  mypy would name ``edge/records.py`` ``edge.records`` and not resolve ``forcecast.edge.records``); every script
+  of ``scripts/`` under its file's name.
 - A mapping that names no folder, or a folder without ``__init__.py``, is refused with the package named.
 - On a small project, a type error fails the check with its real path and line, and a clean one passes.
 """
@@ -64,6 +65,9 @@ def test_every_module_of_the_namespace_is_checked_once_under_its_import_name() -
     assert by_path == expected
     assert by_path["edge/records.py"] == "forcecast.edge.records"
     assert by_path["lab/dataset/importers/__init__.py"] == "forcecast.lab.dataset.importers"
+    scripts = {Path(s.path).as_posix(): s.module for s in _typecheck().script_sources(ROOT)}
+    assert scripts == {f"scripts/{p.name}": p.stem for p in (ROOT / "scripts").glob("*.py")}
+    assert scripts["scripts/typecheck.py"] == "typecheck"
 
 
 def test_a_package_is_found_through_its_nearest_mapped_ancestor(tmp_path: Path) -> None:
