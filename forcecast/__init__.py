@@ -4,3 +4,35 @@ This package holds only the command-line front door. Each part registers its own
 from a light module that imports nothing heavy at import time, so ``forcecast --help`` and
 ``forcecast edge ...`` work on a device that has only the ``edge`` extra installed.
 """
+
+import sys
+from importlib.machinery import ModuleSpec
+from importlib.util import spec_from_file_location
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+LAYERS = ("edge", "lab", "training", "host_app")
+"""The top-level folders of a checkout that ``pyproject.toml`` maps to ``forcecast.<folder>``."""
+
+
+class _CheckoutLayers:
+    """``forcecast.<layer>`` from a source checkout that was never installed (``PYTHONPATH=.``).
+
+    An installed forcecast (wheel or editable) resolves these names first; this finder, appended last to
+    ``sys.meta_path``, only answers in a checkout, exactly for the mapped names, so each module has one name.
+    """
+
+    @classmethod
+    def find_spec(cls, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        """The spec of ``forcecast.<layer>`` from ``<checkout>/<layer>/``, else ``None``."""
+        parent, _, layer = name.partition(".")
+        if parent != "forcecast" or layer not in LAYERS:
+            return None
+        return spec_from_file_location(
+            name, _CHECKOUT / layer / "__init__.py", submodule_search_locations=[str(_CHECKOUT / layer)]
+        )
+
+
+_IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "edge" / "__init__.py").is_file()
+if _IN_CHECKOUT and _CheckoutLayers not in sys.meta_path:
+    sys.meta_path.append(_CheckoutLayers)

@@ -144,3 +144,17 @@ def test_a_layer_folder_refuses_to_be_imported_under_a_second_name():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "import forcecast's device package as 'forcecast.edge', not 'edge'" in done.stdout
+
+
+def test_a_checkout_that_was_never_installed_maps_the_layers_too(tmp_path):
+    """PYTHONPATH=<checkout> without any install (e.g. the tflite-runtime environment): forcecast.<layer> resolves."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in getattr(f, '__name__', '')]\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import forcecast.edge.schema, forcecast.lab\n"
+        "print(forcecast.edge.schema.__file__, forcecast.lab.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(ROOT / "edge" / "schema.py"), "forcecast.lab"]
