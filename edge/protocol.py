@@ -46,7 +46,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forcecast.edge.errors import ForcecastValueError
-from forcecast.edge.records import RecordError, RecordKind, dumps, loads
+from forcecast.edge.records import RecordError, dumps, loads
+from forcecast.edge.records import RecordKind as RecordKind  # re-exported: the kind field of the wire protocol
 
 VERSION: Final = 1
 ATT_OVERHEAD: Final = 3

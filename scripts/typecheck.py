@@ -5,8 +5,9 @@ The source folders are mapped into one namespace by setuptools (``[tool.setuptoo
 only by folder, so run on the folders it would name ``edge/records.py`` ``edge.records`` and could not resolve
 ``import forcecast.edge.records``; an editable install's import hook is invisible to it too. This script reads
 the same mapping and hands mypy every file under its ``forcecast.*`` name, so imports resolve to the files of
-this checkout and errors are reported at their real paths. The stand-alone scripts of ``scripts/`` are checked
-too, each under its file's name. Options come from ``[tool.mypy]`` (strict on ``forcecast.edge``, the device
+this checkout and errors are reported at their real paths. The scripts of ``scripts/`` and the tests are checked
+too, each module under its file's name, as ``python scripts/NAME.py`` and pytest (rootdir-relative imports of
+the helpers in ``tests/``) import them. Options come from ``[tool.mypy]`` (strict on ``forcecast.edge``, the device
 code; standard elsewhere)::
 
     python scripts/typecheck.py              # the README's test command runs exactly this
@@ -29,8 +30,8 @@ from mypy.main import process_options, run_build
 from mypy.modulefinder import BuildSource
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT_FOLDERS = ("scripts",)
-"""Folders of stand-alone scripts (run as ``python scripts/NAME.py``), checked with the namespace."""
+SCRIPT_FOLDERS = ("scripts", "tests")
+"""Folders, searched with their subfolders, of modules imported by their file's name (scripts, tests)."""
 
 
 def package_folder(package: str, package_dir: Mapping[str, str], root: Path) -> Path:
@@ -103,25 +104,33 @@ def namespace_sources(pyproject: Path) -> list[BuildSource]:
 
 
 def script_sources(root: Path, folders: Sequence[str] = SCRIPT_FOLDERS) -> list[BuildSource]:
-    """Every ``.py`` file directly in ``folders`` (relative to ``root``), each named by its file (as run).
+    """Every ``.py`` file under ``folders`` (relative to ``root``), each named by its file, as it is imported.
 
     Parameters
     ----------
     root
         The repository root.
     folders
-        Script folders; one that does not exist adds nothing.
+        Script and test folders, searched with their subfolders; one that does not exist adds nothing.
 
     Returns
     -------
     list of mypy.modulefinder.BuildSource
-        One per script, in a stable order.
+        One per file, in a stable order.
+
+    Raises
+    ------
+    ValueError
+        If two files share a name (one module name for both): the two paths are named.
     """
-    return [
-        BuildSource(str(path.relative_to(root)), path.stem)
-        for folder in folders
-        for path in sorted((root / folder).glob("*.py"))
-    ]
+    sources: dict[str, BuildSource] = {}
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            relative = str(path.relative_to(root))
+            if path.stem in sources:
+                raise ValueError(f"{sources[path.stem].path} and {relative} would both be module {path.stem!r}")
+            sources[path.stem] = BuildSource(relative, path.stem)
+    return list(sources.values())
 
 
 def main(argv: Sequence[str], root: Path = ROOT) -> int:

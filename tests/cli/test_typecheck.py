@@ -2,7 +2,7 @@
 
 - Every source file of the four layers and of ``forcecast/`` is checked once, under its ``forcecast.*`` name (plain
   mypy would name ``edge/records.py`` ``edge.records`` and not resolve ``forcecast.edge.records``); every script
-  of ``scripts/`` under its file's name.
+  and test module under its file's name; two files of one name are refused.
 - A mapping that names no folder, or a folder without ``__init__.py``, is refused with the package named.
 - On a small project, a type error fails the check with its real path and line, and a clean one passes.
 """
@@ -65,9 +65,19 @@ def test_every_module_of_the_namespace_is_checked_once_under_its_import_name() -
     assert by_path == expected
     assert by_path["edge/records.py"] == "forcecast.edge.records"
     assert by_path["lab/dataset/importers/__init__.py"] == "forcecast.lab.dataset.importers"
-    scripts = {Path(s.path).as_posix(): s.module for s in _typecheck().script_sources(ROOT)}
-    assert scripts == {f"scripts/{p.name}": p.stem for p in (ROOT / "scripts").glob("*.py")}
-    assert scripts["scripts/typecheck.py"] == "typecheck"
+    loose = {Path(s.path).as_posix(): s.module for s in _typecheck().script_sources(ROOT)}
+    files = [*(ROOT / "scripts").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    assert loose == {p.relative_to(ROOT).as_posix(): p.stem for p in files}
+    assert loose["scripts/typecheck.py"] == "typecheck"
+    assert loose["tests/cli/test_typecheck.py"] == "test_typecheck"
+
+
+def test_two_scripts_or_tests_of_one_name_are_refused(tmp_path: Path) -> None:
+    for folder in ("tests/edge", "tests/lab"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "test_config.py").write_text("")
+    with pytest.raises(ValueError, match=r"tests/edge/test_config\.py and tests/lab/test_config\.py would both be"):
+        _typecheck().script_sources(tmp_path)
 
 
 def test_a_package_is_found_through_its_nearest_mapped_ancestor(tmp_path: Path) -> None:

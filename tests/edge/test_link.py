@@ -145,7 +145,7 @@ def test_an_ack_the_full_disk_refuses_is_answered_busy_and_the_link_stays_usable
     def full(kind: str, upto: int) -> int:
         raise StorageFullError(f"{store.path}: acknowledging {kind} records failed: the disk is full")
 
-    store.ack = full  # type: ignore[method-assign]
+    store.ack = full
     reply = decode_reply(link.handle_control(encode_request(Opcode.ACK, 8, RecordKind.STEP, 5)))
     assert reply.status is Status.BUSY and reply.payload.startswith(b"storage_full:") and link.rejected == {"BUSY": 1}
     assert decode_reply(link.handle_control(encode_request(Opcode.STATUS, 9, RecordKind.STEP))).status is Status.OK

@@ -173,7 +173,7 @@ def test_left_and_right_legs_agree_after_alignment_and_mirroring():
         inputs = leg_inputs(walk.imu.columns, aligned, ("ipsi_shank",), side)
         if not mirror:  # undo the mirroring: the left leg as its sensor reads it
             inputs = inputs * np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
-        force = walk.force.column(f"{side}_grf_v")  # type: ignore[union-attr]
+        force = walk.force.column(f"{side}_grf_v")
         loaded = np.nan_to_num(force) > 20.0
         strikes = np.flatnonzero(loaded[1:] & ~loaded[:-1]) + 1
         templates[(side, mirror)] = stride_templates(inputs, strikes)

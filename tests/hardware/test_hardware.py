@@ -207,10 +207,10 @@ def udev_rules() -> list[list[re.Match[str]]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         tokens = [t.strip() for t in re.findall(r'(?:[^,"]|"[^"]*")+', line)]
-        matches = [TOKEN.match(t) for t in tokens]
+        matches = [m for m in (TOKEN.match(t) for t in tokens) if m is not None]
         bad = [t for t in tokens if not TOKEN.match(t)]
         assert not bad, f"{RULES.name}:{number}: cannot parse {bad}"
-        rules.append(matches)  # type: ignore[arg-type]
+        rules.append(matches)
     return rules
 
 
@@ -326,8 +326,8 @@ def test_mounting_table_maps_each_mounting_into_the_nominal_frame():
 
 def load_probe():
     spec = importlib.util.spec_from_file_location("imu_probe", PROBE)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -380,7 +380,7 @@ def test_probe_prints_gravity_in_the_frame_asked_for(axes, acc_counts):
     assert lines == len(rows) == 2 and "bus 1 address 0x6A" in header
     matrix = AxisMap.parse(axes).matrix
     for row in rows:
-        acc_text, gyr_text = re.fullmatch(r"acc (.*) m/s\^2 .* gyr (.*) rad/s .*", row).groups()  # type: ignore[union-attr]
+        acc_text, gyr_text = re.fullmatch(r"acc (.*) m/s\^2 .* gyr (.*) rad/s .*", row).groups()
         acc = np.array(acc_text.split()[:3], dtype=float)
         gyr = np.array(gyr_text.split(), dtype=float)
         np.testing.assert_allclose(acc, [0.0, 0.0, 2048 * ACC_LSB_MPS2], atol=0.006)  # gravity up after mapping

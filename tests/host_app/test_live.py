@@ -109,7 +109,7 @@ def test_the_server_answers_errors_plainly_and_stop_ends_open_streams(tmp_path):
     logger = SimpleNamespace(state="scanning", device_id=None, device_info={})
 
     async def scenario():
-        view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+        view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)
         port = await view.start(0)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -163,7 +163,7 @@ def test_a_port_in_use_is_an_os_error_and_leaves_nothing_listening(tmp_path):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+            view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)
             try:
                 await view.start(port)
             except OSError as exc:

@@ -20,12 +20,13 @@ def stances(force_v: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(loaded)
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     # Drop stances cut by the start or end of the trial.
-    return [(a, b) for a, b in zip(starts, stops, strict=True) if a > 0 and b < force_v.size]
+    return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if a > 0 and b < force_v.size]
 
 
 def gait_figures(subject: VirtualSubject, condition: str) -> dict[str, float]:
     trial = walking_trial(subject, condition, CONFIG)
     f, fs = trial.force, CONFIG.force_rate_hz
+    assert f is not None
     bw = subject.body_mass_kg * GRAVITY_MPS2
     out: dict[str, list[float]] = {"p1": [], "p2": [], "stance_frac": [], "medial_peak": [], "ap_balance": []}
     strikes = []

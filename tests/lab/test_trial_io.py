@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -23,9 +24,9 @@ IMU_COLUMNS = all_imu_columns(("l_shank", "r_shank"))
 def make_trial(n: int = 50, rate: float = 100.0, with_force: bool = True) -> Trial:
     rng = np.random.default_rng(0)
     t = np.arange(n) / rate
-    imu = rng.normal(0, 1, (n, len(IMU_COLUMNS)))
-    imu[:, 2] += 9.81
-    imu = Stream(t, IMU_COLUMNS, imu)
+    values = rng.normal(0, 1, (n, len(IMU_COLUMNS)))
+    values[:, 2] += 9.81
+    imu = Stream(t, IMU_COLUMNS, values)
     force = Stream(t, all_force_columns(), np.abs(rng.normal(400, 50, (n, 6)))) if with_force else None
     return Trial("S1", "walk", imu, force)
 
@@ -57,7 +58,8 @@ def csv_trial(tmp_path: Path, text: str, name: str = "walk.csv") -> tuple[Trial 
     folder = tmp_path / "trials" / "S1"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(text)
-    part = name.split(".")[1] if name.count(".") == 2 else "single"
+    parts: dict[str, Literal["imu", "force"]] = {"imu": "imu", "force": "force"}
+    part: Literal["single", "imu", "force"] = parts[name.split(".")[1]] if name.count(".") == 2 else "single"
     ref = TrialRef("S1", name.split(".")[0], ((part, folder / name),))
     return read_trial(ref, tmp_path)
 

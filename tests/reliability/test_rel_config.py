@@ -82,7 +82,7 @@ def numeric_fields(cls: type, prefix: str = "") -> set[tuple[str, str]]:
         hint = hints[f.name]
         args = typing.get_args(hint)
         inner = args[0] if typing.get_origin(hint) is tuple and args else hint
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             found |= numeric_fields(inner, f.name)
         elif int in (hint, *args) or float in (hint, *args):
             found.add((prefix, f.name))

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +88,13 @@ def test_keys_new_on_the_command_line_refuses_a_symlink_with_exit_2(tmp_path, ca
 
 # -- device info: no personal data, one attribute --------------------------------------------------------
 
-PATIENT = {"patient_id": "PZ-7781", "body_mass_kg": 123.4, "height_m": 1.93, "hka_deg": 7.7, "peak_limit_bw": 2.25}
+PATIENT: dict[str, Any] = {
+    "patient_id": "PZ-7781",
+    "body_mass_kg": 123.4,
+    "height_m": 1.93,
+    "hka_deg": 7.7,
+    "peak_limit_bw": 2.25,
+}
 
 
 def worst_case_runtime(tmp_path, monkeypatch, version_chars: int = 300):
@@ -127,8 +134,8 @@ def test_device_info_fits_one_attribute_in_the_worst_case_and_carries_no_persona
     from forcecast.edge.runtime.launch import Runtime
 
     runtime = worst_case_runtime(tmp_path, monkeypatch)
-    info = Runtime.info(runtime)  # type: ignore[arg-type]
-    wire = DeviceLink(store=None, info=info).device_info()  # type: ignore[arg-type]
+    info = Runtime.info(runtime)
+    wire = DeviceLink(store=None, info=info).device_info()
     assert len(wire) <= 512, len(wire)
     text = wire.decode()
     for key, value in PATIENT.items():
@@ -148,7 +155,7 @@ def test_a_typical_device_info_keeps_every_field(tmp_path, monkeypatch):
     runtime.package.manifest["quantisation"]["mode"] = "int8"
     runtime.config = dataclasses.replace(runtime.config, device_id="forcecast-0001")
     runtime.slots.peek_upload = runtime.slots.upload = lambda: None
-    info = Runtime.info(runtime)  # type: ignore[arg-type]
+    info = Runtime.info(runtime)
     assert "omitted" not in info and info["contract"]["places"][0] == "ipsi_shank" and info["quantisation"] == "int8"
     assert len(encode_info(info)) <= 512
 
@@ -189,8 +196,9 @@ async def try_to_pair(central) -> bool:
     from forcecast.edge.protocol import CONTROL_UUID, SERVICE_UUID, Opcode, RecordKind, encode_request
     from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
 
+    bumble_options: dict[str, Any] = {"bumble_central": central}  # the bumble backend's own keyword
     found = await BleakScanner.find_device_by_filter(
-        lambda _d, adv: SERVICE_UUID in adv.service_uuids, timeout=3.0, backend=BumbleScanner, bumble_central=central
+        lambda _d, adv: SERVICE_UUID in adv.service_uuids, timeout=3.0, backend=BumbleScanner, **bumble_options
     )
     assert found is not None
     async with BleakClient(found, backend=BumbleClient, bumble_central=central) as client:
@@ -381,7 +389,7 @@ def test_the_live_view_learns_the_patient_from_the_records_now_that_device_info_
     from forcecast.host_app.store import HostStore
 
     logger = SimpleNamespace(state="streaming", device_id="fc-sec", device_info={"device_id": "fc-sec"})
-    view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)  # type: ignore[arg-type]
+    view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)
     assert view.today()["patient_id"] is None
     logger.on_record("step", {"patient_id": "P7", "leg": "r", "peak1_bw": 1.1})
     assert view.today()["patient_id"] == "P7"

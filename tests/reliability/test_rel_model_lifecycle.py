@@ -114,7 +114,7 @@ def test_two_steps_pass_exactly_where_a_float_compare_refused_a_good_model():
     model = StepModel(old["output"], step, moved)
     error = float(np.max(np.abs(model()["output_0"] - np.asarray(old["output"], dtype=np.float32))))
     assert error > old["tolerance"]  # the old float comparison refuses this good model ...
-    result = run_golden(model, [old])  # type: ignore[arg-type]
+    result = run_golden(model, [old])
     assert result.ok and result.worst_steps == 2, result.messages  # ... whole steps do not
 
 
@@ -131,7 +131,7 @@ def test_a_model_off_by_more_steps_or_shifted_everywhere_fails(int8):
         "a quarter 3 steps off": (np.where(np.arange(12).reshape(1, 4, 3) % 4 == 0, 3.0, 0.0), True),
     }
     for name, (moved, ok) in cases.items():
-        result = run_golden(StepModel(new["output"], step, moved, int8), [new, new])  # type: ignore[arg-type]
+        result = run_golden(StepModel(new["output"], step, moved, int8), [new, new])
         assert result.ok is ok, (name, result)
         assert ok or result.messages, name
 
@@ -140,11 +140,11 @@ def test_outputs_that_are_not_finite_or_of_another_shape_fail():
     step = 0.01
     pair = _pair(step, {"output_step": step, "tolerance_steps": 3})
     nan = StepModel(pair["output"], step, np.full((1, 4, 3), np.nan))
-    assert not run_golden(nan, [pair]).ok  # type: ignore[arg-type]
+    assert not run_golden(nan, [pair]).ok
     short = dict(pair, output=pair["output"][0][:3])
-    result = run_golden(StepModel(pair["output"], step, np.zeros((1, 4, 3))), [short])  # type: ignore[arg-type]
+    result = run_golden(StepModel(pair["output"], step, np.zeros((1, 4, 3))), [short])
     assert not result.ok and "shape" in result.messages[0]
-    assert not run_golden(StepModel(pair["output"], step, np.zeros((1, 4, 3))), []).ok  # type: ignore[arg-type]
+    assert not run_golden(StepModel(pair["output"], step, np.zeros((1, 4, 3))), []).ok
 
 
 @given(
