@@ -1,4 +1,4 @@
-"""Subcommands owned by ``training``: ``forcecast train``, ``evaluate``, ``quantize``, ``compare``, ``cv``.
+"""Subcommands owned by ``training``: ``forcecast train``, ``evaluate``, ``predict``, ``quantize``, ``compare``, ``cv``.
 
 Only the standard library is imported here; TensorFlow loads inside the handlers.
 """
@@ -64,9 +64,44 @@ def register(commands: Any) -> None:
         "--pubkey", type=Path, action="append", default=[], help="trusted public key: verify a package's signature"
     )
     add_dataset(evaluate)
-    evaluate.add_argument("--subjects", help="comma-separated subjects to evaluate (default: all)")
+    evaluate.add_argument(
+        "--subjects",
+        help="comma-separated subjects to evaluate, or 'all' (default: those the model never saw, i.e. the run's "
+        "subject-naive test subjects, read from RUN/metrics.json or the package manifest)",
+    )
+    evaluate.add_argument(
+        "--allow-training-subjects",
+        action="store_true",
+        help="let --subjects name subjects the model trained, validated or was subject-exposed on (warned about)",
+    )
     add_common(evaluate, json="print exactly one JSON object")
     evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="GRF per leg for IMU-only recordings, through the device's streaming code",
+        description="Play IMU trial files through the device pipeline and write GRF per leg (BW and N) with stance "
+        "flags to --out (.csv or .parquet) and the per-step metrics to <out stem>.steps.<ext>.",
+    )
+    predict.add_argument(
+        "--model", type=Path, required=True, help="a training run folder (or its model.keras) or a .fcpkg package"
+    )
+    predict.add_argument("--imu", type=Path, required=True, help="a trial file (.csv, .parquet) or a folder of them")
+    predict.add_argument("--out", type=Path, required=True, help="GRF table to write (.csv or .parquet)")
+    who = predict.add_mutually_exclusive_group()
+    who.add_argument("--subject", help="patient id written into the step records (default: the trial's subject)")
+    who.add_argument(
+        "--static",
+        metavar="KEY=VALUE,...",
+        help="the wearer's static features (body_mass_kg, height_m, hka_deg, affected_side) when the file does "
+        "not sit in a dataset with subjects.csv, or to override it",
+    )
+    predict.add_argument("--legs", default="l,r", help="legs to predict: l, r or l,r (default)")
+    predict.add_argument(
+        "--pubkey", type=Path, action="append", default=[], help="trusted public key: verify a package's signature"
+    )
+    add_common(predict, json="print a JSON summary", force="replace an existing --out file")
+    predict.set_defaults(handler=_predict)
 
     quantize = commands.add_parser(
         "quantize",
@@ -87,15 +122,21 @@ def register(commands: Any) -> None:
     compare = commands.add_parser(
         "compare",
         help="train the model zoo with and without static features on one split",
-        description="Train cnn_lstm, lstm and cnn1d, each with and without static features, on the same "
-        "subject-wise split; write comparison.md, comparison.csv and comparison.png.",
+        description="Train the chosen architectures (default cnn_lstm, lstm and cnn1d), each with and without "
+        "static features, on the same subject-wise split; write comparison.md, comparison.csv and comparison.png.",
     )
     add_dataset(compare)
     compare.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
     compare.add_argument("--config", type=Path, help="TOML base configuration")
+    compare.add_argument(
+        "--models", default="all", help="comma-separated architectures (cnn_lstm, lstm, cnn1d) or 'all' (default)"
+    )
+    compare.add_argument("--epochs", type=int, help="maximum epochs per model")
     compare.add_argument("--quick", action="store_true", help="few epochs per model")
     compare.add_argument("--seed", type=int, help="random seed")
-    add_common(compare, force=_FORCE_FOLDER)
+    add_common(
+        compare, json="print the comparison as one JSON object (rows, test subjects, files, runs)", force=_FORCE_FOLDER
+    )
     compare.set_defaults(handler=_compare)
 
     cv = commands.add_parser(
@@ -192,12 +233,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from forcecast.edge.config import ConfigError
     from forcecast.training.data import load_sequences
     from forcecast.training.evaluate import (
+        choose_subjects,
         evaluate_sequences,
         headline_axes,
         keras_predictor,
         load_keras_run,
         load_package_model,
         model_uses_static,
+        run_split,
         tflite_predictor,
     )
 
@@ -223,14 +266,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         alignment=contract.alignment,  # type: ignore[arg-type]  # the contract only holds known alignments
     )
     loaded = load_sequences(data_dir, data, None if args.json else _progress("load"))
-    sequences = loaded.sequences
-    if args.subjects:
-        wanted = [s.strip() for s in args.subjects.split(",") if s.strip()]
-        have = sorted({s.subject_id for s in sequences})
-        unknown = [s for s in wanted if s not in have]
-        if unknown:
-            raise ConfigError(f"--subjects: {', '.join(unknown)} not in the dataset (have: {', '.join(have)})")
-        sequences = [s for s in sequences if s.subject_id in wanted]
+    choice = choose_subjects(
+        args.subjects,
+        sorted({s.subject_id for s in loaded.sequences}),
+        run_split(args.model),
+        args.allow_training_subjects,
+    )
+    for warning in choice.warnings:
+        print(f"forcecast evaluate: warning: {warning}", file=sys.stderr)
+    sequences = [s for s in loaded.sequences if s.subject_id in choice.subjects]
     result = evaluate_sequences(predict, sequences, contract, use_static)
     axes = headline_axes(result)
     if args.json:
@@ -241,7 +285,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{args.model} on {len(result['subjects'])} subject(s): {', '.join(result['subjects'])}")
+    seen = f" ({len(choice.seen)} seen in training)" if choice.seen else " (none seen in training)"
+    print(f"{args.model} on {len(result['subjects'])} subject(s): {', '.join(result['subjects'])}{seen}")
     if checked:
         print(f"package: {checked}")
     _print_axes("pooled", result["pooled"]["axes"])
@@ -252,6 +297,26 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"vertical peaks over {peaks['n_steps']} steps: first {peaks['first_peak_mae_bw']:.3f} BW, "
             f"second {peaks['second_peak_mae_bw']:.3f} BW mean absolute error"
         )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from forcecast.edge.config import ConfigError
+
+    legs = tuple(leg.strip() for leg in args.legs.split(",") if leg.strip())
+    if not legs or any(leg not in ("l", "r") for leg in legs) or len(set(legs)) != len(legs):
+        raise ConfigError(f"--legs {args.legs}: expected l, r or l,r")
+    refuse_existing_file(args.out, args.force)
+    _load_tensorflow(args)
+    from forcecast.training.predict import predict_files
+
+    summary = predict_files(args.model, args.imu, args.out, legs, args.subject, args.static, args.pubkey)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    for trial in summary["trials"]:
+        print(f"{trial['file']}: {trial['rows']} GRF rows, steps {trial['steps']}")
+    print(f"written: {summary['grf']}, {summary['steps']}")
     return 0
 
 
@@ -305,12 +370,16 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     data = dataset_of(args)
+    from forcecast.training.compare import compare, parse_models
+
+    models = parse_models(args.models)
     refuse_non_empty(args.out, args.force)
     config = _config(args)
     _load_tensorflow(args)
-    from forcecast.training.compare import compare
-
-    table = compare(data, args.out, config, _progress("load"))
+    table = compare(data, args.out, config, None if args.json else _progress("load"), models, quiet=args.json)
+    if args.json:
+        print(json.dumps(table.to_json(args.out)))
+        return 0
     print(table.to_markdown_text())
     print(f"\nwritten: {args.out / 'comparison.md'}, comparison.csv, comparison.png")
     return 0

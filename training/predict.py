@@ -315,3 +315,145 @@ def write_tables(prediction: Prediction, out: Path) -> tuple[Path, Path]:
         prediction.grf.to_parquet(out, index=False)
         steps.to_parquet(steps_path, index=False)
     return out, steps_path
+
+
+def load_stream_model(path: Path, pubkeys: list[Path] | None = None) -> tuple[Any, ModelContract, str]:
+    """The model the pipeline runs, its contract and a version label, from a run or a package.
+
+    Parameters
+    ----------
+    path
+        A training run folder (``RUN/``), its ``model.keras``, or a ``.fcpkg`` package.
+    pubkeys
+        Public keys a package must verify against (none: hash and contract are checked, not the signature).
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is none of these.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if path.suffix == ".keras":
+        from forcecast.training.evaluate import load_keras_run
+
+        model, contract = load_keras_run(path)
+        return KerasStreamModel(model), contract, path.parent.name
+    if path.suffix == ".fcpkg":
+        from forcecast.training.evaluate import load_package_model
+
+        tflite, contract, _ = load_package_model(path, list(pubkeys or []))
+        return tflite, contract, path.stem
+    raise ConfigError(f"--model {path}: expected a run folder, its model.keras, or a .fcpkg package")
+
+
+IMU_SUFFIXES = (".imu.csv", ".imu.parquet", ".csv", ".parquet")
+
+
+def imu_files(path: Path) -> list[Path]:
+    """The trial files of ``--imu``: the file itself, or every IMU file under a folder (force files skipped).
+
+    Raises
+    ------
+    ConfigError
+        If the path does not exist or the folder holds no trial file.
+    """
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"--imu {path}: no such file or folder")
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.name.endswith(IMU_SUFFIXES) and ".force." not in p.name and p.name != "subjects.csv"
+    )
+    if not files:
+        raise ConfigError(f"--imu {path}: holds no trial file ({', '.join(IMU_SUFFIXES)})")
+    return files
+
+
+def source_of(path: Path) -> tuple[Any, SubjectProfile | None]:
+    """A source playing the trial file ``path`` as fast as it goes, and its subject if it sits in a dataset.
+
+    CSV files are read by the device's own replay source; Parquet through pandas into a :class:`FrameSource`.
+    """
+    from forcecast.edge.sources.replay import ReplaySource, _subject_row
+
+    if path.suffix == ".parquet":
+        listing = path.parent.parent.parent / "subjects.csv"
+        subject = _subject_row(listing, path.parent.name) if listing.is_file() else None
+        return FrameSource.from_frame(pd.read_parquet(path), name=str(path)), subject
+    replay = ReplaySource(path, speed=0)
+    return replay, replay.subject
+
+
+def _subject_of(path: Path, subject_id: str | None, found: SubjectProfile | None) -> SubjectProfile | None:
+    """The dataset row of ``subject_id`` (``--subject``) for a trial at ``path``, else the one found for it."""
+    if subject_id is None:
+        return found
+    from forcecast.edge.sources.replay import _subject_row
+
+    listing = path.parent.parent.parent / "subjects.csv"
+    row = _subject_row(listing, subject_id) if listing.is_file() else None
+    if row is None:
+        raise ConfigError(f"--subject {subject_id}: no usable row in {listing} (use --static KEY=VALUE,... instead)")
+    return row
+
+
+def predict_files(
+    model_path: Path,
+    imu: Path,
+    out: Path,
+    legs: tuple[str, ...] = ("l", "r"),
+    subject: str | None = None,
+    static: str | None = None,
+    pubkeys: list[Path] | None = None,
+) -> dict[str, Any]:
+    """``forcecast predict``: every trial file of ``imu`` through the device pipeline, tables written to ``out``.
+
+    With several files the tables gain a ``trial`` column (the file's path relative to ``imu``).
+
+    Returns
+    -------
+    dict
+        ``grf`` and ``steps`` (paths written), ``model`` and per trial ``file``, ``rows``, ``steps``, ``quality``.
+
+    Raises
+    ------
+    ConfigError
+        If the model, a file, ``--subject`` or ``--static`` is not usable, or the model needs static
+        features that neither the dataset nor ``--static`` give.
+    """
+    model, contract, version = load_stream_model(model_path, pubkeys)
+    overrides = parse_static(static) if static else None
+    files = imu_files(imu)
+    grfs, steps, trials = [], [], []
+    for path in files:
+        source, found = source_of(path)
+        profile = _subject_of(path, subject, found)
+        if contract.static_features and profile is None and not overrides:
+            raise ConfigError(
+                f"--imu {path}: the model takes static features but the file is not in a dataset with its subject "
+                "in subjects.csv; give them with --static body_mass_kg=..,height_m=..,hka_deg=..,affected_side=.."
+            )
+        patient = patient_from(profile, overrides, subject or "")
+        result = predict_source(model, contract, source, patient, legs, model_version=version)
+        name = str(path.relative_to(imu)) if imu.is_dir() else path.name
+        if len(files) > 1:
+            result.grf.insert(0, "trial", name)
+            if len(result.steps):
+                result.steps.insert(0, "trial", name)
+        grfs.append(result.grf)
+        steps.append(result.steps)
+        trials.append({"file": name, "rows": len(result.grf), **result.report})
+    combined = Prediction(
+        pd.concat(grfs, ignore_index=True), pd.concat(steps, ignore_index=True), [], {"trials": len(files)}
+    )
+    grf_path, steps_path = write_tables(combined, out)
+    return {
+        "model": str(model_path),
+        "grf": str(grf_path),
+        "steps": str(steps_path),
+        "trials": [{k: t[k] for k in ("file", "rows", "steps", "quality", "inferences")} for t in trials],
+    }
