@@ -9,6 +9,7 @@ import numpy as np
 
 from forcecast.edge.contract import ModelContract
 from forcecast.edge.features import OUTPUT_AXES
+from forcecast.training.card_figures import write_figures
 from forcecast.training.config import TrainConfig
 from forcecast.training.data import LegSequence, LoadedData
 from forcecast.training.metrics import STANCE_THRESHOLD_BW
@@ -94,7 +95,9 @@ def write_model_card(
     loaded: LoadedData,
 ) -> Path:
     """Write ``model_card.md`` and its plots into ``out``; returns the card's path."""
-    plots = plot_examples(out, results.get("subject_naive") or next(iter(results.values())))
+    held_out = results.get("subject_naive") or next(iter(results.values()))
+    plots = plot_examples(out, held_out)
+    figures = write_figures(out, held_out, contract.rate_hz, out / "history.csv")
     split = metrics["split"]
     lines = [
         f"# Model card: {metrics['model']}",
@@ -150,7 +153,11 @@ def write_model_card(
             f"{result.get('stance_axes', a)['v']['r']:.3f} | {a['ap']['r']:.3f} | "
             f"{a['ml']['r']:.3f} | {a['ml']['rmse_bw']:.4f} |"
         )
-    lines += ["", "## Examples (held-out subjects)", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    held_out_name = "subject-naive test" if "subject_naive" in results else next(iter(results)).replace("_", "-")
+    lines += ["", f"## Figures ({held_out_name} subjects)", ""]
+    for figure in figures:
+        lines += [f"![{figure.path.stem}]({figure.path.name})", "", f"*{figure.caption}*", ""]
+    lines += ["## Examples (held-out subjects)", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Versions", "", *[f"- {k} {v}" for k, v in metrics["versions"].items()], ""]
     path = out / "model_card.md"
     path.write_text("\n".join(lines))

@@ -6,19 +6,51 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from forcecast.edge.config import ConfigError
 from forcecast.edge.features import OUTPUT_AXES
 from forcecast.training.config import Architecture, TrainConfig
 from forcecast.training.data import Progress, load_sequences
 from forcecast.training.fit import train
 
 ZOO: tuple[Architecture, ...] = ("cnn_lstm", "lstm", "cnn1d")
+OUTPUT_FILES = ("comparison.md", "comparison.csv", "comparison.png")
+
+
+def parse_models(text: str) -> tuple[Architecture, ...]:
+    """The ``--models`` value: comma-separated architectures of :data:`ZOO`, or ``all``; in zoo order.
+
+    Raises
+    ------
+    ConfigError
+        An unknown architecture or an empty list, named with the choices.
+    """
+    if text.strip() == "all":
+        return ZOO
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ZOO]
+    if unknown or not names:
+        what = f"unknown architecture(s) {', '.join(unknown)}" if unknown else "no architecture named"
+        raise ConfigError(f"--models {text!r}: {what}; choose from {', '.join(ZOO)} (comma-separated) or 'all'")
+    return tuple(m for m in ZOO if m in names)
 
 
 @dataclass
 class Comparison:
-    """One row per (architecture, static) with subject-naive metrics."""
+    """One row per (architecture, static) with subject-naive metrics, and the split they share."""
 
     rows: list[dict[str, Any]]
+    test_subjects: list[str]
+    seed: int
+
+    def to_json(self, out: Path) -> dict[str, Any]:
+        """The one object ``compare --json`` prints: rows, test subjects, seed, and the files written."""
+        return {
+            "rows": self.rows,
+            "test_subjects": self.test_subjects,
+            "seed": self.seed,
+            "files": [str(out / name) for name in OUTPUT_FILES],
+            "runs": [str(out / run_name(str(r["model"]), bool(r["static"]))) for r in self.rows],
+        }
 
     def to_markdown_text(self) -> str:
         """A Markdown table."""
@@ -34,18 +66,45 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(data_dir: Path, out: Path, config: TrainConfig, progress: Progress | None = None) -> Comparison:
-    """Train every architecture with and without static features; write the table and a plot."""
+def run_name(architecture: str, use_static: bool) -> str:
+    """The run folder of one (architecture, static) pair under the comparison folder."""
+    return f"{architecture}{'_static' if use_static else ''}"
+
+
+def compare(
+    data_dir: Path,
+    out: Path,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    models: tuple[Architecture, ...] = ZOO,
+    quiet: bool = False,
+) -> Comparison:
+    """Train each architecture of ``models`` with and without static features; write the table and a plot.
+
+    Parameters
+    ----------
+    data_dir, out, config
+        Dataset, comparison folder (one run folder per model inside) and base configuration.
+    progress
+        Progress wrapper for loading; ``None``: none.
+    models
+        Architectures to train, in order (see :func:`parse_models`).
+    quiet
+        Print nothing on stdout (``--json``): no run headers, no Keras progress.
+    """
     import pandas as pd
 
+    if not models:
+        raise ConfigError("compare: no architecture to train (models is empty)")
     loaded = load_sequences(data_dir, config.data, progress)
     rows = []
-    for architecture in ZOO:
+    for architecture in models:
         for use_static in (True, False):
             run_config = replace(config, model=replace(config.model, architecture=architecture, use_static=use_static))
-            name = f"{architecture}{'_static' if use_static else ''}"
-            print(f"\n== {name} ==", flush=True)
-            result = train(data_dir, out / name, run_config, loaded=loaded)
+            name = run_name(architecture, use_static)
+            if not quiet:
+                print(f"\n== {name} ==", flush=True)
+            result = train(data_dir, out / name, run_config, loaded=loaded, verbose=0 if quiet else None)
             axes = result.metrics["subject_naive"]["pooled"]["axes"]
             row: dict[str, object] = {"model": architecture, "static": use_static}
             for axis in OUTPUT_AXES:
@@ -54,22 +113,22 @@ def compare(data_dir: Path, out: Path, config: TrainConfig, progress: Progress |
             row["parameters"] = result.metrics["parameters"]
             row["epochs"] = result.epochs_run
             rows.append(row)
-    comparison = Comparison(rows)
+    split = result.metrics["split"]
+    comparison = Comparison(rows, list(split["test"]), config.fit.seed)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)
-    split = result.metrics["split"]
     (out / "comparison.md").write_text(
         "# Model comparison (subject-naive test)\n\n"
         f"Test subjects: {', '.join(split['test'])}; same split and seed ({config.fit.seed}) for every model.\n\n"
         + comparison.to_markdown_text()
         + "\n\n![comparison](comparison.png)\n"
     )
-    plot(rows, out / "comparison.png")
+    plot(rows, out / "comparison.png", models)
     return comparison
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Bars of r per axis and ML RMSE, with and without static features, per architecture."""
+def plot(rows: list[dict[str, Any]], path: Path, models: tuple[Architecture, ...] = ZOO) -> None:
+    """Bars of r per axis and ML RMSE, with and without static features, per architecture of ``models``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,13 +136,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    x = np.arange(len(ZOO))
+    x = np.arange(len(models))
     panels = [(f"{a}_r", f"{a} r") for a in OUTPUT_AXES] + [("ml_rmse_bw", "ml RMSE (BW)")]
     for ax, (key, title) in zip(axes, panels, strict=True):
         for k, (use_static, colour) in enumerate(((True, "tab:blue"), (False, "tab:gray"))):
-            values = [next(float(r[key]) for r in rows if r["model"] == m and r["static"] == use_static) for m in ZOO]
+            values = [
+                next(float(r[key]) for r in rows if r["model"] == m and r["static"] == use_static) for m in models
+            ]
             ax.bar(x + (k - 0.5) * 0.38, values, 0.38, color=colour, label="with static" if use_static else "IMU only")
-        ax.set_xticks(x, ZOO)
+        ax.set_xticks(x, models)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
         if key.endswith("_r"):
