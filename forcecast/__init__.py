@@ -36,3 +36,20 @@ class _CheckoutLayers:
 _IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "edge" / "__init__.py").is_file()
 if _IN_CHECKOUT and _CheckoutLayers not in sys.meta_path:
     sys.meta_path.append(_CheckoutLayers)
+
+_API = ("GRFPredictor", "Model", "check_dataset", "evaluate", "load_model", "open_dataset", "train")
+"""The public Python API (:mod:`forcecast.api`), imported on first use so ``import forcecast`` stays light."""
+
+
+def __getattr__(name: str) -> object:
+    """``forcecast.<name>`` of the public API, from :mod:`forcecast.api` on first access."""
+    if name in _API:
+        from forcecast import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'forcecast' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API and the layer names (not this module's helpers)."""
+    return sorted({*_API, "LAYERS", *(n for n in globals() if n.startswith("__"))})

@@ -1,0 +1,157 @@
+"""The public Python API: ``import forcecast`` then ``forcecast.load_model``, ``forcecast.GRFPredictor`` ...
+
+Every name here is reached lazily through ``forcecast.__getattr__``, so ``import forcecast`` (and the CLI on a
+device) loads neither pandas nor TensorFlow until one of them is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from forcecast.edge.runtime.config import PatientConfig
+from forcecast.lab.dataset.dataset import CheckReport, Dataset
+from forcecast.lab.dataset.dataset import check_dataset as _check_dataset
+
+__all__ = ["GRFPredictor", "Model", "check_dataset", "evaluate", "load_model", "open_dataset", "train"]
+
+
+class Model:
+    """A trained model (a run's ``model.keras`` or a ``.fcpkg`` package) that predicts through the device code.
+
+    Use :func:`load_model` to make one.
+    """
+
+    def __init__(self, runner: Any, contract: Any, version: str) -> None:
+        self.runner, self.contract, self.version = runner, contract, version
+
+    def predict(
+        self,
+        imu: pd.DataFrame | tuple[NDArray[np.float64], list[str], NDArray[np.float64]],
+        subject: dict[str, Any] | None = None,
+        legs: tuple[str, ...] = ("l", "r"),
+    ) -> pd.DataFrame:
+        """GRF per leg for an IMU recording (see :class:`GRFPredictor` for the columns)."""
+        return GRFPredictor(self, subject=subject, legs=legs).predict(imu).grf_
+
+
+def load_model(path: Path | str, pubkeys: list[Path] | None = None) -> Model:
+    """Load a training run folder, its ``model.keras``, or a ``.fcpkg`` package (verified against ``pubkeys``)."""
+    from forcecast.training.predict import load_stream_model
+    from forcecast.training.quiet import import_tensorflow
+
+    import_tensorflow(False)
+    runner, contract, version = load_stream_model(Path(path), pubkeys)
+    return Model(runner, contract, version)
+
+
+class GRFPredictor:
+    """Predict GRF for IMU recordings with the device's streaming pipeline.
+
+    Parameters
+    ----------
+    model
+        A :class:`Model` or a path for :func:`load_model`.
+    subject
+        The wearer: ``body_mass_kg``, ``height_m``, optionally ``hka_deg``, ``affected_side`` and ``patient_id``.
+    legs
+        Legs to predict.
+
+    Attributes
+    ----------
+    grf_
+        After :meth:`predict`: ``time_s``, per leg ``<leg>_<v|ap|ml>_<bw|n>`` and ``<leg>_stance``.
+    steps_
+        After :meth:`predict`: one row per detected stance (the device's step records).
+    report_
+        After :meth:`predict`: the pipeline's run report.
+    """
+
+    def __init__(
+        self, model: Model | Path | str, subject: dict[str, Any] | None = None, legs: tuple[str, ...] = ("l", "r")
+    ) -> None:
+        self.model = model if isinstance(model, Model) else load_model(model)
+        self.subject = dict(subject or {})
+        self.legs = legs
+
+    def predict(self, imu: pd.DataFrame | tuple[NDArray[np.float64], list[str], NDArray[np.float64]]) -> GRFPredictor:
+        """Run the pipeline over ``imu``: a format-v1 table or ``(time_s, columns, values)``; returns ``self``."""
+        from forcecast.training.predict import FrameSource, predict_source
+
+        if isinstance(imu, pd.DataFrame):
+            source = FrameSource.from_frame(imu)
+        else:
+            time_s, columns, values = imu
+            source = FrameSource(np.asarray(time_s), tuple(columns), np.asarray(values))
+        values = {k: v for k, v in self.subject.items() if k != "patient_id"}
+        try:
+            patient = PatientConfig(str(self.subject.get("patient_id", "P001")), **values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"subject {self.subject}: {exc}") from None
+        result = predict_source(
+            self.model.runner, self.model.contract, source, patient, self.legs, model_version=self.model.version
+        )
+        self.grf_, self.steps_, self.report_ = result.grf, result.steps, result.report
+        return self
+
+
+def open_dataset(root: Path | str) -> Dataset:
+    """Open a format-v1 dataset folder (subjects and trial files; problems collected in ``.problems``)."""
+    return Dataset.scan(root)
+
+
+def check_dataset(root: Path | str) -> CheckReport:
+    """Check a dataset as ``forcecast data check`` does; ``.ok``, ``.errors``, ``.warnings``."""
+    return _check_dataset(root)
+
+
+def _root(data: Dataset | Path | str) -> Path:
+    return data.root if isinstance(data, Dataset) else Path(data)
+
+
+def train(data: Dataset | Path | str, out: Path | str, config: Path | str | None = None) -> pd.DataFrame:
+    """Train on a dataset (an opened :class:`Dataset` or its folder) into the run folder ``out``.
+
+    Returns the per-axis subject-naive metrics (one row per axis) when the run has test subjects.
+    """
+    from forcecast.training.config import load_train_config
+    from forcecast.training.fit import train as _train
+    from forcecast.training.quiet import import_tensorflow
+
+    import_tensorflow(False)
+    result = _train(_root(data), Path(out), load_train_config(Path(config) if config else None), verbose=0)
+    axes = result.metrics.get("subject_naive", {}).get("pooled", {}).get("axes", {})
+    return pd.DataFrame(axes).T.rename_axis("axis").reset_index()
+
+
+def evaluate(model: Model | Path | str, data: Dataset | Path | str) -> pd.DataFrame:
+    """Score ``model`` on every trial with force of ``data``: one row per axis (r, RMSE in BW and N, nRMSE)."""
+    from forcecast.training.config import DataConfig
+    from forcecast.training.data import load_sequences
+    from forcecast.training.evaluate import evaluate_sequences, tflite_predictor
+    from forcecast.training.predict import KerasStreamModel
+
+    loaded = model if isinstance(model, Model) else load_model(model)
+    c = loaded.contract
+    config = DataConfig(
+        rate_hz=c.rate_hz,
+        leg_places=c.leg_places,
+        window=c.window,
+        out_len=c.out_len,
+        delay=c.delay,
+        alignment=c.alignment,
+    )
+    sequences = load_sequences(_root(data), config).sequences
+    runner = loaded.runner
+    if isinstance(runner, KerasStreamModel):
+        from forcecast.training.evaluate import keras_predictor
+
+        result = evaluate_sequences(keras_predictor(runner.model), sequences, c, runner.uses_static)
+    else:
+        use_static = "static" in runner.inputs
+        result = evaluate_sequences(tflite_predictor(runner, use_static), sequences, c, use_static)
+    return pd.DataFrame(result["pooled"]["axes"]).T.rename_axis("axis").reset_index()
