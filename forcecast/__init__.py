@@ -37,7 +37,17 @@ _IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "edge" 
 if _IN_CHECKOUT and _CheckoutLayers not in sys.meta_path:
     sys.meta_path.append(_CheckoutLayers)
 
-_API = ("GRFPredictor", "Model", "check_dataset", "evaluate", "load_model", "open_dataset", "train")
+_API = (
+    "GRFPredictor",
+    "Model",
+    "check_dataset",
+    "cross_validate",
+    "evaluate",
+    "import_lab_data",
+    "load_model",
+    "open_dataset",
+    "train",
+)
 """The public Python API (:mod:`forcecast.api`), imported on first use so ``import forcecast`` stays light."""
 
 

@@ -17,7 +17,17 @@ from forcecast.edge.runtime.config import PatientConfig
 from forcecast.lab.dataset.dataset import CheckReport, Dataset
 from forcecast.lab.dataset.dataset import check_dataset as _check_dataset
 
-__all__ = ["GRFPredictor", "Model", "check_dataset", "evaluate", "load_model", "open_dataset", "train"]
+__all__ = [
+    "GRFPredictor",
+    "Model",
+    "check_dataset",
+    "cross_validate",
+    "evaluate",
+    "import_lab_data",
+    "load_model",
+    "open_dataset",
+    "train",
+]
 
 
 class Model:
@@ -109,21 +119,40 @@ def check_dataset(root: Path | str) -> CheckReport:
     return _check_dataset(root)
 
 
+def import_lab_data(src: Path | str, mapping: Path | str, out: Path | str, imu_lag_ms: float | None = None) -> Any:
+    """Import lab files (C3D, OpenSim, CSV) under ``src`` into the dataset ``out`` as ``forcecast data import`` does.
+
+    ``mapping`` is the mapping TOML; ``imu_lag_ms`` ``None`` estimates the IMU lag per trial. Returns the import
+    report (``.as_dict()``).
+    """
+    from forcecast.lab.dataset.importers import load_mapping
+    from forcecast.lab.dataset.importers.importer import import_lab_data as _import
+
+    return _import(Path(src), load_mapping(Path(mapping)), Path(out), imu_lag_ms)
+
+
 def _root(data: Dataset | Path | str) -> Path:
     return data.root if isinstance(data, Dataset) else Path(data)
 
 
-def train(data: Dataset | Path | str, out: Path | str, config: Path | str | None = None) -> pd.DataFrame:
+def _train_config(config: Any) -> Any:
+    """A :class:`forcecast.training.config.TrainConfig` as given, or loaded from a TOML path (``None``: defaults)."""
+    from forcecast.training.config import TrainConfig, load_train_config
+
+    return config if isinstance(config, TrainConfig) else load_train_config(Path(config) if config else None)
+
+
+def train(data: Dataset | Path | str, out: Path | str, config: Any = None) -> pd.DataFrame:
     """Train on a dataset (an opened :class:`Dataset` or its folder) into the run folder ``out``.
 
-    Returns the per-axis subject-naive metrics (one row per axis) when the run has test subjects.
+    ``config`` is a ``TrainConfig``, a TOML path, or ``None`` (defaults). Returns the per-axis subject-naive
+    metrics (one row per axis; empty when the run has no test subjects).
     """
-    from forcecast.training.config import load_train_config
     from forcecast.training.fit import train as _train
     from forcecast.training.quiet import import_tensorflow
 
     import_tensorflow(False)
-    result = _train(_root(data), Path(out), load_train_config(Path(config) if config else None), verbose=0)
+    result = _train(_root(data), Path(out), _train_config(config), verbose=0)
     axes = result.metrics.get("subject_naive", {}).get("pooled", {}).get("axes", {})
     return pd.DataFrame(axes).T.rename_axis("axis").reset_index()
 
@@ -155,3 +184,17 @@ def evaluate(model: Model | Path | str, data: Dataset | Path | str) -> pd.DataFr
         use_static = "static" in runner.inputs
         result = evaluate_sequences(tflite_predictor(runner, use_static), sequences, c, use_static)
     return pd.DataFrame(result["pooled"]["axes"]).T.rename_axis("axis").reset_index()
+
+
+def cross_validate(
+    data: Dataset | Path | str, out: Path | str, config: Any = None, folds: str | int = "loso", static: str = "both"
+) -> pd.DataFrame:
+    """Subject-wise cross-validation as ``forcecast cv`` (fold runs under ``out``); the table of ``cv.csv``."""
+    from forcecast.training.cv import cross_validate as _cross_validate
+    from forcecast.training.quiet import import_tensorflow
+
+    import_tensorflow(False)
+    outcome = _cross_validate(_root(data), Path(out), _train_config(config), folds, static, progress=False)
+    if outcome.summary is None:
+        raise RuntimeError(f"{out}: cross-validation incomplete ({len(outcome.results)} of {len(outcome.tasks)} runs)")
+    return pd.read_csv(Path(out) / "cv.csv")
