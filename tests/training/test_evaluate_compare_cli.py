@@ -144,3 +144,20 @@ def test_compare_models_epochs_json(tiny_dataset: Path, tmp_path: Path, capsys: 
     assert all(Path(f).is_file() for f in payload["files"]) and all(Path(r).is_dir() for r in payload["runs"])
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["lstm", "lstm_static"]
     assert "| lstm | yes |" in (out / "comparison.md").read_text()
+
+
+@pytest.mark.tf
+def test_a_package_is_scored_on_the_split_its_manifest_records(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys"
+    assert main(["keys", "new", "--out", str(keys)]) == 0
+    package = tmp_path / "tiny.fcpkg"
+    key = str(keys / "forcecast_ed25519.key")
+    assert main(["quantize", "--run", str(tiny_run), "--out", str(package), "--key", key, "--mode", "float32"]) == 0
+    assert run_split(package) == json.loads((tiny_run / "metrics.json").read_text())["split"]
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_dataset), "--model", str(package), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["subjects"] == ["S02"]
+    assert main(["evaluate", str(tiny_dataset), "--model", str(package), "--subjects", "S01,S02"]) == 2
+    assert "--allow-training-subjects" in capsys.readouterr().err
