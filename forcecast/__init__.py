@@ -9,6 +9,18 @@ import sys
 from importlib.machinery import ModuleSpec
 from importlib.util import spec_from_file_location
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the public API, for type checkers; at run time ``__getattr__`` imports it on first use
+    from forcecast.api import GRFPredictor as GRFPredictor
+    from forcecast.api import Model as Model
+    from forcecast.api import check_dataset as check_dataset
+    from forcecast.api import cross_validate as cross_validate
+    from forcecast.api import evaluate as evaluate
+    from forcecast.api import import_lab_data as import_lab_data
+    from forcecast.api import load_model as load_model
+    from forcecast.api import open_dataset as open_dataset
+    from forcecast.api import train as train
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 LAYERS = ("edge", "lab", "training", "host_app")

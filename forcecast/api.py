@@ -97,9 +97,9 @@ class GRFPredictor:
         else:
             time_s, columns, values = imu
             source = FrameSource(np.asarray(time_s), tuple(columns), np.asarray(values))
-        values = {k: v for k, v in self.subject.items() if k != "patient_id"}
+        anthropometrics = {k: v for k, v in self.subject.items() if k != "patient_id"}
         try:
-            patient = PatientConfig(str(self.subject.get("patient_id", "P001")), **values)
+            patient = PatientConfig(str(self.subject.get("patient_id", "P001")), **anthropometrics)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"subject {self.subject}: {exc}") from None
         result = predict_source(

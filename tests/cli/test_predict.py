@@ -69,7 +69,7 @@ def test_predict_on_imu_only_file_matches_evaluate(tiny_run: Path, tiny_dataset:
     for seq in sequences:
         offline = predict_sequence(keras_predictor(model), seq, contract, model_uses_static(model))
         known = np.isfinite(offline[:, 0])
-        times = np.round(seq.time_s[known], 6)
+        times = pd.Index(np.round(seq.time_s[known], 6))
         assert set(times) == set(np.round(grf.index.to_numpy(), 6)), seq.side  # the same samples are predicted
         streamed = grf.loc[times, [f"{seq.side}_{a}_bw" for a in ("v", "ap", "ml")]].to_numpy()
         np.testing.assert_allclose(streamed, offline[known], atol=TOLERANCE_BW)
