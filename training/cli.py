@@ -307,7 +307,8 @@ def _predict(args: argparse.Namespace) -> int:
     if not legs or any(leg not in ("l", "r") for leg in legs) or len(set(legs)) != len(legs):
         raise ConfigError(f"--legs {args.legs}: expected l, r or l,r")
     refuse_existing_file(args.out, args.force)
-    _load_tensorflow(args)
+    if args.model.suffix != ".fcpkg":  # a package runs on the TFLite runtime alone
+        _load_tensorflow(args)
     from forcecast.training.predict import predict_files
 
     summary = predict_files(args.model, args.imu, args.out, legs, args.subject, args.static, args.pubkey)

@@ -29,6 +29,8 @@ from forcecast.edge.sources.lsm6dsox import ACC_RANGE_MPS2, GYR_RANGE_RADS
 
 FloatArray = NDArray[np.float64]
 AXES = ("v", "ap", "ml")
+STEP_COLUMNS = ("leg", "ic_s", "tc_s", "stance_s", "peak1_bw", "peak2_bw", "peak1_n", "peak2_n", "flags")
+"""Columns of an empty step table (a recording without a detected stance)."""
 STATIC_KEYS = ("body_mass_kg", "height_m", "hka_deg", "affected_side")
 """Keys of ``--static KEY=VALUE,...`` (those of a dataset's ``subjects.csv``)."""
 
@@ -262,7 +264,7 @@ def predict_source(
         time_origin_unix=0.0,
     )
     report = run_source(pipeline, source)
-    step_table = pd.DataFrame(steps)
+    step_table = pd.DataFrame(steps, columns=None if steps else list(STEP_COLUMNS))
     return Prediction(_grf_table(blocks, step_table, patient), step_table, events, report.as_dict())
 
 

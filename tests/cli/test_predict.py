@@ -112,3 +112,34 @@ def test_predict_json_summary(tiny_run: Path, tiny_dataset: Path, tmp_path: Path
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["trials"][0]["rows"] > 0 and summary["trials"][0]["inferences"] > 0
+
+
+def test_predict_with_a_package_gives_steps_and_stance_flags(tmp_path: Path) -> None:
+    from pipelines import replay_trial
+
+    from forcecast.lab.sources.synthetic import SyntheticSource
+
+    data = Path(__file__).parents[1] / "data"
+    source = SyntheticSource(subject=1, seed=5, speed=0, stand_s=3.0, program=(("comfortable", 20.0),), duration_s=23)
+    trial = replay_trial(tmp_path / "ds", source, "S01", "walk")
+    out = tmp_path / "grf.csv"
+    args = ["--imu", str(trial), "--out", str(out), "--static", "body_mass_kg=70,height_m=1.75,affected_side=none"]
+    package = ["--model", str(data / "grf_int8.fcpkg"), "--pubkey", str(data / "forcecast-test.pub")]
+    assert main(["predict", *package, *args]) == 0
+    grf = pd.read_csv(out)
+    steps = pd.read_csv(tmp_path / "grf.steps.csv")
+    for leg in ("l", "r"):
+        mine = steps[steps["leg"] == leg]
+        assert len(mine) >= 10, leg  # ~20 s of walking
+        assert (mine["peak1_bw"] > 0.8).all() and (mine["peak1_n"] > 0.8 * 70 * 9.80665).all()
+        stance = grf[f"{leg}_stance"].to_numpy()
+        inside = np.zeros(len(grf), dtype=bool)
+        for ic, tc in mine[["ic_s", "tc_s"]].itertuples(index=False):
+            inside |= (grf["time_s"] >= ic - 1e-6) & (grf["time_s"] <= tc + 1e-6)
+        assert (stance == inside).all()
+        assert grf.loc[stance, f"{leg}_v_bw"].mean() > 5 * grf.loc[~stance, f"{leg}_v_bw"].abs().mean()
+    from forcecast.edge.keys import new_key_pair
+
+    _, stranger = new_key_pair(tmp_path / "keys")
+    signer = ["--model", str(data / "grf_int8.fcpkg"), "--pubkey", str(stranger)]
+    assert main(["predict", *signer, *args, "--force"]) != 0  # signed by another key: refused
