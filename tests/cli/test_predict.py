@@ -98,6 +98,12 @@ def test_predict_refuses_bad_input(tiny_run: Path, tiny_dataset: Path, tmp_path:
     assert main([*run, "--imu", str(lone), "--static", "body_mass_kg=heavy"]) == 2
     assert "not a number" in capsys.readouterr().err
     assert main([*run, "--imu", str(tmp_path / "missing.csv")]) == 2
+    in_dataset = tiny_dataset / "trials" / "S01" / "walk_comfortable.imu.csv"
+    assert main([*run, "--imu", str(in_dataset), "--subject", "S42"]) == 2
+    assert "--subject S42: no usable row" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # one or the other, as argparse says
+        main([*run, "--imu", str(in_dataset), "--subject", "S01", "--static", "body_mass_kg=70"])
+    assert usage.value.code == 2
     assert main([*run, "--imu", str(lone), "--legs", "x"]) == 2
     assert main([*run[:-1], str(tmp_path / "x.txt"), "--imu", str(lone), "--static", "body_mass_kg=70"]) == 2
     out.write_text("keep")
