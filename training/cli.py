@@ -98,6 +98,13 @@ def register(commands: Any) -> None:
     )
     predict.add_argument("--legs", default="l,r", help="legs to predict: l, r or l,r (default)")
     predict.add_argument(
+        "--calibration-s",
+        type=float,
+        default=0.0,
+        help="the device's start-up gravity calibration over the first S seconds (default 0: data as recorded, "
+        "as training and evaluate see them)",
+    )
+    predict.add_argument(
         "--pubkey", type=Path, action="append", default=[], help="trusted public key: verify a package's signature"
     )
     add_common(predict, json="print a JSON summary", force="replace an existing --out file")
@@ -311,7 +318,11 @@ def _predict(args: argparse.Namespace) -> int:
         _load_tensorflow(args)
     from forcecast.training.predict import predict_files
 
-    summary = predict_files(args.model, args.imu, args.out, legs, args.subject, args.static, args.pubkey)
+    if not 0.0 <= args.calibration_s <= 60.0:
+        raise ConfigError(f"--calibration-s {args.calibration_s:g}: must be within 0 to 60 s")
+    summary = predict_files(
+        args.model, args.imu, args.out, legs, args.subject, args.static, args.pubkey, args.calibration_s
+    )
     if args.json:
         print(json.dumps(summary))
         return 0

@@ -411,10 +411,12 @@ def predict_files(
     subject: str | None = None,
     static: str | None = None,
     pubkeys: list[Path] | None = None,
+    calibration_s: float = 0.0,
 ) -> dict[str, Any]:
     """``forcecast predict``: every trial file of ``imu`` through the device pipeline, tables written to ``out``.
 
     With several files the tables gain a ``trial`` column (the file's path relative to ``imu``).
+    ``calibration_s`` is the device's start-up calibration (0: none, the data as recorded).
 
     Returns
     -------
@@ -440,7 +442,7 @@ def predict_files(
                 "in subjects.csv; give them with --static body_mass_kg=..,height_m=..,hka_deg=..,affected_side=.."
             )
         patient = patient_from(profile, overrides, subject or "")
-        result = predict_source(model, contract, source, patient, legs, model_version=version)
+        result = predict_source(model, contract, source, patient, legs, calibration_s, version)
         name = str(path.relative_to(imu)) if imu.is_dir() else path.name
         if len(files) > 1:
             result.grf.insert(0, "trial", name)
@@ -457,5 +459,7 @@ def predict_files(
         "model": str(model_path),
         "grf": str(grf_path),
         "steps": str(steps_path),
-        "trials": [{k: t[k] for k in ("file", "rows", "steps", "quality", "inferences")} for t in trials],
+        "trials": [
+            {k: t[k] for k in ("file", "rows", "steps", "quality", "inferences", "calibration")} for t in trials
+        ],
     }

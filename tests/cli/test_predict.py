@@ -118,6 +118,15 @@ def test_predict_json_summary(tiny_run: Path, tiny_dataset: Path, tmp_path: Path
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["trials"][0]["rows"] > 0 and summary["trials"][0]["inferences"] > 0
+    assert summary["trials"][0]["calibration"] == {}  # no start-up calibration by default
+    calibrated = ["--out", str(tmp_path / "c.csv"), "--calibration-s", "2", "--json"]
+    assert main(["predict", "--model", str(tiny_run), "--imu", str(walk), *calibrated]) == 0
+    trial = json.loads(capsys.readouterr().out)["trials"][0]
+    assert "calibrated" in trial["calibration"]  # tried (this walk has no standing start: it may be refused)
+    assert trial["rows"] < summary["trials"][0]["rows"]  # the calibration pose itself is not predicted on
+    assert (
+        main(["predict", "--model", str(tiny_run), "--imu", str(walk), *calibrated[:2], "--calibration-s", "-1"]) == 2
+    )
 
 
 def test_predict_with_a_package_gives_steps_and_stance_flags(tmp_path: Path) -> None:
