@@ -5,7 +5,7 @@ The source folders are mapped into one namespace by setuptools (``[tool.setuptoo
 only by folder, so run on the folders it would name ``edge/records.py`` ``edge.records`` and could not resolve
 ``import forcecast.edge.records``; an editable install's import hook is invisible to it too. This script reads
 the same mapping and hands mypy every file under its ``forcecast.*`` name, so imports resolve to the files of
-this checkout and errors are reported at their real paths. The scripts of ``scripts/`` and the tests are checked
+this checkout and errors are reported at their real paths. The scripts, the examples and the tests are checked
 too, each module under its file's name, as ``python scripts/NAME.py`` and pytest (rootdir-relative imports of
 the helpers in ``tests/``) import them. Options come from ``[tool.mypy]`` (strict on ``forcecast.edge``, the device
 code; standard elsewhere)::
@@ -30,8 +30,8 @@ from mypy.main import process_options, run_build
 from mypy.modulefinder import BuildSource
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT_FOLDERS = ("scripts", "tests")
-"""Folders, searched with their subfolders, of modules imported by their file's name (scripts, tests)."""
+SCRIPT_FOLDERS = ("scripts", "examples", "tests")
+"""Folders, searched with their subfolders, of modules imported by their file's name (scripts, examples, tests)."""
 
 
 def package_folder(package: str, package_dir: Mapping[str, str], root: Path) -> Path:

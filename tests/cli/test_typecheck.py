@@ -66,7 +66,7 @@ def test_every_module_of_the_namespace_is_checked_once_under_its_import_name() -
     assert by_path["edge/records.py"] == "forcecast.edge.records"
     assert by_path["lab/dataset/importers/__init__.py"] == "forcecast.lab.dataset.importers"
     loose = {Path(s.path).as_posix(): s.module for s in _typecheck().script_sources(ROOT)}
-    files = [*(ROOT / "scripts").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    files = [p for folder in ("scripts", "examples", "tests") for p in (ROOT / folder).rglob("*.py")]
     assert loose == {p.relative_to(ROOT).as_posix(): p.stem for p in files}
     assert loose["scripts/typecheck.py"] == "typecheck"
     assert loose["tests/cli/test_typecheck.py"] == "test_typecheck"
