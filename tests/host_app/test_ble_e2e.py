@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 from pathlib import Path
 
@@ -75,7 +76,13 @@ async def cut_and_restart(tmp: Path, seed: int) -> dict:
         running = asyncio.create_task(asyncio.to_thread(runtime.run))
         restarted = False
         stats: list[dict] = []
-        while not running.done():
+        # Cut while the walk replays, and on (while the host catches up) until MIN_CUTS links were really cut: on a
+        # loaded machine sessions take longer to set up, so fewer random cuts find a link to cut during the replay.
+        loop = asyncio.get_running_loop()
+        overtime_until = math.inf
+        while not running.done() or (sum(cuts.values()) < MIN_CUTS and loop.time() < overtime_until):
+            if running.done() and overtime_until == math.inf:
+                overtime_until = loop.time() + 60.0
             await asyncio.sleep(rng.uniform(0.05, 0.6))
             if not restarted and runtime.pipeline.report.stream_s > WALK_S / 2:
                 logger.stop()  # the host process goes away and comes back with a fresh client and store handle
