@@ -13,21 +13,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from forcecast import _API
 from forcecast.edge.runtime.config import PatientConfig
 from forcecast.lab.dataset.dataset import CheckReport, Dataset
 from forcecast.lab.dataset.dataset import check_dataset as _check_dataset
 
-__all__ = [
-    "GRFPredictor",
-    "Model",
-    "check_dataset",
-    "cross_validate",
-    "evaluate",
-    "import_lab_data",
-    "load_model",
-    "open_dataset",
-    "train",
-]
+__all__ = list(_API)  # one list, in forcecast/__init__.py (read there without importing this module)
 
 
 class Model:
