@@ -7,6 +7,9 @@ import pytest
 
 from forcecast.lab.synth import SynthConfig, generate_dataset
 
+# Fixtures shared by the clinic tests (clinic_db, empty_clinic_db: SQLite and PostgreSQL), see tests/clinic_db.py.
+pytest_plugins = ["clinic_db"]
+
 TINY = SynthConfig(subjects=3, seed=7, duration_s=6.0, speeds=("comfortable",), static_s=2.0)
 
 
