@@ -18,16 +18,19 @@ A day is cut on the host's clock in the patient's time zone. Per day:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from forcecast.edge.records import WAVEFORM_AXES, EventRecord, EventType, StepRecord, SummaryRecord
-from forcecast.host_app.store import HostStore
+from forcecast.host_app.store import DatedRecord
+
+R = TypeVar("R", StepRecord, SummaryRecord, EventRecord)
 
 QUALITY_EVENTS: tuple[str, ...] = tuple(
     str(e)
@@ -47,6 +50,118 @@ TREND_METRICS: dict[str, str] = {
     "load_bws": "cumulative vertical impulse (BW·s)",
     "asymmetry": "peak asymmetry (R−L)/max",
 }
+
+
+class RecordSource(Protocol):
+    """Where the analytics read a patient's records: the host store, the clinic's database, a list in memory.
+
+    :class:`~forcecast.host_app.store.HostStore` satisfies it, and so does :class:`InMemoryRecords`.
+    """
+
+    def dated_records(
+        self, patient_id: str, record_type: type[R], start: float, end: float, waveforms: bool = False, /
+    ) -> list[DatedRecord[R]]:
+        """One patient's records of a type with ``start <= t_host < end``, ordered by ``t_host``.
+
+        The type is ``StepRecord``, ``SummaryRecord`` or ``EventRecord``; a step's ``waveform`` is filled
+        only when ``waveforms`` is true.
+        """
+        ...
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device known, as dicts.
+
+        Each has ``device_id`` and, where known, ``info`` (firmware ...), ``last_seen_utc`` and
+        ``clock_offset_ms`` (what the report's provenance table shows).
+        """
+        ...
+
+
+class InMemoryRecords:
+    """A :class:`RecordSource` over records already in memory (e.g. read from the clinic's database).
+
+    Parameters
+    ----------
+    records
+        ``(patient_id, DatedRecord)`` pairs, of any record type, in any order.
+    devices
+        What :meth:`devices` answers (see :meth:`RecordSource.devices`).
+    """
+
+    def __init__(
+        self, records: Iterable[tuple[str, DatedRecord[Any]]], devices: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
+        self._records: dict[tuple[str, type], list[DatedRecord[Any]]] = {}
+        for patient_id, dated in records:
+            self._records.setdefault((patient_id, type(dated.record)), []).append(dated)
+        for found in self._records.values():
+            found.sort(key=lambda dated: dated.t_host)
+        self._devices = [dict(d) for d in devices]
+
+    def dated_records(
+        self, patient_id: str, record_type: type[R], start: float, end: float, waveforms: bool = False, /
+    ) -> list[DatedRecord[R]]:
+        """The patient's records of ``record_type`` with ``start <= t_host < end`` (waveforms dropped unless asked)."""
+        found = self._records.get((patient_id, record_type), [])
+        chosen = [d for d in found if start <= d.t_host < end]
+        if not waveforms:
+            chosen = [DatedRecord(d.device_id, d.t_host, d.record) if d.waveform is not None else d for d in chosen]
+        return chosen
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The devices given at construction (copies)."""
+        return [dict(d) for d in self._devices]
+
+
+Side = Literal["left", "right", "none"]
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What the report shows about the patient at its top (every field optional: ``None`` = unknown).
+
+    Attributes
+    ----------
+    affected_side
+        ``left``, ``right`` or ``none`` (the leg under treatment; marked in the plots).
+    hka_deg
+        Hip-knee-ankle angle of the affected knee (varus positive), the model's knee-alignment feature.
+    body_mass_kg, height_m
+        Static features; body mass converts BW to newtons.
+    feedback_limit_bw
+        Biofeedback cue limit on the vertical force (BW); drawn on the force plots.
+    source
+        Where the context came from, in words (``"the clinic's patient record"``, ``"the step records"``).
+    """
+
+    affected_side: Side | None = None
+    hka_deg: float | None = None
+    body_mass_kg: float | None = None
+    height_m: float | None = None
+    feedback_limit_bw: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.affected_side not in (None, "left", "right", "none"):
+            raise ValueError(f"affected_side: {self.affected_side!r} is not left, right or none")
+        for name in ("body_mass_kg", "height_m", "feedback_limit_bw"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: {value!r} must be a positive number")
+        if self.hka_deg is not None and not (math.isfinite(self.hka_deg) and -30 <= self.hka_deg <= 30):
+            raise ValueError(f"hka_deg: {self.hka_deg!r} is outside -30..30°")
+
+    @property
+    def affected_leg(self) -> str | None:
+        """``l`` or ``r`` for an affected side, else None."""
+        return {"left": "l", "right": "r"}.get(self.affected_side or "")
+
+    def merged(self, fallback: PatientContext) -> PatientContext:
+        """A copy with every unknown field taken from ``fallback`` (both sources named when both gave)."""
+        names = ("affected_side", "hka_deg", "body_mass_kg", "height_m", "feedback_limit_bw")
+        values = {n: getattr(self, n) if getattr(self, n) is not None else getattr(fallback, n) for n in names}
+        used = [self.source] + ([fallback.source] if any(getattr(self, n) is None for n in names) else [])
+        return PatientContext(**values, source="; ".join(s for s in used if s))
 
 
 @dataclass(frozen=True)
@@ -147,6 +262,7 @@ def day_bounds(day: date, tz: tzinfo) -> tuple[float, float]:
 
 
 AXES = WAVEFORM_AXES
+GRAVITY_MPS2 = 9.80665
 _STEP_COLUMNS = {
     "leg": str,
     "stance_s": float,
@@ -161,7 +277,7 @@ _STEP_COLUMNS = {
 }
 
 
-def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo, waveforms: bool = True) -> DayData:
+def load_day(store: RecordSource, patient_id: str, day: date, tz: tzinfo, waveforms: bool = True) -> DayData:
     """Read one day of one patient from the host store (``waveforms=False`` for the trend: faster)."""
     start, end = day_bounds(day, tz)
     fields = (*_STEP_COLUMNS, "flags", "model_version")
@@ -191,13 +307,32 @@ def load_day(store: HostStore, patient_id: str, day: date, tz: tzinfo, waveforms
     summaries["duration_s"] = pd.to_numeric(summaries["end_s"]) - pd.to_numeric(summaries["start_s"])
     events = pd.DataFrame(
         [
-            (r.device_id, r.t_host, str(r.record.event))
+            (r.device_id, r.t_host, str(r.record.event), r.record.limit_bw)
             for r in store.dated_records(patient_id, EventRecord, start, end)
         ],
-        columns=["device_id", "t", "event"],
+        columns=["device_id", "t", "event", "limit_bw"],
     )
+    events["limit_bw"] = pd.to_numeric(events["limit_bw"], errors="coerce")
     return DayData(
         patient_id, day, tz, start, end, steps, summaries, events, {a: curves[:, k] for k, a in enumerate(AXES)}
+    )
+
+
+def context_from_day(data: DayData) -> PatientContext:
+    """What the day's records tell about the patient.
+
+    Body mass is a step's newtons over its body weights, over g; the feedback limit is the last cue's
+    ``limit_bw``. The rest stays unknown: devices keep it to themselves (device info carries no personal data).
+    """
+    ratio = (data.steps["peak1_n"] / data.steps["peak1_bw"]).replace([np.inf, -np.inf], np.nan).dropna()
+    body_mass = round(float(ratio.median()) / GRAVITY_MPS2, 1) if len(ratio) else None
+    limits = data.events.loc[data.events["event"] == str(EventType.CUE), "limit_bw"].dropna()
+    limit = float(limits.iloc[-1]) if len(limits) and float(limits.iloc[-1]) > 0 else None
+    if body_mass is not None and body_mass <= 0:
+        body_mass = None
+    known = body_mass is not None or limit is not None
+    return PatientContext(
+        body_mass_kg=body_mass, feedback_limit_bw=limit, source="the device's records" if known else ""
     )
 
 
@@ -303,7 +438,7 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
 
 
 def daily_table(
-    store: HostStore, patient_id: str, last_day: date, days: int, tz: tzinfo, config: AnalyticsConfig | None = None
+    store: RecordSource, patient_id: str, last_day: date, days: int, tz: tzinfo, config: AnalyticsConfig | None = None
 ) -> pd.DataFrame:
     """One row of trend metrics per day for ``days`` days ending with ``last_day`` (NaN where no steps)."""
     rows = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cache
 from importlib.metadata import version
@@ -32,13 +32,15 @@ from forcecast.host_app.analytics import (
     Baseline,
     DayData,
     DayMetrics,
+    PatientContext,
+    RecordSource,
     add_trend_flags,
+    context_from_day,
     daily_table,
     day_metrics,
     load_day,
     number,
 )
-from forcecast.host_app.store import HostStore
 
 TREND_DAYS = 28
 LEG_COLOURS = {"l": "#1f77b4", "r": "#d62728"}
@@ -76,20 +78,39 @@ class Report:
     plots: list[str]
     cards: list[str]
     seconds: float
+    context: PatientContext = field(default_factory=PatientContext)
 
 
 def build_report(
-    store: HostStore,
+    store: RecordSource,
     patient_id: str,
     day: date,
     tz: tzinfo,
     config: AnalyticsConfig | None = None,
     source: str = "",
+    context: PatientContext | None = None,
 ) -> Report:
-    """Compute the day's analytics and render the HTML."""
+    """Compute the day's analytics and render the HTML.
+
+    Parameters
+    ----------
+    store
+        Where the records are: the host store, or any :class:`~forcecast.host_app.analytics.RecordSource`
+        (the clinic server passes an :class:`~forcecast.host_app.analytics.InMemoryRecords`).
+    patient_id, day, tz
+        Whose day, cut at midnight in ``tz``.
+    config
+        Analytics thresholds (defaults: :class:`~forcecast.host_app.analytics.AnalyticsConfig`).
+    source
+        Where the records came from, in words (named in the provenance line).
+    context
+        The patient's affected side, knee alignment, body mass, height and feedback limit, shown at the top;
+        a field left ``None`` is taken from the day's records where they tell it (body mass, cue limit).
+    """
     started = time.perf_counter()
     config = config or AnalyticsConfig()
     data = load_day(store, patient_id, day, tz)
+    context = (context or PatientContext()).merged(context_from_day(data))
     metrics = day_metrics(data, config)
     table = daily_table(store, patient_id, day, TREND_DAYS, tz, config)
     found = add_trend_flags(metrics, table, config)
@@ -102,8 +123,8 @@ def build_report(
         "asymmetry": ("Left/right", _asymmetry(data, table)),
     }
     cards = _cards(metrics, found)
-    page = _page(data, metrics, plots, cards, devices, source)
-    return Report(page, metrics, list(plots), [c.id for c in cards], time.perf_counter() - started)
+    page = _page(data, metrics, plots, cards, devices, source, context)
+    return Report(page, metrics, list(plots), [c.id for c in cards], time.perf_counter() - started, context)
 
 
 # ---------------------------------------------------------------- plots
@@ -317,6 +338,7 @@ def _page(
     cards: list[Card],
     devices: dict[str, dict[str, Any]],
     source: str,
+    context: PatientContext,
 ) -> str:
     rows = []
     for device_id in m.devices:
@@ -341,7 +363,31 @@ def _page(
         devices=rows,
         version=version("forcecast"),
         source=source,
+        context=_context_rows(context),
+        context_source=context.source,
     )
+
+
+def _context_rows(context: PatientContext) -> list[tuple[str, str]]:
+    """The patient context as (label, text) pairs; unknown fields say so."""
+
+    def known(value: float | None, text: str) -> str:
+        return text if value is not None else "not known"
+
+    side = context.affected_side
+    hka = context.hka_deg
+    alignment = "not known"
+    if hka is not None:
+        kind = "varus" if hka > 0 else "valgus" if hka < 0 else "neutral"
+        alignment = f"{abs(hka):.1f}° {kind}" if hka else "0° (neutral)"
+    mass = context.body_mass_kg
+    return [
+        ("affected side", side if side is not None else "not known"),
+        ("knee alignment (HKA)", alignment),
+        ("body mass", known(mass, f"{mass:.1f} kg (1 BW = {(mass or 0) * 9.80665:.0f} N)")),
+        ("height", known(context.height_m, f"{context.height_m or 0:.2f} m")),
+        ("feedback limit", known(context.feedback_limit_bw, f"{context.feedback_limit_bw or 0:.2f} BW")),
+    ]
 
 
 def _clock(t: float, tz: tzinfo) -> str:

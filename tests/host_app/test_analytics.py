@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from forcecast.host_app.analytics import AnalyticsConfig, add_trend_flags, daily_table, day_metrics, load_day
-from forcecast.host_app.store import HostStore
+from forcecast.edge.records import EventRecord, StepRecord, SummaryRecord
+from forcecast.host_app.analytics import (
+    AnalyticsConfig,
+    InMemoryRecords,
+    PatientContext,
+    add_trend_flags,
+    context_from_day,
+    daily_table,
+    day_bounds,
+    day_metrics,
+    load_day,
+)
+from forcecast.host_app.store import DatedRecord, HostStore
 
 DAY = date(2026, 3, 10)
 
@@ -141,3 +155,52 @@ def test_days_are_cut_in_the_patients_time_zone(tmp_path):
     berlin = ZoneInfo("Europe/Berlin")
     assert day_metrics(load_day(store, "P1", DAY, berlin)).steps == 0
     assert day_metrics(load_day(store, "P1", DAY + timedelta(days=1), berlin)).steps == 1
+
+
+def in_memory_copy(store: HostStore, patients: tuple[str, ...] = ("P1", "P2")) -> InMemoryRecords:
+    """Every record of the store as an InMemoryRecords (as the clinic server builds one from its database)."""
+    pairs: list[tuple[str, DatedRecord[Any]]] = []
+    for patient in patients:
+        for kind in (StepRecord, SummaryRecord, EventRecord):
+            pairs += [(patient, d) for d in store.dated_records(patient, kind, 0.0, 4e9, True)]
+    return InMemoryRecords(reversed(pairs), store.devices())
+
+
+def test_in_memory_records_give_the_same_day_as_the_host_store(tmp_path):
+    store = HostStore(tmp_path / "h.sqlite")
+    fixture_day(store)
+    store.note_device("dev-A", "AA:BB", {"firmware": "1.2"}, 5, "2026-03-10T12:00:00Z")
+    memory = in_memory_copy(store)
+    from_store, from_memory = load_day(store, "P1", DAY, UTC), load_day(memory, "P1", DAY, UTC)
+    assert len(from_memory.steps) == 14
+    pd.testing.assert_frame_equal(from_store.steps, from_memory.steps)
+    pd.testing.assert_frame_equal(from_store.summaries, from_memory.summaries)
+    np.testing.assert_array_equal(from_store.waveforms["v"], from_memory.waveforms["v"])
+    assert day_metrics(from_store) == day_metrics(from_memory)
+    assert memory.devices()[0]["info"] == {"firmware": "1.2"}
+    start, end = day_bounds(DAY, UTC)
+    assert all(d.waveform is None for d in memory.dated_records("P1", StepRecord, start, end))
+    assert memory.dated_records("nobody", StepRecord, start, end) == []
+    table = daily_table(memory, "P1", DAY, 3, UTC)
+    assert table["has_data"].tolist() == [False, True, True]  # the evening-before step counts for its day
+
+
+def test_patient_context_checks_its_fields_and_fills_gaps_from_the_records(tmp_path):
+    with pytest.raises(ValueError, match="affected_side"):
+        PatientContext(affected_side="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="body_mass_kg"):
+        PatientContext(body_mass_kg=-3.0)
+    with pytest.raises(ValueError, match="hka_deg"):
+        PatientContext(hka_deg=45.0)
+    store = HostStore(tmp_path / "h.sqlite")
+    fixture_day(store)
+    store.add("dev-A", "event", 99, {"t_unix": at(DAY, 9, 1), "event": "cue", "patient_id": "P1", "limit_bw": 1.3}, "x")
+    found = context_from_day(load_day(store, "P1", DAY, UTC))
+    assert found.body_mass_kg == pytest.approx(700 / 9.80665, abs=0.05) and found.feedback_limit_bw == 1.3
+    assert found.affected_side is None and found.source == "the device's records"
+    given = PatientContext(affected_side="left", hka_deg=4.0, feedback_limit_bw=1.2, source="the clinic")
+    merged = given.merged(found)
+    assert (merged.affected_leg, merged.hka_deg, merged.feedback_limit_bw) == ("l", 4.0, 1.2)
+    assert merged.body_mass_kg == found.body_mass_kg and merged.source == "the clinic; the device's records"
+    nothing = context_from_day(load_day(store, "P1", DAY + timedelta(days=1), UTC))
+    assert nothing == PatientContext()
