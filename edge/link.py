@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from forcecast.edge.profile import ProfileError, StaleProfileError
 from forcecast.edge.protocol import (
     MIN_MTU,
+    PROFILE_REPLY,
     STATUS_REPLY,
     STORE_FLAG_UPGRADED,
     STORE_ID_REPLY,
@@ -76,6 +78,17 @@ class Updates(Protocol):
         ...
 
 
+class Profiles(Protocol):
+    """What the link needs to take a patient profile (:class:`forcecast.edge.ble.profile.ProfileHandler`)."""
+
+    def write(self, payload: bytes) -> int:
+        """Decode, store and apply a profile's wire form; return the version now applied.
+
+        Raises ``StaleProfileError`` (not newer), ``ProfileError`` (invalid) or ``OSError`` (not stored).
+        """
+        ...
+
+
 UPDATE_OPCODES = (Opcode.UPLOAD_BEGIN, Opcode.UPLOAD_COMMIT, Opcode.UPLOAD_ABORT, Opcode.ROLLBACK)
 
 
@@ -92,6 +105,8 @@ class DeviceLink:
         Device time in seconds (the clock step records are stamped with).
     updates
         Model updates (None: this device runs a fixed package and refuses uploads).
+    profiles
+        Patient profiles written by the host (None: ``PROFILE`` is refused with ``profiles_off``).
     """
 
     def __init__(
@@ -100,11 +115,13 @@ class DeviceLink:
         info: dict[str, Any] | Callable[[], dict[str, Any]],
         clock: Callable[[], float] = time.time,
         updates: Updates | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
         self.store = store
         self.info = info
         self.clock = clock
         self.updates = updates
+        self.profiles = profiles
         self.mtu = MIN_MTU
         self.encrypted = False
         self.live = False
@@ -170,7 +187,8 @@ class DeviceLink:
             return encode_reply(request.opcode, request.request_id, Status.OK, payload)
         except ProtocolError as exc:
             self._count(exc.status.name)
-            return encode_reply(opcode, request_id, exc.status, str(exc).encode()[: payload_size(self.mtu) - 5])
+            detail = str(exc).encode() if exc.payload is None else exc.payload
+            return encode_reply(opcode, request_id, exc.status, detail[: payload_size(self.mtu) - 5])
         except Exception as exc:  # a bug must not take the link down; it is logged, reported and counted
             log.exception("control request 0x%02x failed unexpectedly; answered INTERNAL", opcode)
             self._count("INTERNAL")
@@ -183,6 +201,8 @@ class DeviceLink:
         arguments = request_arguments(request)
         if request.opcode in UPDATE_OPCODES:
             return self._update(request.opcode, arguments)
+        if request.opcode is Opcode.PROFILE:
+            return self._profile(bytes(arguments[0]))
         if request.opcode is Opcode.TIME_SYNC:
             device_ms = round(self.clock() * 1000.0)
             self.host_offset_ms = int(arguments[0]) - device_ms
@@ -231,6 +251,21 @@ class DeviceLink:
         except SlotError as exc:
             raise ProtocolError(Status.REFUSED, f"{exc.reason}: {exc}") from None
         return text.encode()[: payload_size(self.mtu) - 5]
+
+    def _profile(self, payload: bytes) -> bytes:
+        if self.profiles is None:
+            raise ProtocolError(Status.REFUSED, "profiles_off: this runtime takes no patient profile over BLE")
+        try:
+            version = self.profiles.write(payload)
+        except StaleProfileError as exc:
+            text = str(exc)
+            raise ProtocolError(Status.STALE, text, PROFILE_REPLY.pack(exc.current_version) + text.encode()) from None
+        except ProfileError as exc:
+            raise ProtocolError(Status.BAD_ARGUMENT, f"{exc.reason}: {exc}") from None
+        except OSError as exc:
+            message = f"storage_error: the profile could not be stored ({exc.strerror or exc}); nothing changed"
+            raise ProtocolError(Status.BUSY, message) from None
+        return PROFILE_REPLY.pack(version)
 
     def next_record_packets(self, limit: int = 64) -> list[bytes]:
         """Up to ``limit`` record fragments to notify next (whole records, oldest first, per resumed kind)."""

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from forcecast.edge.errors import ForcecastValueError
+from forcecast.edge.profile import WIRE_BYTES as PROFILE_WIRE_BYTES
 from forcecast.edge.records import RecordError, dumps, loads
 from forcecast.edge.records import RecordKind as RecordKind  # re-exported: the kind field of the wire protocol
 
@@ -89,6 +90,10 @@ class Opcode(IntEnum):
     The store id names the device's record store; a host keeps resume points per (device, store id), so a
     replaced store, whose seqs restart at 1, is fetched from its start. A device without it answers
     ``UNKNOWN_OPCODE`` and the host treats its store as the one store it had before (id ``""``)."""
+    PROFILE = 0x07
+    """payload: a patient profile's 13-byte wire form (:mod:`forcecast.edge.profile`) → reply: u32 the version now
+    applied. ``STALE`` (with the device's current version) when the version is not newer than the device's,
+    ``BAD_ARGUMENT`` (``reason: message``) when a value is out of range. Device without it: ``UNKNOWN_OPCODE``."""
     UPLOAD_BEGIN = 0x10
     """payload: u32 size, 32-byte SHA-256 of the package → reply: u32 offset, u32 crc32 of the bytes before it.
 
@@ -115,6 +120,8 @@ class Status(IntEnum):
     BAD_CHECKSUM = 8
     REFUSED = 9
     """A model update or rollback was refused; the reply's text starts with a stable reason (``reason: ...``)."""
+    STALE = 10
+    """A profile was not newer than the device's; the reply holds the device's current version (u32), then text."""
 
 
 class ProtocolError(ForcecastValueError):
@@ -122,8 +129,9 @@ class ProtocolError(ForcecastValueError):
 
     reason = "protocol_error"
 
-    def __init__(self, status: Status, message: str) -> None:
+    def __init__(self, status: Status, message: str, payload: bytes | None = None) -> None:
         self.status = status
+        self.payload = payload  # what a reply carries (None: the message's text), e.g. a STALE reply's version
         super().__init__(message)
 
 
@@ -399,6 +407,7 @@ _ARGUMENTS: Final = {
     Opcode.LIVE: struct.Struct("<B"),
     Opcode.STATUS: struct.Struct("<B"),
     Opcode.STORE_ID: struct.Struct("<"),
+    Opcode.PROFILE: struct.Struct(f"<{PROFILE_WIRE_BYTES}s"),
     Opcode.UPLOAD_BEGIN: struct.Struct("<I32s"),
     Opcode.UPLOAD_COMMIT: struct.Struct("<"),
     Opcode.UPLOAD_ABORT: struct.Struct("<"),
@@ -410,6 +419,8 @@ STORE_ID_REPLY: Final = struct.Struct("<QB")
 """STORE_ID reply payload: the store id (its 16 hex digits as one u64) and flags."""
 STORE_FLAG_UPGRADED: Final = 0x01
 """STORE_ID flag: the id was given to an existing store on a software upgrade; its seqs continue the old ones."""
+PROFILE_REPLY: Final = struct.Struct("<I")
+"""PROFILE reply payload (``OK``: the version applied; ``STALE``: the device's current version, then text)."""
 UPLOAD_BEGIN_REPLY: Final = struct.Struct("<II")
 """UPLOAD_BEGIN reply payload: the offset to continue from and the CRC-32 of the bytes before it."""
 

@@ -147,6 +147,8 @@ class EventType(StrEnum):
     """Records were held while the store failed."""
     RECORD_QUARANTINED = "record_quarantined"
     """A stored record could not be read or sent (``kind``, ``seq``, ``reason``)."""
+    PROFILE_APPLIED = "profile_applied"
+    """A patient profile took effect (``profile``: its JSON form, with ``version``; ``detail``). Event version 2."""
 
 
 QUALITY_EVENTS: Final = (EventType.NAN, EventType.DROPOUT, EventType.CLOCK_JUMP, EventType.SATURATION)
@@ -294,6 +296,19 @@ def _amounts(value: Any, where: str) -> dict[str, float | None]:
     return {str(k): None if v is None else _number(v, f"{where}.{k}") for k, v in value.items()}
 
 
+def _flat_object(value: Any, where: str) -> dict[str, Any]:
+    """An object whose values are text, integers, finite numbers or null (e.g. a patient profile's JSON form)."""
+    if not isinstance(value, Mapping):
+        raise _bad(where, "an object", value)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None or isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)):
+            out[str(key)] = item
+        else:
+            out[str(key)] = _number(item, f"{where}.{key}")
+    return out
+
+
 def _event(value: Any, where: str) -> EventType:
     if not isinstance(value, str):
         raise _bad(where, "an event type", value)
@@ -385,7 +400,8 @@ class _Record:
         if not isinstance(payload, Mapping):
             raise RecordError("not_object", f"{label} record: payload is a {type(payload).__name__}, not an object")
         cls._version(payload)
-        # Version 1 is the only version so far; a version 2 adds its reading of version 1 payloads here.
+        # Event version 2 only added an event type (profile_applied) and its field: every version 1 payload
+        # reads as it did. A version that changes a field's meaning adds its reading of older payloads here.
         plan, known = cls._plan()
         arguments: dict[str, Any] = {}
         for attr, key, read, where in plan:
@@ -632,12 +648,16 @@ class EventRecord(_Record):
         ``record_quarantined``: which record (payload key ``kind``) and why.
     held, lost, attempts
         Storage outages: records held, records lost per kind, write attempts.
+    profile
+        ``profile_applied``: the profile now in effect, in its JSON form (``version``, ``feedback_limit_bw``
+        and the static features: :meth:`forcecast.edge.profile.PatientProfile.to_json`).
     extra
         Keys this software does not know, kept as they came.
     """
 
     KIND: ClassVar[RecordKind] = RecordKind.EVENT
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
+    """2 added the ``profile_applied`` event (and its ``profile`` field); version 1 payloads read unchanged."""
     _REQUIRED: ClassVar[frozenset[str]] = frozenset({"event"})
 
     event: EventType
@@ -660,6 +680,7 @@ class EventRecord(_Record):
     held: int | None = None
     lost: dict[str, int] | None = None
     attempts: int | None = None
+    profile: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -700,6 +721,7 @@ EventRecord._FIELDS = (
     _Field("held", "held", _integer),
     _Field("lost", "lost", _counts),
     _Field("attempts", "attempts", _integer),
+    _Field("profile", "profile", _flat_object),
 )
 
 Record = StepRecord | SummaryRecord | EventRecord

@@ -32,10 +32,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakBluetoothNotAvailableError, BleakError
 
+from forcecast.edge.profile import PatientProfile, StaleProfileError, encode_profile
 from forcecast.edge.protocol import (
     CONTROL_UUID,
     INFO_UUID,
     LIVE_UUID,
+    PROFILE_REPLY,
     RECORDS_UUID,
     SERVICE_UUID,
     STATUS_REPLY,
@@ -214,13 +216,20 @@ class ControlChannel:
             return
         future.set_result(reply)
 
-    async def request(self, opcode: Opcode, *arguments: int | bytes, timeout_s: float | None = None) -> Reply:
-        """Send a request and wait for its reply.
+    async def request(
+        self,
+        opcode: Opcode,
+        *arguments: int | bytes,
+        timeout_s: float | None = None,
+        accept: tuple[Status, ...] = (),
+    ) -> Reply:
+        """Send a request and wait for its reply (``OK``, or one of the statuses in ``accept``).
 
         Raises
         ------
         ProtocolError
-            If the device answers with an error status (the message is the device's text).
+            If the device answers with another error status (the message is the device's text, ``payload``
+            the reply's bytes).
         TimeoutError
             If no reply comes within the timeout.
         BleakError
@@ -246,9 +255,57 @@ class ControlChannel:
             reply = future.result()
         finally:
             self._pending.pop(request_id, None)
-        if reply.status is not Status.OK:
-            raise ProtocolError(reply.status, f"{opcode.name}: {reply.payload.decode(errors='replace')}")
+        if reply.status is not Status.OK and reply.status not in accept:
+            text = reply.payload.decode(errors="replace")
+            raise ProtocolError(reply.status, f"{opcode.name}: {text}", reply.payload)
         return reply
+
+
+class HostClient:
+    """Requests a host makes of one connected, bonded device beyond logging: today, writing its patient profile.
+
+    Made by :class:`HostLogger` for each session (:attr:`HostLogger.client` while it streams); its requests
+    share the session's control channel, so they interleave safely with the logger's own.
+
+    Parameters
+    ----------
+    control
+        The session's control channel.
+    device_id
+        The device's id (from its device info), for messages.
+    """
+
+    def __init__(self, control: ControlChannel, device_id: str) -> None:
+        self.control = control
+        self.device_id = device_id
+
+    async def write_profile(self, profile: PatientProfile) -> int:
+        """Write ``profile`` to the device, which stores it and applies it at once; return the version applied.
+
+        The device takes a profile only if its version is newer than the one it holds. Writing the version
+        it already holds (a retry after a lost reply) returns that version: the call is idempotent.
+
+        Raises
+        ------
+        StaleProfileError
+            If the device holds a newer version (``current_version`` says which); nothing changed.
+        forcecast.edge.profile.ProfileError
+            If a value cannot be encoded (a limit below the wire's resolution).
+        ProtocolError
+            If the device refuses it: ``BAD_ARGUMENT`` (a value out of its range, ``reason: message``),
+            ``BUSY`` (it could not store it; nothing changed, try again later), ``REFUSED`` (``profiles_off``),
+            ``UNKNOWN_OPCODE`` (firmware without profiles).
+        TimeoutError, bleak.exc.BleakError
+            If no reply comes or the link drops (the profile may or may not have been applied: write it again).
+        """
+        reply = await self.control.request(Opcode.PROFILE, encode_profile(profile), accept=(Status.STALE,))
+        if len(reply.payload) < PROFILE_REPLY.size:
+            raise ProtocolError(Status.BAD_LENGTH, f"PROFILE reply of {len(reply.payload)} bytes from {self.device_id}")
+        (version,) = PROFILE_REPLY.unpack_from(reply.payload)
+        if reply.status is Status.STALE and version != profile.version:
+            raise StaleProfileError(profile.version, version)
+        log.info("%s: patient profile version %d applied", self.device_id, version)
+        return int(version)
 
 
 class HostLogger:
@@ -299,12 +356,35 @@ class HostLogger:
         self.clock_offset_ms: int | None = None
         self.store_id: str | None = None
         self.state = "idle"
+        self.client: HostClient | None = None
+        """The streaming session's :class:`HostClient` (None between sessions)."""
+        self._streaming = asyncio.Event()
         self._stop = asyncio.Event()
         self._streamed = False
 
     def stop(self) -> None:
         """Ask :meth:`run` to end (it disconnects cleanly)."""
         self._stop.set()
+
+    async def write_profile(self, profile: PatientProfile, wait_s: float = 60.0) -> int:
+        """Write ``profile`` to the device in the current session (waiting up to ``wait_s`` for one to stream).
+
+        For the clinic sync (``forcecast host log --clinic``): call it from the loop :meth:`run` runs on.
+        See :meth:`HostClient.write_profile` for what it returns and raises.
+
+        Raises
+        ------
+        TimeoutError
+            If no session streams within ``wait_s`` (the device is out of range): try again later.
+        """
+        async with asyncio.timeout(wait_s):
+            while True:
+                await self._streaming.wait()
+                client = self.client
+                if client is not None:
+                    break
+                await asyncio.sleep(0)
+        return await client.write_profile(profile)
 
     async def run(self) -> None:
         """Sessions until :meth:`stop`: scan, connect, sync, stream; back off and retry on any failure."""
@@ -392,6 +472,8 @@ class HostLogger:
         self._set_state("streaming")
         self._streamed = True
         acked = dict(first_after)
+        self.client = HostClient(control, device_id)
+        self._streaming.set()
         try:
             while not lost.is_set() and not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -401,6 +483,8 @@ class HostLogger:
                 if not lost.is_set():
                     await self._acknowledge(control, device_id, store_id, acked)
         finally:
+            self._streaming.clear()
+            self.client = None
             self._commit(device_id, store_id, list(inbox), first_after, assembler)
             inbox.clear()
             self._merge_rejections(assembler)

@@ -17,6 +17,7 @@ from forcecast.edge.records import (
     KIND_LABELS,
     QUALITY_EVENTS,
     REASONS,
+    RECORD_TYPES,
     EventRecord,
     EventType,
     RecordError,
@@ -95,6 +96,8 @@ events = st.builds(
     record_kind=st.none() | st.sampled_from(KIND_LABELS),
     seq=st.none() | st.integers(1, 2**32 - 1),
     lost=st.none() | st.dictionaries(st.sampled_from(KIND_LABELS), st.integers(0, 99)),
+    profile=st.none()
+    | st.dictionaries(names, st.none() | names | st.integers(0, 2**32 - 1) | st.floats(-1e6, 1e6), max_size=6),
     extra=extras(_reserved(EventRecord)),
 )
 
@@ -103,7 +106,7 @@ events = st.builds(
 @given(st.one_of(steps, summaries, events))
 def test_every_record_type_round_trips_through_its_payload_and_its_json_text(record):
     payload = record.to_payload()
-    assert payload["v"] == type(record).SCHEMA_VERSION == 1
+    assert payload["v"] == type(record).SCHEMA_VERSION == (2 if isinstance(record, EventRecord) else 1)
     assert decode(record.KIND, payload) == record
     assert decode(record.KIND.label, json.loads(json.dumps(payload))) == record
     assert decode_text(int(record.KIND), encode_text(record)) == record
@@ -132,13 +135,31 @@ def test_a_payload_without_a_version_is_version_1_and_reads_as_before():
     assert (quarantined.record_kind, quarantined.seq, quarantined.reason) == ("step", 5, "damaged")
     switched = decode("event", {"event": "model_switched", "from": None, "to": "m2"})
     assert switched.from_version is None and switched.to_version == "m2"
-    assert switched.to_payload() == {"v": 1, "event": "model_switched", "to": "m2"}
+    assert switched.to_payload() == {"v": 2, "event": "model_switched", "to": "m2"}  # written back as the newest
+
+
+def test_event_version_2_added_profile_applied_and_still_reads_every_version_1_event():
+    profile = {"version": 3, "feedback_limit_bw": 1.2, "body_mass_kg": 72.5, "height_m": 1.75, "hka_deg": None}
+    applied = decode("event", {"v": 2, "event": "profile_applied", "profile": profile, "detail": "limit 1.2 BW"})
+    assert isinstance(applied, EventRecord) and applied.event is EventType.PROFILE_APPLIED
+    assert applied.profile == profile and applied.to_payload()["profile"] == profile
+    for old in ({"v": 1, "event": "cue", "limit_bw": 1.1}, {"event": "dropout", "samples": 3}):
+        event = decode("event", old)
+        assert isinstance(event, EventRecord) and event.profile is None and event.extra == {}
+    with pytest.raises(RecordError, match="'profile'") as caught:
+        decode("event", {"v": 2, "event": "profile_applied", "profile": [1, 2]})
+    assert caught.value.reason == "bad_field"
+    with pytest.raises(RecordError, match=r"'profile'\.version") as caught:
+        decode("event", {"v": 2, "event": "profile_applied", "profile": {"version": True}})
+    assert caught.value.reason == "bad_field"
 
 
 @pytest.mark.parametrize("kind", KIND_LABELS)
 def test_a_newer_version_is_refused_with_a_reason_that_says_so(kind):
-    payload = {"v": 2, "event": "cue"}
-    with pytest.raises(RecordError, match=f"{kind} record: version 2 is newer than this software reads") as caught:
+    newer = RECORD_TYPES[RecordKind.parse(kind)].SCHEMA_VERSION + 1
+    payload = {"v": newer, "event": "cue"}
+    message = f"{kind} record: version {newer} is newer than this software reads"
+    with pytest.raises(RecordError, match=message) as caught:
         decode(kind, payload)
     assert caught.value.reason == "newer_version"
     with pytest.raises(RecordError) as caught:

@@ -99,7 +99,7 @@ def test_the_guard_holds_in_order_retries_on_device_time_and_reports_one_outage(
     outage = guard.take_outage()
     assert outage is not None and guard.take_outage() is None
     assert outage.payload() == {
-        "v": 1,
+        "v": 2,
         "event": "storage_full",
         "start_s": 1.0,
         "end_s": 3.5,
