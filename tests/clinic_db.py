@@ -54,7 +54,7 @@ def postgres_admin_url() -> str:
 
 
 async def _admin(url: str, statement: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(url)
     try:

@@ -1,0 +1,90 @@
+"""Records the homes sent: idempotent bulk ingestion and what the clinic holds per device store.
+
+A record is identified by ``(device, store id, kind, seq)`` (the unique key of the ``records`` table). A batch is
+inserted in one statement per chunk with ``ON CONFLICT DO NOTHING``, so a record sent twice (a host that did not
+see the answer, a resumed push, two hosts racing) is stored once and counted as a duplicate, on PostgreSQL and
+SQLite alike; the rows the database reports back as inserted are the new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from forcecast.clinic.db.devices import Device
+from forcecast.clinic.db.schema import records
+from forcecast.clinic.sync_wire import IncomingRecord
+
+_KEY = ("device_pk", "store_id", "kind", "seq")
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What a batch did: records new to the clinic and records it held already."""
+
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class HeldStore:
+    """What the clinic holds of one device store and kind: the highest seq and how many records."""
+
+    store_id: str
+    kind: str
+    max_seq: int
+    count: int
+
+
+async def store_records(
+    connection: AsyncConnection,
+    device: Device,
+    store_id: str,
+    batch: Sequence[IncomingRecord],
+    received_at: float | None = None,
+) -> Ingested:
+    """Store a checked batch for a device's patient, each record once; counts new and duplicate records.
+
+    Run it in the request's transaction: a failure leaves nothing of the batch behind.
+    """
+    if not batch:
+        return Ingested(0, 0)
+    now = time.time() if received_at is None else received_at
+    rows = [
+        {
+            "device_pk": device.pk,
+            "patient_id": device.patient_id,
+            "store_id": store_id,
+            "kind": record.kind,
+            "seq": record.seq,
+            "t_host": record.t_host,
+            "payload": record.payload,
+            "waveform": record.waveform,
+            "received_at": now,
+        }
+        for record in batch
+    ]
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(records).on_conflict_do_nothing(index_elements=list(_KEY)).returning(records.c.id)
+    result = await connection.execute(statement, rows)
+    accepted = len(result.all())
+    return Ingested(accepted, len(rows) - accepted)
+
+
+async def held_stores(connection: AsyncConnection, device_pk: int) -> list[HeldStore]:
+    """Per store id and kind, the highest seq the clinic holds of a device and how many records."""
+    query = (
+        select(records.c.store_id, records.c.kind, func.max(records.c.seq), func.count())
+        .where(records.c.device_pk == device_pk)
+        .group_by(records.c.store_id, records.c.kind)
+        .order_by(records.c.store_id, records.c.kind)
+    )
+    return [
+        HeldStore(str(store), str(kind), int(top), int(count))
+        for store, kind, top, count in (await connection.execute(query)).all()
+    ]
