@@ -17,7 +17,8 @@ import tomli_w
 from forcecast.edge.config import ConfigError, from_dict, load_config, to_dict
 from forcecast.edge.features import LEG_PLACES
 
-Architecture = Literal["cnn_lstm", "lstm", "cnn1d"]
+Architecture = Literal["cnn_lstm", "lstm", "gru", "cnn1d", "tcn", "resnet1d", "inception", "transformer"]
+"""The model zoo (:mod:`forcecast.training.architectures` describes each, with its literature reference)."""
 Strategy = Literal["none", "mirrored", "multi_worker"]
 
 
@@ -87,6 +88,11 @@ class ModelConfig:
     features while training. Body mass, height and alignment together identify a training subject;
     without the noise the static branch learns to recognise people instead of the effect of their
     alignment, and subject-naive accuracy suffers.
+
+    Architecture-specific depths: ``resnet_blocks`` (ResNet-1D residual blocks of three convolutions),
+    ``inception_modules`` (InceptionTime modules, a shortcut around every three) and ``encoder_blocks`` /
+    ``attention_heads`` (the transformer; its model width is ``conv_filters[1]``, divisible by the heads).
+    The TCN's depth follows from the window: enough dilated levels for its receptive field to cover it.
     """
 
     architecture: Architecture = "cnn_lstm"
@@ -99,6 +105,10 @@ class ModelConfig:
     static_noise: float = 0.3
     dense_units: int = 64
     dropout: float = 0.1
+    resnet_blocks: int = 3
+    inception_modules: int = 6
+    encoder_blocks: int = 2
+    attention_heads: int = 4
 
     def __post_init__(self) -> None:
         if len(self.conv_filters) != 2 or any(f < 1 for f in self.conv_filters):
@@ -111,6 +121,19 @@ class ModelConfig:
             raise ValueError("dropout must be in [0, 1)")
         if self.static_noise < 0.0:
             raise ValueError("static_noise must be >= 0")
+        if not 1 <= self.resnet_blocks <= 8:
+            raise ValueError(f"resnet_blocks must be in [1, 8], got {self.resnet_blocks}")
+        if self.inception_modules < 3 or self.inception_modules % 3 or self.inception_modules > 12:
+            raise ValueError(f"inception_modules must be 3, 6, 9 or 12, got {self.inception_modules}")
+        if not 1 <= self.encoder_blocks <= 4:
+            raise ValueError(f"encoder_blocks must be in [1, 4], got {self.encoder_blocks}")
+        if self.attention_heads < 1 or (
+            self.architecture == "transformer" and self.conv_filters[1] % self.attention_heads
+        ):
+            raise ValueError(
+                f"attention_heads must be >= 1 and divide the transformer width conv_filters[1] "
+                f"({self.conv_filters[1]}), got {self.attention_heads}"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,17 @@
-"""Keras architectures, all built from one :class:`ModelConfig`.
+"""Keras models of the zoo, all built from one :class:`ModelConfig`.
 
-- ``cnn_lstm``: 2D convolution over time × channels (first across the three axes of each sensor
-  quantity, then across all of them), max-pooling in time, an LSTM over the pooled sequence; the
-  2D-CNN-LSTM that was best for 3D GRF in walking (Sugiarto et al. 2025).
-- ``lstm``: an LSTM over the raw window.
-- ``cnn1d``: 1D convolutions over time with channels as features.
-
-Each takes the static features through a small dense branch fused with the sequence summary when
-``use_static`` is true. Outputs are ``out_len × 3`` normalised GRF samples.
+The architectures (backbones) live in :mod:`forcecast.training.architectures`, one module per family,
+with a registry of what each is and where it comes from: ``cnn_lstm`` (the 2D-CNN-LSTM that was best for
+3D GRF in walking, Sugiarto et al. 2025), ``lstm``, ``gru``, ``cnn1d``, ``tcn``, ``resnet1d``,
+``inception`` and ``transformer``. Every model here is that backbone plus the same static-feature branch
+(a small dense layer fused with the backbone's features when ``use_static`` is true) and the same head;
+outputs are ``out_len × 3`` normalised GRF samples.
 
 Training uses :func:`masked_mse`: target samples that are unknown (NaN, overground stance off the
 force plates) give no gradient, per output sample and axis.
 
-LSTMs are unrolled (``unroll=True``): with a fixed window, Keras 3 then converts to TFLite builtin
-ops that full-int8 quantisation handles, where the default ``WHILE`` loop does not (see README).
+Recurrent layers are unrolled (``unroll=True``): with a fixed window, Keras 3 then converts to TFLite
+builtin ops that full-int8 quantisation handles, where the default ``WHILE`` loop does not (see README).
 """
 
 from __future__ import annotations
@@ -49,40 +47,35 @@ def masked_mse() -> Any:
 
 
 def build_model(config: ModelConfig, window: int, n_channels: int, n_static: int, out_len: int) -> Any:
-    """A compiled-ready (uncompiled) ``keras.Model`` with inputs ``imu`` (and ``static``)."""
+    """An uncompiled ``keras.Model`` with inputs ``imu`` (and ``static``) and output ``grf_block``.
+
+    Parameters
+    ----------
+    config
+        Architecture and its hyper-parameters.
+    window, n_channels
+        Input window length (samples) and IMU channels.
+    n_static
+        Static features (used when ``config.use_static``).
+    out_len
+        Output samples per window.
+
+    Raises
+    ------
+    ValueError
+        If the architecture cannot take this input (named by the backbone), or ``use_static`` is set
+        without static features.
+    forcecast.edge.config.ConfigError
+        If the architecture is not in the zoo.
+    """
     import keras
     from keras import layers
 
+    from forcecast.training.architectures import architecture
+
+    spec = architecture(config.architecture)
     imu = keras.Input((window, n_channels), name="imu")
-    f1, f2 = config.conv_filters
-    p1, p2 = config.time_pools
-    k = config.kernel_size
-    if config.architecture == "cnn_lstm":
-        if n_channels % 3:
-            raise ValueError(f"cnn_lstm needs channels in x/y/z triplets, got {n_channels}")
-        h = layers.Reshape((window, n_channels, 1))(imu)
-        h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
-        h = layers.Conv2D(f1, (k, 3), strides=(1, 3), activation="relu", name="conv_axes")(h)
-        if window % (p1 * p2):
-            raise ValueError(f"cnn_lstm needs the window ({window}) to be a multiple of the time pools {p1}x{p2}")
-        h = layers.MaxPooling2D((p1, 1))(h)
-        h = layers.ZeroPadding2D(((k // 2, k // 2), (0, 0)))(h)
-        h = layers.Conv2D(f2, (k, n_channels // 3), activation="relu", name="conv_channels")(h)
-        h = layers.MaxPooling2D((p2, 1))(h)
-        h = layers.Reshape((window // (p1 * p2), f2))(h)
-        h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(h)
-    elif config.architecture == "lstm":
-        h = layers.LSTM(config.lstm_units, unroll=True, name="lstm")(imu)
-    elif config.architecture == "cnn1d":
-        h = layers.Conv1D(f1, k, padding="same", activation="relu")(imu)
-        h = layers.MaxPooling1D(2)(h)
-        h = layers.Conv1D(f2, k, padding="same", activation="relu")(h)
-        h = layers.MaxPooling1D(2)(h)
-        h = layers.Conv1D(f2, k, padding="same", activation="relu")(h)
-        h = layers.MaxPooling1D(2)(h)
-        h = layers.Flatten()(h)
-    else:
-        raise ValueError(f"unknown architecture {config.architecture!r}")
+    h = spec.backbone(imu, config, window, n_channels)
     inputs = [imu]
     if config.use_static:
         if n_static == 0:
