@@ -22,7 +22,14 @@ from numpy.typing import NDArray
 
 from forcecast.edge.contract import ModelContract
 from forcecast.edge.features import output_positions
-from forcecast.edge.runtime.inference import STATIC_LIMIT_SD, bounded_static
+from forcecast.edge.runtime.inference import (
+    STATIC_LIMIT_SD,
+    Streaming,
+    blend_windows,
+    bounded_static,
+    default_streaming,
+    device_window_ends,
+)
 from forcecast.training.config import AugmentConfig
 from forcecast.training.data import LegSequence, TrainingDataWarning
 
@@ -280,10 +287,18 @@ def _interpolate(values: Any, positions: Any) -> Any:
 
 
 def predict_sequence(
-    predict: Predict, seq: LegSequence, contract: ModelContract, use_static: bool, batch_size: int = 256
+    predict: Predict,
+    seq: LegSequence,
+    contract: ModelContract,
+    use_static: bool,
+    batch_size: int = 256,
+    streaming: Streaming | None = None,
 ) -> NDArray[np.float64]:
-    """GRF in body weights over a whole sequence, as the device would produce it (blocks tiling time).
+    """GRF in body weights over a whole sequence, as the device would produce it.
 
+    The device's windows (every ``streaming.hop`` samples of each unbroken run) are blended as the device
+    blends them (:func:`forcecast.edge.runtime.inference.blend_windows`); ``streaming`` defaults to the
+    device's default settings; ``Streaming.blocks(contract)`` gives non-overlapping blocks tiling time.
     Samples no window covers (the first ``window - delay - out_len``, the last ``delay``, and around
     NaN inputs) are NaN.
     """
@@ -292,7 +307,8 @@ def predict_sequence(
     w, k, d = contract.window, contract.out_len, contract.delay
     finite = np.all(np.isfinite(seq.inputs), axis=1)
     ends = valid_ends(finite, np.ones(n, dtype=bool), w, k, d)
-    ends = ends[(ends - w) % k == 0]
+    streaming = streaming or default_streaming(contract)
+    ends = device_window_ends(ends, streaming.hop)
     if ends.size == 0:
         return out
     x = contract.inputs.apply(seq.inputs)
@@ -301,11 +317,12 @@ def predict_sequence(
         if (use_static and contract.static)
         else None
     )
+    outputs = np.empty((ends.size, k, 3))
     for start in range(0, ends.size, batch_size):
         chunk = ends[start : start + batch_size]
         xb = np.stack([x[e - w : e] for e in chunk])
         sb = None if s is None else np.repeat(s, chunk.size, axis=0).astype(np.float32)
-        yb = contract.targets.invert(predict(xb, sb))
-        for e, y in zip(chunk, yb, strict=True):
-            out[output_positions(int(e), k, d)] = y
+        outputs[start : start + chunk.size] = contract.targets.invert(predict(xb, sb))
+    blended = blend_windows(ends, outputs, contract, streaming)
+    out[: blended.shape[0]] = blended
     return out

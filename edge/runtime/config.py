@@ -122,6 +122,14 @@ class RuntimeConfig:
         A forward step longer than this (or any backward step) is a clock jump, not a dropout.
     summary_period_s
         Period of the GRF stream summaries written to the store.
+    stream_hop
+        Samples between two inferences (1 = every sample): windows overlap and the GRF stream has no block
+        edges. At most ``stream_lag + 1`` (and the model's ``out_len``), so every sample gets a prediction.
+    stream_lag
+        Samples, beyond the model's delay, that each GRF sample waits for later (overlapping) windows, whose
+        predictions are blended with it; adds ``stream_lag`` samples of latency. 0 = each sample comes from
+        the newest output of one window. At most the model's ``out_len - 1`` is used. ``stream_hop = out_len``
+        with ``stream_lag = out_len - 1`` is the block scheme of earlier releases.
     """
 
     legs: tuple[str, ...] = ("r",)
@@ -132,11 +140,18 @@ class RuntimeConfig:
     max_gap_s: float = bounded(0.05, 0.0, 1.0, low_open=True, unit="s")
     clock_jump_s: float = bounded(5.0, 0.0, 3600.0, low_open=True, unit="s")
     summary_period_s: float = bounded(10.0, 1.0, 3600.0, unit="s")
+    stream_hop: int = bounded(1, 1, 64, unit="samples")
+    stream_lag: int = bounded(0, 0, 63, unit="samples")
 
     def __post_init__(self) -> None:
         if not self.legs or any(leg not in ("l", "r") for leg in self.legs) or len(set(self.legs)) != len(self.legs):
             raise ValueError(f"legs: must be one or both of 'l', 'r', got {list(self.legs)}")
         check_bounds(self)
+        if self.stream_hop > self.stream_lag + 1:
+            raise ValueError(
+                f"stream_hop: {self.stream_hop} samples between inferences would leave samples without a "
+                f"prediction; with stream_lag = {self.stream_lag} it can be at most {self.stream_lag + 1}"
+            )
         if self.clock_jump_s <= self.max_gap_s:
             raise ValueError(
                 f"clock_jump_s: {self.clock_jump_s:g} s must be longer than max_gap_s ({self.max_gap_s:g} s)"

@@ -27,7 +27,8 @@ from forcecast.edge.records import EventRecord, EventType, Record, RecordKind, S
 from forcecast.edge.runtime.calibration import Calibration, CalibrationError, estimate, identity
 from forcecast.edge.runtime.config import DeviceConfig, PatientConfig
 from forcecast.edge.runtime.feedback import Cue, FeedbackGate
-from forcecast.edge.runtime.inference import LegPredictor, Model
+from forcecast.edge.runtime.inference import LegPredictor, Model, Streaming
+from forcecast.edge.runtime.patient_state import PatientState
 from forcecast.edge.runtime.quality import QualityEvent, StreamGuard
 from forcecast.edge.runtime.step_metrics import step_metrics
 from forcecast.edge.runtime.steps import StepDetector
@@ -133,11 +134,15 @@ class Pipeline:
     patient
         Overrides ``config.patient`` (e.g. the subject of a replayed trial).
     listeners
-        Called for every record, and for every GRF block (kind ``grf``) — the BLE live stream.
+        Called for every record, and for every run of GRF samples (kind ``grf``) — the BLE live stream.
+        Each GRF sample is given once, in time order (see :mod:`forcecast.edge.runtime.inference`).
     time_origin_unix
         Unix time of sensor time 0, which dates every record (``t_unix``). Default: taken at the first
         chunk, as "its first sample was just read" (right for live sources; a replay is dated as if
         recorded from now on).
+    patient_state
+        The patient values a profile may change while running (default: ``patient`` as version 0); read at
+        every chunk, the feedback limit at every block.
     """
 
     def __init__(
@@ -155,11 +160,14 @@ class Pipeline:
         patient: PatientConfig | None = None,
         listeners: list[Listener] | None = None,
         time_origin_unix: float | None = None,
+        patient_state: PatientState | None = None,
     ) -> None:
         self.contract = contract
         self.time_origin_unix = time_origin_unix
         self.config = config
-        self.patient = patient or config.patient
+        self.patient_state = patient_state or PatientState(patient or config.patient)
+        self.patient = self.patient_state.patient
+        self._patient_generation = self.patient_state.generation
         self.sink = sink
         # Storage that fails (a full disk) never stops the pipeline: records wait in memory, then a storage_full event.
         self.storage = StorageGuard(sink) if sink is not None else None
@@ -182,7 +190,7 @@ class Pipeline:
         self._on_switched: Callable[[], None] | None = None
         self._retired: list[LegPredictor] = []
         self.detectors = {leg: StepDetector() for leg in runtime.legs}
-        self.feedback = FeedbackGate(self.patient.peak_limit_bw, cue)
+        self.feedback = FeedbackGate(self.patient_state.feedback_limit_bw, cue)
         self.calibration: Calibration | None = None if runtime.calibration_s > 0 else identity(self.columns)
         # Segment alignment (when the contract asks for it): learnt while walking, frozen once converged;
         # until then the gravity calibration alone applies and steps are flagged ``alignment_pending``.
@@ -206,6 +214,8 @@ class Pipeline:
 
     def _predictors(self, model: Model, contract: ModelContract) -> dict[str, LegPredictor]:
         p = self.patient
+        runtime = self.config.runtime
+        streaming = Streaming.for_model(contract, runtime.stream_hop, runtime.stream_lag)
         return {
             leg: LegPredictor(
                 model,
@@ -215,8 +225,9 @@ class Pipeline:
                 static_features(p.hka_deg, p.affected_side, p.body_mass_kg, p.height_m, leg)
                 if contract.static_features
                 else None,
+                streaming,
             )
-            for leg in self.config.runtime.legs
+            for leg in runtime.legs
         }
 
     def can_switch_to(self, contract: ModelContract) -> bool:
@@ -260,6 +271,8 @@ class Pipeline:
         """Process one chunk from the source."""
         if self._switch is not None:
             self._apply_switch()
+        if self.patient_state.generation != self._patient_generation:
+            self._take_patient()
         self.report.samples += time_s.size
         if self.time_origin_unix is None and time_s.size:
             self.time_origin_unix = time.time() - float(time_s[0])
@@ -280,6 +293,10 @@ class Pipeline:
         closing = self.guard.flush()
         if closing:
             self._emit_events(closing)
+        for leg, predictor in self.predictors.items():  # samples that waited for windows the stream did not bring
+            waiting_t, waiting_grf = predictor.flush()
+            self._deliver(leg, predictor, waiting_t, waiting_grf)
+        self._store_cues()
         if self.aligner is not None:
             self.report.calibration["alignment"] = self._alignment_report()
         if self.storage is not None:
@@ -339,18 +356,29 @@ class Pipeline:
         self._remember(grid_t, grid_x)
         for leg, predictor in self.predictors.items():
             out_t, grf = predictor.push(grid_t, grid_x)
-            if out_t.size and out_t[0] <= self._last_out.get(leg, -np.inf):  # overlap after a model switch
-                keep = out_t > self._last_out[leg]
-                out_t, grf = out_t[keep], grf[keep]
-            if out_t.size == 0:
-                continue
-            self._last_out[leg] = float(out_t[-1])
-            compute = predictor.last_push_compute_s
-            self._notify("grf", {"leg": leg, "time_s": out_t, "grf_bw": grf})
-            self.feedback.check(leg, out_t, grf[:, 0], self.newest_input_s, compute)
-            self._accumulate_summary(leg, out_t, grf)
-            for stance in self.detectors[leg].push(out_t, grf):
-                self._record_step(leg, stance)
+            self._deliver(leg, predictor, out_t, grf)
+        self._store_cues()
+        self._write_summary()
+        if self._on_switched is not None and any(p.inferences for p in self.predictors.values()):
+            on_switched, self._on_switched = self._on_switched, None
+            on_switched()
+
+    def _deliver(self, leg: str, predictor: LegPredictor, out_t: FloatArray, grf: FloatArray) -> None:
+        """Hand one leg's new GRF samples to the live stream, the feedback, the summary and the step detector."""
+        if out_t.size and out_t[0] <= self._last_out.get(leg, -np.inf):  # overlap after a model switch
+            keep = out_t > self._last_out[leg]
+            out_t, grf = out_t[keep], grf[keep]
+        if out_t.size == 0:
+            return
+        self._last_out[leg] = float(out_t[-1])
+        compute = predictor.last_push_compute_s
+        self._notify("grf", {"leg": leg, "time_s": out_t, "grf_bw": grf})
+        self.feedback.check(leg, out_t, grf[:, 0], self.newest_input_s, compute)
+        self._accumulate_summary(leg, out_t, grf)
+        for stance in self.detectors[leg].push(out_t, grf):
+            self._record_step(leg, stance)
+
+    def _store_cues(self) -> None:
         if self.feedback.events:
             new = self.feedback.events[self.report.cues :]
             self.report.cues = len(self.feedback.events)
@@ -372,10 +400,6 @@ class Pipeline:
                     for e in new
                 ],
             )
-        self._write_summary()
-        if self._on_switched is not None and any(p.inferences for p in self.predictors.values()):
-            on_switched, self._on_switched = self._on_switched, None
-            on_switched()
 
     def _align(self, grid_t: FloatArray, grid_x: FloatArray) -> FloatArray:
         """Learn the segment alignment until it converges, then rotate every chunk with the frozen estimate."""
@@ -414,6 +438,16 @@ class Pipeline:
         self._history.append((grid_t, grid_x))
         while len(self._history) > 1 and grid_t[-1] - self._history[1][0][0] > HISTORY_S:
             self._history.popleft()
+
+    def _take_patient(self) -> None:
+        """A profile was applied while running: its body mass and static features count from this chunk on."""
+        self._patient_generation, self.patient, applied = self.patient_state.take()
+        p = self.patient
+        self.body_weight_n = p.body_mass_kg * GRAVITY_MPS2
+        for leg, predictor in self.predictors.items():
+            predictor.set_static(static_features(p.hka_deg, p.affected_side, p.body_mass_kg, p.height_m, leg))
+        at = self.newest_input_s if np.isfinite(self.newest_input_s) else 0.0
+        self._store(RecordKind.EVENT, [(at, event) for event in applied])
 
     def _apply_switch(self) -> None:
         with self._switch_lock:
