@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "forcecast.training.cli",
     "forcecast.host_app.cli",
     "forcecast.host_app.flash_cli",
+    "forcecast.clinic.cli",
     "forcecast.demo",
 )
 # Third-party packages that come with an extra, not with `forcecast[edge]`: a command that needs one of them on a
@@ -33,6 +34,11 @@ EXTRA_OF_PACKAGE = {
     "keras": "train",
     "matplotlib": "host",
     "bleak": "host",
+    "sqlalchemy": "clinic",
+    "alembic": "clinic",
+    "asyncpg": "clinic",
+    "aiosqlite": "clinic",
+    "argon2": "clinic",
 }
 
 

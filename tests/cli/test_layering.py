@@ -2,7 +2,8 @@
 
 edge (device code) imports nothing of ours above it, never TensorFlow, and none of the packages the device does
 not install (pandas, pyarrow, tqdm, matplotlib); the lab layer sits on edge only; training may use edge and lab;
-host_app uses edge (and nothing of training); nothing of ours is imported by a bare top-level name any more.
+host_app uses edge (and nothing of training); the clinic server uses edge and host_app, and no layer imports it;
+nothing of ours is imported by a bare top-level name any more.
 """
 
 import ast
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = {"edge", "lab", "training", "host_app", "forcecast"}
+OURS = {"edge", "lab", "training", "host_app", "clinic", "forcecast"}
 HEAVY_FOR_DEVICE = {"pandas", "pyarrow", "tqdm", "matplotlib", "ezc3d", "tensorflow", "keras", "tf_keras", "bleak"}
 # Folder -> (namespace parts it may import, third-party roots it must not import).
 ALLOWED = {
@@ -19,6 +20,9 @@ ALLOWED = {
     "lab": ({"edge", "lab"}, {"tensorflow", "keras", "tf_keras", "matplotlib", "bleak"}),
     "training": ({"edge", "lab", "training"}, {"bleak"}),
     "host_app": ({"edge", "host_app"}, {"tensorflow", "keras", "tf_keras"}),
+    # The clinic server uses device code (records) and the host's reports; nothing imports it but forcecast/cli.py
+    # (no other layer lists "clinic"), and the host's push client speaks to it only over HTTP.
+    "clinic": ({"edge", "host_app", "clinic"}, {"tensorflow", "keras", "tf_keras", "bleak"}),
 }
 
 
