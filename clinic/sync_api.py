@@ -103,7 +103,7 @@ async def push_records(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
-        "profile": None if profile is None else profile.to_wire(),
+        "profile": None if profile is None else profile.to_json(),
     }
     return web.json_response(answer)
 
@@ -128,7 +128,7 @@ async def sync_state(request: web.Request) -> web.Response:
             "device_id": device.device_id,
             "patient": device.patient_code,
             "stores": [{"store_id": h.store_id, "kind": h.kind, "max_seq": h.max_seq, "count": h.count} for h in held],
-            "profile": profile.to_wire(),
+            "profile": profile.to_json(),
             "profile_version_applied": device.profile_version_applied,
         }
     )

@@ -7,9 +7,7 @@ sync API hands the newest profile to the patient's host until the host reports t
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -18,70 +16,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from forcecast.clinic.db.audit import audit
 from forcecast.clinic.db.errors import AlreadyExistsError, NotFoundError
-from forcecast.clinic.db.schema import SIDES, patients
+from forcecast.clinic.db.schema import patients
 from forcecast.edge.errors import ForcecastValueError
+from forcecast.edge.profile import PatientProfile
 
 PROFILE_FIELDS = ("feedback_limit_bw", "hka_deg", "affected_side", "body_mass_kg", "height_m")
 """The patient columns that make up the device profile (a change to any bumps its version)."""
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A patient's device profile as the sync API sends it.
-
-    Attributes
-    ----------
-    version
-        Bumped on every change (starts at 1).
-    feedback_limit_bw
-        The loading limit the device cues above, in body weights (None: no cue).
-    hka_deg
-        Hip-knee-ankle angle, varus positive (None: unknown).
-    affected_side
-        ``left``, ``right`` or ``none``.
-    body_mass_kg, height_m
-        Static features of the model.
-    """
-
-    version: int
-    feedback_limit_bw: float | None
-    hka_deg: float | None
-    affected_side: str
-    body_mass_kg: float
-    height_m: float
-
-    def to_wire(self) -> dict[str, Any]:
-        """The profile as the JSON object of the sync API (docs/clinic.md)."""
-        return {
-            "version": self.version,
-            "feedback_limit_bw": self.feedback_limit_bw,
-            "hka_deg": self.hka_deg,
-            "affected_side": self.affected_side,
-            "body_mass_kg": self.body_mass_kg,
-            "height_m": self.height_m,
-        }
-
-
 def check_profile_values(values: dict[str, Any]) -> None:
-    """Refuse profile values the device could not use (the message names the field).
+    """Refuse profile values the device could not use: the ranges of :class:`PatientProfile` (``device.toml``).
+
+    ``values`` may hold any of :data:`PROFILE_FIELDS`; the others are taken as valid.
 
     Raises
     ------
-    ForcecastValueError
-        A side other than left/right/none, a mass, height or limit that is not a finite positive number, an
-        angle outside ±45°.
+    forcecast.edge.profile.ProfileError
+        Naming the field, the value and its range.
     """
-    side = values.get("affected_side")
-    if side is not None and side not in SIDES:
-        raise ForcecastValueError(f"affected_side: {side!r} is not one of {', '.join(SIDES)}")
-    ranges = {"body_mass_kg": (10.0, 400.0), "height_m": (0.5, 2.6), "feedback_limit_bw": (0.1, 10.0)}
-    for name, (low, high) in ranges.items():
-        value = values.get(name)
-        if value is not None and not (math.isfinite(value) and low <= value <= high):
-            raise ForcecastValueError(f"{name}: {value} is outside {low:g}..{high:g}")
-    hka = values.get("hka_deg")
-    if hka is not None and not (math.isfinite(hka) and -45.0 <= hka <= 45.0):
-        raise ForcecastValueError(f"hka_deg: {hka} is outside -45..45")
+    probe = {"version": 1, "feedback_limit_bw": None, "body_mass_kg": 70.0, "height_m": 1.7, "hka_deg": None}
+    PatientProfile(**(probe | {"affected_side": "none"} | values))
 
 
 async def add_patient(
@@ -101,7 +55,8 @@ async def add_patient(
     Raises
     ------
     ForcecastValueError
-        A profile value the device could not use, or an empty code.
+        A profile value the device could not use (:class:`~forcecast.edge.profile.ProfileError`), or an empty
+        code.
     AlreadyExistsError
         If the clinic has a patient of that code.
     """
@@ -153,7 +108,7 @@ async def patient_id_of(connection: AsyncConnection, clinic_id: int, code: str) 
     return int(found)
 
 
-async def profile_of(connection: AsyncConnection, patient_id: int) -> Profile:
+async def profile_of(connection: AsyncConnection, patient_id: int) -> PatientProfile:
     """A patient's current device profile.
 
     Raises
@@ -170,11 +125,11 @@ async def profile_of(connection: AsyncConnection, patient_id: int) -> Profile:
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"no patient {patient_id}")
-    return Profile(
+    return PatientProfile(
         version=int(row.profile_version),
         feedback_limit_bw=row.feedback_limit_bw,
         hka_deg=row.hka_deg,
-        affected_side=str(row.affected_side),
+        affected_side=row.affected_side,
         body_mass_kg=float(row.body_mass_kg),
         height_m=float(row.height_m),
     )
@@ -182,7 +137,7 @@ async def profile_of(connection: AsyncConnection, patient_id: int) -> Profile:
 
 async def change_profile(
     connection: AsyncConnection, clinic_id: int, patient_id: int, user_id: int | None = None, **changes: Any
-) -> Profile:
+) -> PatientProfile:
     """Change profile fields of a clinic's patient and bump the profile version; returns the new profile.
 
     ``changes`` holds fields of :data:`PROFILE_FIELDS` (a value of None clears ``hka_deg`` or
