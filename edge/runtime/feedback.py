@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -102,33 +103,41 @@ class FeedbackGate:
     Parameters
     ----------
     limit_bw
-        Threshold in body weights (0 disables).
+        Threshold in body weights (0 disables), or a function giving the threshold now: the gate asks it at
+        every block, so a limit changed while running (a patient profile,
+        :meth:`forcecast.edge.runtime.patient_state.PatientState.feedback_limit_bw`) holds from the next block.
     cue
         Where cues go.
     contact_bw
         Below this the leg is in swing, which re-arms the gate.
     """
 
-    def __init__(self, limit_bw: float, cue: Cue | None, contact_bw: float = 0.05) -> None:
-        self.limit_bw = limit_bw
+    def __init__(self, limit_bw: float | Callable[[], float], cue: Cue | None, contact_bw: float = 0.05) -> None:
+        self._limit: Callable[[], float] = limit_bw if callable(limit_bw) else lambda: limit_bw
         self.cue = cue
         self.contact_bw = contact_bw
         self._armed: dict[str, bool] = {}
         self.events: list[CueEvent] = []
 
+    @property
+    def limit_bw(self) -> float:
+        """The threshold now (BW; 0 = no cue)."""
+        return self._limit()
+
     def check(self, leg: str, time_s: Any, vertical_bw: Any, newest_input_s: float, compute_s: float) -> None:
-        """Look at a block of new GRF samples of ``leg``; fire at most once per stance."""
-        if self.limit_bw <= 0 or self.cue is None:
+        """Look at a block of new GRF samples of ``leg``; fire at most once per stance (against the limit now)."""
+        limit_bw = self._limit()
+        if limit_bw <= 0 or self.cue is None:
             return
         armed = self._armed.get(leg, True)
         for t, v in zip(time_s, vertical_bw, strict=True):
             if v < self.contact_bw:
                 armed = True
-            elif armed and v > self.limit_bw:
+            elif armed and v > limit_bw:
                 armed = False
                 started = time.perf_counter()
                 latency = (newest_input_s - float(t)) + compute_s
-                event = CueEvent(leg, float(t), round(float(v), 4), self.limit_bw, round(1000 * latency, 2))
+                event = CueEvent(leg, float(t), round(float(v), 4), limit_bw, round(1000 * latency, 2))
                 self.cue.fire(event)
                 event = CueEvent(
                     leg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forcecast.edge.ble.profile import ProfileHandler
+from forcecast.edge.link import DeviceLink
 from forcecast.edge.profile import (
     HKA_UNKNOWN,
     JSON_KEYS,
@@ -27,8 +30,22 @@ from forcecast.edge.profile import (
     encode_profile,
     profile_path,
 )
-from forcecast.edge.protocol import MIN_MTU, Opcode, decode_request, encode_request, payload_size, request_arguments
+from forcecast.edge.protocol import (
+    MIN_MTU,
+    PROFILE_REPLY,
+    Opcode,
+    Status,
+    decode_reply,
+    decode_request,
+    encode_request,
+    payload_size,
+    request_arguments,
+)
+from forcecast.edge.records import EventType
 from forcecast.edge.runtime.config import PatientConfig
+from forcecast.edge.runtime.feedback import FeedbackGate
+from forcecast.edge.runtime.patient_state import PatientState, start_patient
+from forcecast.edge.runtime.store import RecordStore
 
 versions = st.integers(1, MAX_VERSION)
 profiles = st.builds(
@@ -108,7 +125,7 @@ def test_the_ranges_are_the_device_configs_own():
         ("feedback_limit_bw", "peak_limit_bw", 5.5),
     ]:
         with pytest.raises(ValueError, match=config_name):
-            PatientConfig(**{config_name: value})  # type: ignore[arg-type]
+            PatientConfig(**{config_name: value})
         with pytest.raises(ProfileError, match=name):
             sample(**{name: value})
 
@@ -263,3 +280,93 @@ def test_a_write_that_fails_keeps_the_old_profile_and_no_temporary_file(tmp_path
 def test_the_wire_layout_is_as_documented():
     assert WIRE.format == "<IHHHhB" and struct.calcsize(WIRE.format) == 13
     assert encode_profile(sample(version=0x01020304)) == WIRE.pack(0x01020304, 1250, 7250, 1760, 450, 1)
+
+
+# ---------------------------------------------------------------- the device side: state, handler, control point
+
+
+def state_and_handler(folder: Path, limit_bw: float = 0.0) -> tuple[PatientState, ProfileHandler]:
+    state = PatientState(PatientConfig(patient_id="P042", body_mass_kg=80.0, height_m=1.8, peak_limit_bw=limit_bw))
+    return state, ProfileHandler(ProfileFile(folder / "profile.json"), state)
+
+
+def test_the_handler_stores_then_applies_and_queues_one_event(tmp_path):
+    state, handler = state_and_handler(tmp_path)
+    gate = FeedbackGate(state.feedback_limit_bw, None)
+    assert (state.version, state.generation, gate.limit_bw) == (0, 0, 0.0)
+    assert handler.write(encode_profile(sample(version=7))) == 7
+    assert handler.stored.load() == sample(version=7)
+    assert (state.version, state.generation, gate.limit_bw) == (7, 1, 1.25)  # the limit holds at once
+    generation, patient, events = state.take()
+    assert generation == 1 and patient == sample(version=7).apply_to(state_and_handler(tmp_path)[0].patient)
+    assert [e.event for e in events] == [EventType.PROFILE_APPLIED] and events[0].profile == sample(version=7).to_json()
+    assert "version 7: cue limit 1.25 BW" in (events[0].detail or "") and state.take()[2] == []
+
+
+@pytest.mark.parametrize("version", [7, 6, 1])
+def test_a_version_not_newer_is_refused_and_changes_nothing(tmp_path, version):
+    state, handler = state_and_handler(tmp_path)
+    handler.write(encode_profile(sample(version=7)))
+    state.take()
+    with pytest.raises(StaleProfileError) as caught:
+        handler.write(encode_profile(sample(version=version, feedback_limit_bw=3.0)))
+    assert (caught.value.version, caught.value.current_version) == (version, 7)
+    assert handler.stored.load() == sample(version=7) and state.patient.peak_limit_bw == 1.25
+    assert state.generation == 1 and state.take()[2] == []
+
+
+def test_an_invalid_or_unstorable_profile_changes_nothing(tmp_path, monkeypatch):
+    state, handler = state_and_handler(tmp_path, limit_bw=1.0)
+    with pytest.raises(ProfileError) as caught:
+        handler.write(WIRE.pack(7, 1200, 99, 1760, 0, 0))
+    assert caught.value.reason == "out_of_range" and "body_mass_kg" in str(caught.value)
+
+    def full(self: ProfileFile, profile: PatientProfile) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ProfileFile, "save", full)
+    with pytest.raises(OSError):
+        handler.write(encode_profile(sample(version=7)))
+    assert (state.version, state.generation, state.patient.peak_limit_bw) == (0, 0, 1.0)
+    assert not handler.stored.path.exists()
+
+
+def test_a_start_puts_the_stored_profile_over_device_toml_and_survives_a_damaged_one(tmp_path, caplog):
+    patient = PatientConfig(patient_id="P042", body_mass_kg=80.0, height_m=1.8, peak_limit_bw=0.8)
+    stored = ProfileFile(tmp_path / "profile.json")
+    assert start_patient(patient, stored).version == 0 and start_patient(patient, stored).patient == patient
+    stored.save(sample(version=5, feedback_limit_bw=None))
+    state = start_patient(patient, stored)
+    assert state.version == 5 and state.patient == sample(version=5, feedback_limit_bw=None).apply_to(patient)
+    assert state.feedback_limit_bw() == 0.0 and state.patient.patient_id == "P042"
+    stored.path.write_text("{damaged")
+    with caplog.at_level(logging.ERROR):
+        state = start_patient(patient, stored)
+    assert state.version == 0 and state.patient == patient and "not valid JSON" in caplog.text
+    assert not stored.path.exists() and stored.path.with_name("profile.json.damaged").exists()
+
+
+def control(link: DeviceLink, request_id: int, payload: bytes) -> tuple[Status, bytes]:
+    reply = decode_reply(link.handle_control(encode_request(Opcode.PROFILE, request_id, payload)))
+    assert reply.request_id == request_id and reply.opcode == Opcode.PROFILE
+    return reply.status, reply.payload
+
+
+def test_the_control_point_answers_ok_stale_bad_argument_and_refuses_an_unencrypted_host(tmp_path):
+    state, handler = state_and_handler(tmp_path)
+    link = DeviceLink(RecordStore(tmp_path / "s.sqlite", device_id="dev-1"), {}, profiles=handler)
+    link.connected(mtu=23, encrypted=False)
+    assert control(link, 1, encode_profile(sample(version=7)))[0] is Status.NOT_ENCRYPTED and state.version == 0
+    link.connected(mtu=23, encrypted=True)
+    assert control(link, 2, encode_profile(sample(version=7))) == (Status.OK, PROFILE_REPLY.pack(7))
+    status, payload = control(link, 3, encode_profile(sample(version=7)))  # a retry after a lost reply
+    assert status is Status.STALE and PROFILE_REPLY.unpack_from(payload) == (7,)
+    status, payload = control(link, 4, WIRE.pack(8, 1200, 7250, 1760, 450, 9))
+    assert status is Status.BAD_ARGUMENT and payload.startswith(b"bad_field: ") and state.version == 7
+    longer = encode_request(Opcode.PROFILE, 5, encode_profile(sample(version=8))) + b"\x00"
+    assert decode_reply(link.handle_control(longer)).status is Status.BAD_LENGTH and state.version == 7
+    assert link.rejected == {"NOT_ENCRYPTED": 1, "STALE": 1, "BAD_ARGUMENT": 1, "BAD_LENGTH": 1}
+    plain = DeviceLink(RecordStore(tmp_path / "t.sqlite", device_id="dev-2"), {})
+    plain.connected(mtu=23, encrypted=True)
+    status, payload = control(plain, 6, encode_profile(sample(version=9)))
+    assert status is Status.REFUSED and payload.startswith(b"profiles_off")
