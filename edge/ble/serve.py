@@ -21,7 +21,7 @@ def gatt_server(runtime: Runtime, device: Device) -> GattServer:
     ble = runtime.config.ble
     server = GattServer(
         device,
-        DeviceLink(runtime.store, runtime.info, updates=runtime.updates),
+        DeviceLink(runtime.store, runtime.info, updates=runtime.updates, profiles=runtime.profiles),
         ble.name,
         pairing_window_s=ble.pairing_window_s,
         output_rate_hz=runtime.contract.rate_hz,

@@ -9,16 +9,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from forcecast.edge.ble.profile import ProfileHandler
 from forcecast.edge.contract import ModelContract
 from forcecast.edge.interpreter import TFLiteModel
 from forcecast.edge.keys import load_public_key
 from forcecast.edge.package import ModelPackage, PackageError, read_package
+from forcecast.edge.profile import ProfileFile, profile_path
 from forcecast.edge.records import EventRecord, EventType
 from forcecast.edge.runtime.config import DeviceConfig, PatientConfig, load_device_config
 from forcecast.edge.runtime.device_info import device_info, fit_info
 from forcecast.edge.runtime.feedback import Cue, GpioCue, StdoutCue
 from forcecast.edge.runtime.health import HealthMonitor
 from forcecast.edge.runtime.lifecycle import EventRecords, ModelFit, ModelLifecycle, file_sha256, load_model_file
+from forcecast.edge.runtime.patient_state import start_patient
 from forcecast.edge.runtime.pipeline import Listener, Pipeline, run_source
 from forcecast.edge.runtime.store import RecordStore
 from forcecast.edge.runtime.systemd import Notifier
@@ -48,7 +51,7 @@ def open_source(spec: str, config: DeviceConfig, speed: float = 1.0) -> Source:
     if kind == "i2c":
         from forcecast.edge.sources.i2c import I2CSource
 
-        return I2CSource(config.sensors)
+        return I2CSource(config.sensors, poll_s=config.runtime.poll_s)
     raise SourceError(f"unknown source {spec!r}: use i2c, synthetic[:SUBJECT] or replay:FILE")
 
 
@@ -112,6 +115,8 @@ class Runtime:
     pipeline: Pipeline
     notifier: Notifier = field(default_factory=Notifier)
     slots: ModelSlots | None = None
+    profiles: ProfileHandler | None = None
+    """Takes patient profiles over BLE (stored in ``profile.json`` beside the record store)."""
 
     @property
     def package(self) -> ModelPackage:
@@ -222,6 +227,7 @@ def build_runtime(
 
     With ``model_path`` the runtime runs that package and takes no updates; without it, the model comes
     from the slots in ``[models] folder`` (rolling back one that fails on trial) and updates are taken.
+    A patient profile stored in the record store's folder (``profile.json``) is put over ``[patient]``.
     """
     config = load_device_config(config_path)
     trusted = trusted_keys(list(pubkeys) or list(config.trusted_keys))
@@ -235,6 +241,9 @@ def build_runtime(
         loaded, notes = start_model(slots, config, source.columns)
     patient = patient_for(source, config, explicit=config_path is not None)
     store = RecordStore(store_path or config.store.path, config.store.max_bytes, config.device_id)
+    stored_profile = ProfileFile(profile_path(store.path.parent))
+    patient_state = start_patient(patient, stored_profile)
+    patient = patient_state.patient
     health = HealthMonitor(config.models.health_s, config.models.health_steps)
     pipeline = Pipeline(
         loaded.model,
@@ -249,11 +258,22 @@ def build_runtime(
         model_version=loaded.version,
         patient=patient,
         listeners=[*(listeners or []), health.listener],
+        patient_state=patient_state,
     )
     lifecycle = ModelLifecycle(
         loaded, file_sha256(loaded.package.path), pipeline, health, event_recorder(pipeline, store), slots
     )
-    runtime = Runtime(config, lifecycle, source, source_spec, patient, store, pipeline, slots=slots)
+    runtime = Runtime(
+        config,
+        lifecycle,
+        source,
+        source_spec,
+        patient,
+        store,
+        pipeline,
+        slots=slots,
+        profiles=ProfileHandler(stored_profile, patient_state),
+    )
     if notes:
         runtime.record_events([(0.0, EventRecord(event=EventType.MODEL_ROLLED_BACK, detail=note)) for note in notes])
     if slots is not None and slots.on_trial:
