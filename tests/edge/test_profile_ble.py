@@ -26,6 +26,7 @@ from forcecast.edge.protocol import CONTROL_UUID, SERVICE_UUID, Opcode, Protocol
 from forcecast.edge.runtime.inference import bounded_static
 from forcecast.edge.runtime.launch import Runtime, build_runtime
 from forcecast.host_app.bleak_bumble import BumbleClient, BumbleScanner
+from forcecast.host_app.client import HostLogger
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import VirtualLink, virtual_link
 
@@ -175,3 +176,10 @@ def test_an_unpaired_central_cannot_write_a_profile(tmp_path):
         assert not (tmp_path / "profile.json").exists()
     finally:
         runtime.close()
+
+
+def test_writing_a_profile_waits_for_a_streaming_session_and_gives_up_after_its_wait(tmp_path):
+    logger = HostLogger(HostStore(tmp_path / "host.sqlite"))  # never run: no device in range
+    with pytest.raises(TimeoutError):
+        asyncio.run(logger.write_profile(PROFILE, wait_s=0.05))
+    assert logger.client is None
