@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from forcecast.edge.config import ConfigError
 from forcecast.edge.contract import ContractError, ModelContract
 from forcecast.edge.interpreter import TFLiteModel
+from forcecast.edge.runtime.inference import default_streaming
 from forcecast.training.data import LegSequence
 from forcecast.training.metrics import summarise
 from forcecast.training.windows import Predict, predict_sequence
@@ -106,7 +107,8 @@ def evaluate_sequences(
         ``(sequence, predicted (n, 3))``.
     """
     predictions = [(seq, predict_sequence(predict, seq, contract, use_static)) for seq in sequences]
-    n_windows = int(sum(np.isfinite(p[:, 0]).sum() for _, p in predictions) // contract.out_len)
+    hop = default_streaming(contract).hop  # predict_sequence runs the device's windows: one per hop
+    n_windows = int(sum(np.isfinite(p[:, 0]).sum() for _, p in predictions) // hop)
     pooled = summarise(
         [p for _, p in predictions],
         [s.targets.astype(np.float64) for s, _ in predictions],

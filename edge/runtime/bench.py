@@ -5,10 +5,10 @@ once into memory, so the figures measure the runtime and not the gait lab. For e
 
 - ``inference_ms``: per-inference interpreter time, p50/p99/max (one thread);
 - ``real_time_factor``: sensor seconds processed per wall second, whole pipeline, as fast as possible
-  (1 s chunks, as a replay of a file is fed; ``real_time_factor_device_chunks`` with the device's 20 ms polls);
+  (1 s chunks, as a replay of a file is fed; ``real_time_factor_device_chunks`` with the device's polls);
 - ``inferences_per_s``: inferences per second of sensor data (one leg per default device; the hop sets it);
 - ``sample_to_result_ms``: for every GRF sample, how far the newest sensor sample lay ahead of it when
-  it was produced (the model's delay, the streaming lag, the 20 ms chunks) plus that chunk's compute time;
+  it was produced (the model's delay, the streaming lag, the device's polls) plus that chunk's compute time;
   ``latency_bound_ms`` is the same worst case computed from the settings (compute excluded);
 - ``cpu_share_realtime_pct``: process CPU time over wall time while paced at real time;
 - ``block_edge_jump``: per axis, the mean |Δ| between consecutive GRF samples across the block boundaries of
@@ -50,8 +50,8 @@ from forcecast.edge.sources.base import Chunk
 
 REPLAY_CHUNK_S = 1.0
 """Chunk length when replaying as fast as possible (batch processing of a recorded file)."""
-DEVICE_CHUNK_S = 0.02
-"""Chunk length of a live device (the I²C source polls its FIFOs every 20 ms)."""
+DEVICE_CHUNK_S = RuntimeConfig().poll_s
+"""Chunk length of a live device: the I²C source reads its FIFOs every ``runtime.poll_s`` (default 10 ms)."""
 AXES = ("v", "ap", "ml")
 
 

@@ -122,6 +122,9 @@ class RuntimeConfig:
         A forward step longer than this (or any backward step) is a clock jump, not a dropout.
     summary_period_s
         Period of the GRF stream summaries written to the store.
+    poll_s
+        How often the sensors are read (the I²C source's poll period). Each read goes through the pipeline as
+        one chunk, so a GRF sample can wait up to one period, on top of the model's delay, before it comes out.
     stream_hop
         Samples between two inferences (1 = every sample): windows overlap and the GRF stream has no block
         edges. At most ``stream_lag + 1`` (and the model's ``out_len``), so every sample gets a prediction.
@@ -140,6 +143,7 @@ class RuntimeConfig:
     max_gap_s: float = bounded(0.05, 0.0, 1.0, low_open=True, unit="s")
     clock_jump_s: float = bounded(5.0, 0.0, 3600.0, low_open=True, unit="s")
     summary_period_s: float = bounded(10.0, 1.0, 3600.0, unit="s")
+    poll_s: float = bounded(0.01, 0.005, 0.1, unit="s")
     stream_hop: int = bounded(1, 1, 64, unit="samples")
     stream_lag: int = bounded(0, 0, 63, unit="samples")
 

@@ -153,15 +153,21 @@ class Runtime:
         return (
             f"model {self.package.manifest['model_version']} ({self.package.manifest['quantisation'].get('mode')}, "
             f"{self.model.runtime}); legs {', '.join(self.config.runtime.legs)}; patient {self.patient.patient_id} "
-            f"({self.patient.body_mass_kg:g} kg); source {self.source_spec} at {self.source.rate_hz:g} Hz; "
+            f"({self.patient.body_mass_kg:g} kg, {self._profile_source()}); source {self.source_spec} at "
+            f"{self.source.rate_hz:g} Hz; "
             f"store {self.store.path}"
         )
+
+    def _profile_source(self) -> str:
+        version = self.pipeline.patient_state.version
+        return f"profile version {version}" if version else "device.toml"
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic; any thread)."""
         active = self.lifecycle.current  # one snapshot: package, contract and SHA-256 of the same model
         info = device_info(self.config, active.package, active.contract, active.sha256)
         info["updates"] = self.updates is not None
+        info["profile_version"] = self.pipeline.patient_state.version  # 0: device.toml's [patient]; not personal
         if self.slots is not None:
             info |= slots_info(self.slots)
         return fit_info(info)  # no personal data, at most 512 bytes (forcecast.edge.runtime.device_info)

@@ -274,3 +274,13 @@ def test_bench_prints_one_json_object_with_every_figure(capsys):
     assert int8["sample_to_result_ms"]["max"] >= int8["algorithmic_latency_ms"]["oldest_output"]
     assert result["tensorflow_imported"] is False and 50 < result["peak_rss_mb"] < 400
     assert result["ratios_vs_first"]["grf_int8"]["real_time_factor_ratio"] == 1.0
+    # streaming: the model runs every sample (4x the blocks' rate), output at the delay, blocks measured alongside
+    assert (
+        int8["streaming"] == {"hop": 1, "lag": 0} and int8["inferences_per_s"] > 3 * int8["blocks"]["inferences_per_s"]
+    )
+    assert int8["latency_bound_ms"] <= 30 < int8["blocks"]["latency_bound_ms"]
+    for scheme in ("streamed", "blocks"):
+        assert {"v", "ap", "ml", "pairs"} <= set(int8["block_edge_jump"][scheme])
+    scores = int8["accuracy_streamed_vs_offline"]
+    assert scores["samples"] > 300 and set(scores["difference"]) == {"v", "ap", "ml"}
+    assert abs(scores["difference"]["v"]["rmse_bw"]) < 0.01

@@ -6,6 +6,7 @@ import pytest
 from forcecast.edge.config import ConfigError
 from forcecast.edge.contract import ModelContract, Normalisation
 from forcecast.edge.features import leg_inputs, output_positions, sensor_place, static_features
+from forcecast.edge.runtime.inference import Streaming, default_streaming
 from forcecast.lab.dataset import DatasetError
 from forcecast.training.config import SplitConfig
 from forcecast.training.data import LegSequence
@@ -81,11 +82,15 @@ def test_predictions_tile_time_like_the_device():
         calls.append(x.shape[0])
         return np.repeat(x[:, -1:, :3], 4, axis=1)
 
-    pred = predict_sequence(echo_newest, seq, c, use_static=False)
-    covered = np.flatnonzero(np.isfinite(pred[:, 0]))
-    assert covered[0] == 16 - 2 - 4 and covered[-1] == 64 - 2 - 1
-    assert np.all(np.diff(covered) == 1)  # no holes, no overlaps
-    assert sum(calls) == len(covered) // 4
+    samples = (64 - 2 - 1) - (16 - 2 - 4) + 1
+    # blocks: one window per 4 samples; the device's default: one per sample after the first window's block
+    for streaming, windows in ((Streaming.blocks(c), samples // 4), (default_streaming(c), samples - 3)):
+        calls.clear()
+        pred = predict_sequence(echo_newest, seq, c, use_static=False, streaming=streaming)
+        covered = np.flatnonzero(np.isfinite(pred[:, 0]))
+        assert covered[0] == 16 - 2 - 4 and covered[-1] == 64 - 2 - 1
+        assert np.all(np.diff(covered) == 1)  # no holes
+        assert sum(calls) == windows
 
 
 def test_no_subject_is_in_two_splits():
