@@ -1,6 +1,6 @@
 """Live IMUs on I²C: one LSM6DSOX per place, polled together and aligned into chunks.
 
-Every ``poll_s`` (20 ms) the source drains each chip's FIFO (:mod:`forcecast.edge.sources.lsm6dsox`) and
+Every ``poll_s`` (device: 10 ms) the source drains each chip's FIFO (:mod:`forcecast.edge.sources.lsm6dsox`) and
 emits the samples all chips have in common: ``n = min`` over the chips of the samples buffered, the
 rest kept for the next poll. The chips run on their own oscillators, so one can drift ahead by a few
 samples a minute; a chip that is more than ``max_skew_samples`` ahead of the slowest loses its oldest
