@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from forcecast.clinic import sync_api
+from forcecast.clinic import dashboard, sync_api
 from forcecast.clinic.config import ClinicSettings
 from forcecast.clinic.db.engine import create_engine
 from forcecast.clinic.db.migrate import require_current
@@ -39,6 +39,7 @@ def create_app(settings: ClinicSettings, engine: AsyncEngine | None = None) -> w
     app.cleanup_ctx.append(_database)
     app.router.add_get("/healthz", healthz)
     sync_api.setup(app)
+    dashboard.setup(app, settings)
     return app
 
 
