@@ -11,7 +11,8 @@ record it quarantined (damaged, unsendable) with :meth:`HostStore.mark_gap`, so 
 the resume point back forever.
 
 Schema versions: 1 (records, devices), 2 (+ patient, host-clock time, brief and waveform columns, and
-settled floors), 3 (+ store id in every key, the device's current store, gaps). Older files are
+settled floors), 3 (+ store id in every key, the device's current store, gaps), 4 (+ clinic marks: how far
+each device store's records were acknowledged by a clinic, see :meth:`HostStore.clinic_mark`). Older files are
 migrated in place, in one transaction, when opened.
 """
 
@@ -41,7 +42,7 @@ from forcecast.edge.records import (
 )
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 KINDS = KIND_LABELS
 _RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
@@ -79,6 +80,14 @@ CREATE TABLE IF NOT EXISTS gaps (
     reason TEXT NOT NULL,
     received_utc TEXT NOT NULL,
     PRIMARY KEY (device_id, store_id, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clinic_marks (
+    clinic TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    upto INTEGER NOT NULL,
+    PRIMARY KEY (clinic, device_id, store_id, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -522,6 +531,53 @@ class HostStore:
             }
             for d, a, i, o, s, store in rows
         ]
+
+    # ------------------------------------------------------------------ clinic sync (schema version 4)
+
+    def clinic_mark(self, clinic: str, device_id: str, store_id: str, kind: str) -> int:
+        """The seq up to which a clinic acknowledged every record of a device store and kind that is stored here.
+
+        ``clinic`` names the clinic (its base URL). 0 when nothing was acknowledged yet.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT upto FROM clinic_marks WHERE clinic = ? AND device_id = ? AND store_id = ? AND kind = ?",
+                (clinic, device_id, store_id, kind),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_clinic_mark(self, clinic: str, device_id: str, store_id: str, kind: str, upto: int) -> None:
+        """Record that the clinic acknowledged every stored record up to ``upto`` (the mark never goes back)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO clinic_marks VALUES (?, ?, ?, ?, ?) ON CONFLICT(clinic, device_id, store_id, kind) "
+                "DO UPDATE SET upto = MAX(upto, excluded.upto)",
+                (clinic, device_id, store_id, kind, upto),
+            )
+
+    def stores_with_records(self, device_id: str) -> list[str]:
+        """Every store id of a device that has records here (``""``: firmware without store ids)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT store_id FROM records WHERE device_id = ? ORDER BY store_id", (device_id,)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def outgoing(
+        self, device_id: str, store_id: str, kind: str, after_seq: int, limit: int
+    ) -> list[tuple[int, float | None, dict[str, Any], bytes | None]]:
+        """Records to push to a clinic: ``(seq, t_host, brief, waveform)`` with seq > ``after_seq``, by seq.
+
+        The brief is the payload without its waveform, which comes as float32 bytes of shape (3, 101) (None when
+        the record had none), as :meth:`patient_briefs` gives them.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, t_host, brief, waveform FROM records WHERE device_id = ? AND store_id = ? AND kind = ? "
+                "AND seq > ? ORDER BY seq LIMIT ?",
+                (device_id, store_id, kind, after_seq, limit),
+            ).fetchall()
+        return [(int(q), t, json.loads(b), w) for q, t, b, w in rows]
 
     def close(self) -> None:
         """Close the database."""

@@ -33,8 +33,13 @@ class Seeded:
     tokens: tuple[str, ...]
 
 
-async def seed(url: str, devices: int = 1, clinic: str = "Clinic A", code: str = "P001") -> Seeded:
-    """A clinic, a patient (left side affected, 70 kg, 1.75 m, limit 1.3 BW) and ``devices`` enrolled devices."""
+async def seed(
+    url: str, devices: int = 1, clinic: str = "Clinic A", code: str = "P001", names: tuple[str, ...] = ()
+) -> Seeded:
+    """A clinic, a patient (left side affected, 70 kg, 1.75 m, limit 1.3 BW) and enrolled devices.
+
+    The devices are ``names``, else ``devices`` devices named ``{code}-dev{k}``.
+    """
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -44,8 +49,8 @@ async def seed(url: str, devices: int = 1, clinic: str = "Clinic A", code: str =
                 height_m=1.75, hka_deg=3.0, feedback_limit_bw=1.3,
             )  # fmt: skip
             ids, tokens = [], []
-            for k in range(devices):
-                device, token = await enroll_device(connection, clinic_id, patient_id, f"{code}-dev{k}")
+            for name in names or tuple(f"{code}-dev{k}" for k in range(devices)):
+                device, token = await enroll_device(connection, clinic_id, patient_id, name)
                 ids.append(device.device_id)
                 tokens.append(token)
     finally:

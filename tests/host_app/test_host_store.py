@@ -148,6 +148,6 @@ def test_a_version_2_store_is_migrated_to_store_ids_keeping_records_and_floors(t
         assert store.resume_point("d", "step", "abc") == 7 and store.resume_point("d", "step", "") == 0
         assert store.adopt_legacy("d", "abc") == 0
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    assert db.execute("PRAGMA user_version").fetchone() == (4,)  # migrated to the newest schema (4: + clinic marks)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
