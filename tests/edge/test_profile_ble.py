@@ -85,6 +85,7 @@ def test_a_profile_written_by_the_host_changes_the_running_device_and_its_event_
             running = asyncio.create_task(asyncio.to_thread(runtime.run, 120.0))
             try:
                 await until(lambda: logger.client is not None and runtime.pipeline.report.steps.get("r", 0) >= 4)
+                assert logger.device_info["profile_version"] == 0
                 cues_before = len(runtime.pipeline.feedback.events)
                 applied = await logger.write_profile(PROFILE)
                 limit_at_reply = runtime.pipeline.feedback.limit_bw  # no chunk needed: at once
@@ -142,7 +143,8 @@ def test_a_profile_written_by_the_host_changes_the_running_device_and_its_event_
     restarted = device(tmp_path)
     try:
         assert restarted.pipeline.patient_state.version == 7 and restarted.pipeline.feedback.limit_bw == 0.6
-        assert restarted.pipeline.patient.body_mass_kg == 81.5
+        assert restarted.pipeline.patient.body_mass_kg == 81.5 and restarted.info()["profile_version"] == 7
+        assert "profile version 7" in restarted.describe()
     finally:
         restarted.close()
 

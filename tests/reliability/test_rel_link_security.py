@@ -126,6 +126,7 @@ def worst_case_runtime(tmp_path, monkeypatch, version_chars: int = 300):
         patient=config.patient,
         updates=object(),
         slots=slots,
+        pipeline=SimpleNamespace(patient_state=SimpleNamespace(version=2**32 - 1)),
     )
 
 
