@@ -5,11 +5,15 @@ A day is cut on the host's clock in the patient's time zone. Per day:
 - **Activity**: steps (stance phases of the monitored legs), bouts (runs of steps without a pause
   longer than ``bout_gap_s``, at least ``min_bout_steps``), walking time (sum of bout durations),
   cadence (120 / median stride time within bouts, steps per minute for both feet).
-- **Load per step**: peak vertical force (the larger of the two peaks; BW and N), loading rate,
-  vertical impulse, peak medial-lateral force; the day's cumulative vertical impulse.
+- **Load per step**: the highest vertical peak per step (the larger of its two peaks; BW and N), the
+  first vertical peak (loading response), loading rate, vertical impulse, peak medial-lateral force;
+  the day's cumulative vertical impulse.
+- **Gait phases** (see :func:`gait_phases`): stance time, and stance, swing and double-support
+  percentages of the gait cycle, from the contact times of both legs within bouts.
 - **Asymmetry** (R − L) / max(R, L) of the mean first peak, when both legs were monitored.
-- **Data quality**: wear time (the runtime's 10 s GRF summaries), gaps without data, quality events
-  (dropouts, NaN runs, saturation, clock jumps), flagged steps, biofeedback cues.
+- **Data quality**: recorded time (the span of the device's GRF summaries: the time it was worn and
+  running), gaps without data, quality events (dropouts, NaN runs, saturation, clock jumps), flagged
+  steps, biofeedback cues.
 - **Trend** against the patient's own baseline: the median of the previous ``baseline_days`` days
   with data (at least ``baseline_min_days`` of them) and a band of ``band_mads`` scaled MADs (at least
   ``band_min_fraction`` of the median); a day outside the band is flagged.
@@ -45,11 +49,38 @@ QUALITY_EVENTS: tuple[str, ...] = tuple(
 TREND_METRICS: dict[str, str] = {
     "steps": "steps",
     "walking_min": "walking time (min)",
-    "peak_bw_mean": "mean peak vertical force (BW)",
-    "loading_rate_bw_s_mean": "mean loading rate (BW/s)",
+    "peak_bw_mean": "highest vertical peak per step, day mean (BW)",
+    "loading_rate_bw_s_mean": "loading rate, day mean (BW/s)",
     "load_bws": "cumulative vertical impulse (BW·s)",
-    "asymmetry": "peak asymmetry (R−L)/max",
+    "asymmetry": "first-peak asymmetry (R−L)/max",
 }
+HIGHER = "higher"
+LOWER = "lower"
+TREND_MEANING: dict[str, dict[str, tuple[str, str]]] = {
+    "steps": {HIGHER: ("good", "more walking than usual"), LOWER: ("alert", "less walking than usual")},
+    "walking_min": {HIGHER: ("good", "more walking than usual"), LOWER: ("alert", "less walking than usual")},
+    "peak_bw_mean": {
+        HIGHER: ("alert", "more force through the leg per step than usual"),
+        LOWER: ("info", "less force per step than usual (offloading; ask whether it is pain)"),
+    },
+    "loading_rate_bw_s_mean": {
+        HIGHER: ("alert", "harder heel strikes than usual"),
+        LOWER: ("good", "softer heel strikes than usual"),
+    },
+    "load_bws": {
+        HIGHER: ("info", "more total load than usual (more walking, or heavier steps)"),
+        LOWER: ("info", "less total load than usual"),
+    },
+}
+"""What a day above (``higher``) or below (``lower``) the patient's usual range means, per trend metric:
+``(flag level, words)``. Asymmetry is judged by its distance from zero (see :func:`add_trend_flags`)."""
+FLAG_LEVELS: dict[str, str] = {
+    "alert": "concerning: look at this",
+    "caution": "data quality: the figures may be incomplete",
+    "good": "good news",
+    "info": "for information",
+}
+"""Flag levels, most pressing first, and what each means (the report's legend)."""
 
 
 class RecordSource(Protocol):
@@ -204,7 +235,8 @@ class Flag:
     """Something the clinician should look at."""
 
     level: str
-    """``alert`` (outside the patient's band, data missing) or ``info``."""
+    """One of :data:`FLAG_LEVELS`: ``alert`` (a concerning change, data missing), ``caution`` (data quality),
+    ``good`` (good news) or ``info``."""
     message: str
 
 
@@ -235,6 +267,13 @@ class DayMetrics:
     cues: int
     devices: list[str]
     model_versions: list[str]
+    first_peak_bw_mean: float | None = None
+    stance_s_mean: float | None = None
+    stance_pct: float | None = None
+    swing_pct: float | None = None
+    double_support_pct: float | None = None
+    gait_cycles: int = 0
+    """Strides (same-leg contact to contact within a bout) the gait-phase percentages are measured on."""
     flags: list[Flag] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -365,6 +404,63 @@ def cadence(steps: pd.DataFrame, bouts: pd.DataFrame) -> float | None:
     return round(120.0 / float(np.median(strides)), 1) if strides.size else None
 
 
+@dataclass(frozen=True)
+class GaitPhases:
+    """Stance, swing and double support as percentages of the gait cycle (see :func:`gait_phases`)."""
+
+    stance_pct: float | None
+    swing_pct: float | None
+    double_support_pct: float | None
+    cycles: int
+
+
+MAX_STRIDE_S = 2.5
+"""A same-leg contact-to-contact interval longer than this is a pause, not a gait cycle."""
+
+
+def gait_phases(steps: pd.DataFrame, bouts: pd.DataFrame) -> GaitPhases:
+    """Stance, swing and double-support percentages of the gait cycle, from the steps' contact times.
+
+    A gait cycle is one leg's initial contact to its next one within a bout (at most :data:`MAX_STRIDE_S`).
+    Stance % is that contact's stance time over the cycle, swing % the rest. Double support % is the time,
+    within the cycle's stance, that the other leg's stance overlaps it (initial plus terminal double
+    support), over the cycle: it needs both legs monitored, else it is None. Each figure is the median over
+    the day's cycles of both legs.
+    """
+    if steps.empty or bouts.empty:
+        return GaitPhases(None, None, None, 0)
+    ordered = steps.dropna(subset=["t", "stance_s"]).sort_values("t")
+    t = ordered["t"].to_numpy()
+    index = np.searchsorted(bouts["start"].to_numpy(), t, side="right") - 1
+    inside = (index >= 0) & (t <= bouts["end"].to_numpy()[np.clip(index, 0, None)])
+    ordered = ordered.assign(bout=index)[inside]
+    intervals = {
+        str(leg): (g["t"].to_numpy(), g["t"].to_numpy() + g["stance_s"].to_numpy()) for leg, g in ordered.groupby("leg")
+    }
+    stance_pct: list[float] = []
+    double_pct: list[float] = []
+    for leg, group in ordered.groupby("leg"):
+        contact = group["t"].to_numpy()
+        stance = group["stance_s"].to_numpy()
+        same_bout = np.diff(group["bout"].to_numpy()) == 0
+        cycle = np.diff(contact)
+        valid = same_bout & (cycle > 0) & (cycle <= MAX_STRIDE_S) & (stance[:-1] < cycle)
+        stance_pct += list(100.0 * stance[:-1][valid] / cycle[valid])
+        other = [k for k in intervals if k != str(leg)]
+        if len(other) != 1:
+            continue
+        other_start, other_end = intervals[other[0]]
+        for k in np.flatnonzero(valid):
+            a, b = contact[k], contact[k] + stance[k]
+            overlap = np.clip(np.minimum(other_end, b) - np.maximum(other_start, a), 0.0, None).sum()
+            double_pct.append(100.0 * float(overlap) / float(cycle[k]))
+    if not stance_pct:
+        return GaitPhases(None, None, None, 0)
+    stance_median = round(float(np.median(stance_pct)), 1)
+    double = round(float(np.median(double_pct)), 1) if double_pct else None
+    return GaitPhases(stance_median, round(100.0 - stance_median, 1), double, len(stance_pct))
+
+
 def _mean(series: pd.Series, digits: int = 3) -> float | None:
     values = series.dropna()
     return round(float(values.mean()), digits) if len(values) else None
@@ -396,6 +492,7 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
         if max(left, right) > 0:
             asymmetry = round(float((right - left) / max(left, right)), 4)
     quality = {name: int((data.events["event"] == name).sum()) for name in QUALITY_EVENTS}
+    phases = gait_phases(steps, bouts)
     metrics = DayMetrics(
         patient_id=data.patient_id,
         day=data.day,
@@ -420,6 +517,12 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
         cues=int((data.events["event"] == EventType.CUE).sum()),
         devices=sorted(set(steps["device_id"]) | set(data.summaries["device_id"])),
         model_versions=sorted(v for v in set(steps["model_version"]) if v),
+        first_peak_bw_mean=_mean(steps["peak1_bw"]),
+        stance_s_mean=_mean(steps["stance_s"]),
+        stance_pct=phases.stance_pct,
+        swing_pct=phases.swing_pct,
+        double_support_pct=phases.double_support_pct,
+        gait_cycles=phases.cycles,
     )
     if metrics.steps == 0:
         metrics.flags.append(Flag("alert", "no steps recorded this day"))
@@ -428,12 +531,16 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
     lost = quality["dropout"] + quality["nan"]
     if lost:
         metrics.flags.append(
-            Flag("info", f"{lost} sensor dropout(s)/NaN run(s); {metrics.flagged_steps} steps flagged")
+            Flag(
+                "caution",
+                f"{lost} sensor dropout(s)/NaN run(s); {metrics.flagged_steps} steps flagged "
+                "(their forces are less certain)",
+            )
         )
     if quality["saturation"]:
-        metrics.flags.append(Flag("info", f"{quality['saturation']} sensor saturation event(s): check the straps"))
+        metrics.flags.append(Flag("caution", f"{quality['saturation']} sensor saturation event(s): check the straps"))
     if quality["calibration_skipped"]:
-        metrics.flags.append(Flag("info", "calibration skipped at a start (the device was moving)"))
+        metrics.flags.append(Flag("caution", "calibration skipped at a start (the device was moving)"))
     return metrics
 
 
@@ -507,12 +614,22 @@ def add_trend_flags(
             continue
         if not baseline.low <= value <= baseline.high:
             direction = "above" if value > baseline.high else "below"
+            level, meaning = _meaning(metric, value, baseline)
             metrics.flags.append(
                 Flag(
-                    "alert",
-                    f"{TREND_METRICS[metric]} {number(value)} is {direction} the usual range "
+                    level,
+                    f"{meaning}: {TREND_METRICS[metric]} {number(value)} is {direction} the usual range "
                     f"{number(baseline.low)}–{number(baseline.high)} (median of {baseline.days} days: "
                     f"{number(baseline.median)})",
                 )
             )
     return found
+
+
+def _meaning(metric: str, value: float, baseline: Baseline) -> tuple[str, str]:
+    """The flag level and words for a day outside the usual range (see :data:`TREND_MEANING`)."""
+    if metric == "asymmetry":
+        if abs(value) > abs(baseline.median):
+            return "alert", "legs loaded less evenly than usual"
+        return "good", "legs loaded more evenly than usual"
+    return TREND_MEANING[metric][HIGHER if value > baseline.high else LOWER]

@@ -61,8 +61,22 @@ def register(commands: Any) -> None:
     log.add_argument("--db", type=Path, default=None, help=DB_HELP)
     log.add_argument("--duration-s", type=float, help="stop after this many seconds")
     log.add_argument("--live", action="store_true", help="also receive the live GRF stream (counted)")
+    add_clinic_options(log, required=False)
     add_common(log, json="print the final counters as one JSON object")
     log.set_defaults(handler=_log)
+
+    sync = verbs.add_parser(
+        "sync",
+        help="push the host store's records to the patient's clinic once (home sync)",
+        description="Push every record of the enrolled device that the clinic has not acknowledged yet, in "
+        "bounded batches, retrying with backoff while the clinic is unreachable (up to --give-up-s). A profile "
+        "change the clinic offers is reported; 'host log --clinic' writes it to the device.",
+    )
+    sync.add_argument("--db", type=Path, default=None, help=DB_HELP)
+    add_clinic_options(sync, required=True)
+    sync.add_argument("--give-up-s", type=float, default=300.0, help="stop retrying after this long (default 300)")
+    add_common(sync, json="print the push counters as one JSON object")
+    sync.set_defaults(handler=_sync)
 
     live = verbs.add_parser(
         "live",
@@ -76,6 +90,24 @@ def register(commands: Any) -> None:
     live.add_argument("--tz", help="IANA time zone of the patient (default: this computer's)")
     live.add_argument("--open", action="store_true", help="open the page in the default browser")
     live.add_argument("--duration-s", type=float, help="stop after this many seconds")
+    live.add_argument(
+        "--virtual",
+        action="store_true",
+        help="no Bluetooth needed: a simulated device (the real runtime on a synthetic walker, in-process BLE link)",
+    )
+    live.add_argument(
+        "--package",
+        type=Path,
+        default=Path("forcecast-demo/model-int8.fcpkg"),
+        help="with --virtual: the signed model package the device runs (default: forcecast demo's)",
+    )
+    live.add_argument(
+        "--pubkey",
+        type=Path,
+        default=Path("forcecast-demo/keys/forcecast_ed25519.pub"),
+        help="with --virtual: the public key the package is signed with (default: forcecast demo's)",
+    )
+    add_patient_context(live, limit_default_help="with --virtual 1.1; else from the device's cues")
     add_common(live)
     live.set_defaults(handler=_live)
 
@@ -91,6 +123,10 @@ def register(commands: Any) -> None:
     report.add_argument("--tz", help="IANA time zone of the patient, e.g. Europe/Berlin (default: this computer's)")
     report.add_argument("--out", type=Path, help="HTML file (default report-PATIENT-DAY.html)")
     report.add_argument("--pdf", action="store_true", help="also write a PDF next to the HTML (needs Chromium)")
+    report.add_argument(
+        "--paper", choices=("A4", "letter"), default="A4", help="printed page size of the HTML and PDF (default A4)"
+    )
+    add_patient_context(report, limit_default_help="from the device's cues")
     add_common(report, json="print the day's figures and flags as one JSON object")
     report.set_defaults(handler=_report)
 
@@ -130,6 +166,47 @@ def register(commands: Any) -> None:
     bench.set_defaults(handler=_bench)
 
 
+def add_patient_context(parser: argparse.ArgumentParser, limit_default_help: str) -> None:
+    """Options naming the patient context (affected side, knee alignment, body mass, height, feedback limit).
+
+    Devices keep these to themselves (their info carries no personal data), so the host gets them here.
+    """
+    parser.add_argument("--affected-side", choices=("left", "right", "none"), help="the leg under treatment")
+    parser.add_argument("--hka-deg", type=float, help="hip-knee-ankle angle of the affected knee, varus positive")
+    parser.add_argument("--body-mass-kg", type=float, help="body mass (default: from the step records)")
+    parser.add_argument("--height-m", type=float, help="height")
+    parser.add_argument(
+        "--limit-bw", type=float, help=f"biofeedback limit in body weights (default: {limit_default_help})"
+    )
+
+
+def patient_context(args: argparse.Namespace) -> Any:
+    """The :class:`~forcecast.host_app.analytics.PatientContext` the options give (None if none was given).
+
+    Raises
+    ------
+    forcecast.edge.errors.UsageError
+        If a value is out of range (the message names the option).
+    """
+    from forcecast.edge.errors import UsageError
+    from forcecast.host_app.analytics import PatientContext
+
+    values = {
+        "affected_side": args.affected_side,
+        "hka_deg": args.hka_deg,
+        "body_mass_kg": args.body_mass_kg,
+        "height_m": args.height_m,
+        "feedback_limit_bw": args.limit_bw,
+    }
+    if all(v is None for v in values.values()):
+        return None
+    try:
+        return PatientContext(**values, source="the command line")
+    except ValueError as exc:
+        option = str(exc).split(":")[0].replace("feedback_limit_bw", "limit_bw").replace("_", "-")
+        raise UsageError(f"--{option}: {str(exc).split(': ', 1)[-1]}") from None
+
+
 def no_adapter(exc: BaseException) -> int:
     """Say that there is no usable Bluetooth adapter, and how to get one going; returns the exit status 2."""
     print(
@@ -163,6 +240,67 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_clinic_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``--clinic URL`` and ``--clinic-token-file FILE``: where the home sync pushes, with which device token."""
+    parser.add_argument(
+        "--clinic",
+        metavar="URL",
+        required=required,
+        help="the clinic server's address, e.g. https://clinic.example.org",
+    )
+    parser.add_argument(
+        "--clinic-token-file",
+        type=Path,
+        metavar="FILE",
+        required=required,
+        help="file holding the device's sync token (from 'forcecast clinic enroll')",
+    )
+
+
+def clinic_pusher(args: argparse.Namespace, store: Any, writer: Any = None) -> Any:
+    """The home-sync pusher the ``--clinic`` options ask for (None without them).
+
+    Raises
+    ------
+    forcecast.edge.errors.UsageError
+        If only one of the two options is given.
+    """
+    from forcecast.edge.errors import UsageError
+
+    if args.clinic is None and args.clinic_token_file is None:
+        return None
+    if args.clinic is None or args.clinic_token_file is None:
+        raise UsageError("--clinic and --clinic-token-file go together")
+    from forcecast.host_app.clinic_sync import ClinicPusher, read_token
+
+    return ClinicPusher(store, args.clinic, read_token(args.clinic_token_file), writer=writer)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from forcecast.host_app.store import HostStore
+
+    db = args.db or default_db()
+    with HostStore(db) as store:
+        pusher = clinic_pusher(args, store)
+        stats = asyncio.run(pusher.push_until_done(give_up_s=args.give_up_s)).as_dict()
+    if args.json:
+        print(json.dumps(stats | {"db": str(db)}))
+        return 0
+    print(
+        f"pushed {stats['sent']} records of {stats['device_id']} to {args.clinic}: {stats['accepted']} new, "
+        f"{stats['duplicates']} the clinic had already"
+        + (f", {stats['skipped']} unreadable ones kept here" if stats["skipped"] else "")
+    )
+    if stats["profile_version_offered"] is not None:
+        print(
+            f"the clinic changed the patient profile (version {stats['profile_version_offered']}): "
+            "'forcecast host log --clinic ...' writes it to the device"
+        )
+    return 0
+
+
 def _log(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
@@ -175,6 +313,7 @@ def _log(args: argparse.Namespace) -> int:
     db = args.db or default_db()
     store = HostStore(db)
     logger = HostLogger(store, args.device, ClientConfig(live=args.live))
+    pusher = clinic_pusher(args, store, writer=logger)
 
     def on_state(state: str) -> None:
         if not args.json:
@@ -186,6 +325,8 @@ def _log(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         task = asyncio.create_task(logger.run())
+        stop_sync = asyncio.Event()
+        sync = asyncio.create_task(pusher.run(stop_sync)) if pusher is not None else None
         reported = 0
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(args.duration_s):
@@ -195,7 +336,10 @@ def _log(args: argparse.Namespace) -> int:
                         reported = logger.stats.records_stored
                         print(f"  {reported} new records stored in {db}", file=sys.stderr, flush=True)
         logger.stop()
+        stop_sync.set()
         await task
+        if sync is not None:
+            await sync
 
     try:
         asyncio.run(run())
@@ -206,6 +350,8 @@ def _log(args: argparse.Namespace) -> int:
     finally:
         store.close()
     stats = logger.stats.as_dict() | {"db": str(db), "device_id": logger.device_id}
+    if pusher is not None:
+        stats["clinic"] = pusher.stats.as_dict()
     if args.json:
         print(json.dumps(stats))
     else:
@@ -274,6 +420,7 @@ def _report(args: argparse.Namespace) -> int:
 
     tz = zone(args.tz)
     day = args.day or report_day_default(tz)
+    context = patient_context(args)
     db = args.db or default_db()
     store = _open_existing(db)
     try:
@@ -284,7 +431,7 @@ def _report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        report = build_report(store, args.patient, day, tz, source=str(db))
+        report = build_report(store, args.patient, day, tz, source=str(db), context=context, paper=args.paper)
     finally:
         store.close()
     out = write_report(report, args.out or Path(f"report-{args.patient}-{day.isoformat()}.html"))
@@ -344,14 +491,24 @@ def _live(args: argparse.Namespace) -> int:
     from forcecast.host_app.live import LiveView
     from forcecast.host_app.store import HostStore
 
+    context = patient_context(args)
+    if args.virtual:
+        from forcecast.host_app.virtual_device import DEFAULT_LIMIT_BW, VirtualDeviceConfig
+
+        virtual = VirtualDeviceConfig(
+            args.package,
+            args.pubkey,
+            folder=(args.db or default_db()).parent / "virtual-device",
+            limit_bw=args.limit_bw or DEFAULT_LIMIT_BW,
+            affected_side=args.affected_side,
+        )
     db = args.db or default_db()
     store = HostStore(db)
-    logger = HostLogger(store, args.device, ClientConfig(live=True))
-    view = LiveView(logger, store, zone(args.tz))
 
-    async def run() -> None:
+    async def serve(logger: HostLogger, view: LiveView) -> None:
         await view.start(args.port)
-        print(f"live view: {view.url} (records go to {db}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        where = "a simulated device" if args.virtual else "the device"
+        print(f"live view: {view.url} for {where} (records go to {db}); Ctrl-C to stop", file=sys.stderr, flush=True)
         if args.open:
             import webbrowser
 
@@ -366,12 +523,23 @@ def _live(args: argparse.Namespace) -> int:
             await task
             await view.stop()
 
+    async def run() -> None:
+        if not args.virtual:
+            logger = HostLogger(store, args.device, ClientConfig(live=True))
+            await serve(logger, LiveView(logger, store, zone(args.tz), context))
+            return
+        from forcecast.host_app.virtual_device import virtual_device
+
+        async with virtual_device(virtual, store) as device:
+            given = context.merged(device.context) if context is not None else device.context
+            await serve(device.logger, LiveView(device.logger, store, zone(args.tz), given))
+
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, FileNotFoundError) and not args.virtual:
             return no_adapter(exc)
         print(f"forcecast host live: error: cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,13 @@
 """The patient's live view: a local web page (127.0.0.1 only) fed by the host client in real time.
 
 ``forcecast host live`` runs :class:`~forcecast.host_app.client.HostLogger` with the live GRF stream on and
-serves one page plus a server-sent-events stream (``/events``): connection state, the vertical
-force trace of each leg, today's steps and load, and biofeedback cues as they arrive. Records are
-stored exactly as ``host log`` stores them, so the view can stay open all day.
+serves one page plus a server-sent-events stream (``/events``): the connection state in words (looking for
+the device, connecting, streaming from it, reconnecting), the vertical force trace of each leg with its
+time axis, numbers in BW and newtons and the patient's feedback limit as a line, the affected leg marked,
+today's steps, steps over the limit and walking time in plain words, and biofeedback cues as they arrive.
+Records are stored exactly as ``host log`` stores them, so the view can stay open all day.
+``forcecast host live --virtual`` serves the same page for a simulated device
+(:mod:`forcecast.host_app.virtual_device`).
 
 The page is served by aiohttp's web server in the host client's own event loop (the page itself is
 package data, ``templates/live.html``); nothing listens beyond the loopback interface.
@@ -14,23 +18,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
+import pandas as pd
 from aiohttp import web
 
 from forcecast.edge.protocol import LiveBlock
 from forcecast.edge.records import EventRecord, EventType, RecordError, StepRecord, decode
-from forcecast.host_app.analytics import day_bounds
+from forcecast.host_app.analytics import AnalyticsConfig, PatientContext, day_bounds, find_bouts
 from forcecast.host_app.client import HostLogger
 from forcecast.host_app.store import HostStore
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 TOTALS_PERIOD_S = 2.0
+WALKING_PERIOD_S = 10.0
+"""How often today's walking time is worked out again (it reads the day's steps)."""
+GRAVITY_MPS2 = 9.80665
 CLIENT_QUEUE = 1000
 SHUTDOWN_S = 1.0
 """How long :meth:`LiveView.stop` lets open requests finish before it cancels them."""
@@ -47,12 +57,18 @@ class LiveView:
         The host store (for today's totals).
     tz
         The patient's time zone (what "today" means).
+    context
+        What the page shows about the patient: affected side, feedback limit, body mass (for newtons). A
+        limit not given is taken from the first cue the device reports (its ``limit_bw``).
     """
 
-    def __init__(self, logger: HostLogger, store: HostStore, tz: tzinfo) -> None:
+    def __init__(self, logger: HostLogger, store: HostStore, tz: tzinfo, context: PatientContext | None = None) -> None:
         self.logger = logger
         self.store = store
         self.tz = tz
+        self.context = context or PatientContext()
+        self._streamed = False
+        self._walking: tuple[float, str, float] = (0.0, "", 0.0)  # (computed at, patient, minutes)
         self.port: int | None = None
         self._clients: set[asyncio.Queue[str | None]] = set()
         self._runner: web.AppRunner | None = None
@@ -75,6 +91,7 @@ class LiveView:
         app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
         app.router.add_get("/today", self._today)
+        app.router.add_get("/patient", self._patient_json)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_S)
         await runner.setup()
         try:
@@ -106,13 +123,53 @@ class LiveView:
     # ---------------------------------------------------------------- data
 
     def today(self) -> dict[str, Any]:
-        """Today's steps, cumulative vertical impulse and cues of the connected patient."""
+        """Today's steps, cumulative vertical impulse, cues (steps over the limit) and walking minutes."""
         patient = self._patient or str(self.logger.device_info.get("patient_id", ""))
         if not patient:
-            return {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0}
+            return {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0, "walking_min": 0.0}
         start, end = day_bounds(datetime.now(self.tz).date(), self.tz)
         steps, load, cues = self.store.day_totals(patient, start, end)
-        return {"patient_id": patient, "steps": steps, "load_bws": round(load, 1), "cues": cues}
+        return {
+            "patient_id": patient,
+            "steps": steps,
+            "load_bws": round(load, 1),
+            "cues": cues,
+            "walking_min": self._walking_min(patient, start, end),
+        }
+
+    def _walking_min(self, patient: str, start: float, end: float) -> float:
+        """Minutes in walking bouts today (as the report counts them), worked out at most every 10 s."""
+        computed, who, minutes = self._walking
+        now = time.monotonic()
+        if who == patient and now - computed < WALKING_PERIOD_S:
+            return minutes
+        steps = self.store.dated_records(patient, StepRecord, start, end)
+        table = pd.DataFrame(
+            {"t": [s.t_host for s in steps], "stance_s": [s.record.stance_s for s in steps]}, dtype=float
+        )
+        bouts = find_bouts(table, AnalyticsConfig())
+        minutes = round(float(bouts["duration_s"].sum()) / 60.0, 1)
+        self._walking = (now, patient, minutes)
+        return minutes
+
+    def patient(self) -> dict[str, Any]:
+        """What the page shows about the patient: affected leg, feedback limit (BW and N), body mass."""
+        c = self.context
+        mass = c.body_mass_kg
+        limit = c.feedback_limit_bw
+        return {
+            "affected_leg": c.affected_leg,
+            "affected_side": c.affected_side,
+            "limit_bw": limit,
+            "limit_n": round(limit * mass * GRAVITY_MPS2) if limit is not None and mass is not None else None,
+            "body_mass_kg": mass,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """The connection state: the client's word for it, the device, and a sentence for the patient."""
+        state = self._last_state
+        device = self.logger.device_id
+        return {"state": state, "device_id": device, "text": state_text(state, device, self._streamed)}
 
     def _broadcast(self, event: str, data: dict[str, Any]) -> None:
         message = _sse(event, data)
@@ -134,7 +191,9 @@ class LiveView:
 
     def _on_state(self, state: str) -> None:
         self._last_state = state
-        self._broadcast("state", {"state": state, "device_id": self.logger.device_id})
+        if state == "streaming":
+            self._streamed = True
+        self._broadcast("state", self.state())
 
     def _on_record(self, kind: str, payload: dict[str, Any]) -> None:
         try:
@@ -144,8 +203,14 @@ class LiveView:
         if record.patient_id:
             self._patient = record.patient_id
         if isinstance(record, EventRecord) and record.event is EventType.CUE:
+            if self.context.feedback_limit_bw is None and record.limit_bw:
+                self.context = replace(self.context, feedback_limit_bw=record.limit_bw)
+                self._broadcast("patient", self.patient())
             # The page shows the force that crossed the limit as the cue's peak.
-            self._broadcast("cue", {"leg": record.leg, "peak_bw": record.force_bw, "t_unix": record.t_unix})
+            self._broadcast(
+                "cue",
+                {"leg": record.leg, "peak_bw": record.force_bw, "limit_bw": record.limit_bw, "t_unix": record.t_unix},
+            )
         elif isinstance(record, StepRecord):
             self._broadcast("step", {"leg": record.leg, "peak1_bw": record.peak1_bw})
 
@@ -163,13 +228,17 @@ class LiveView:
     async def _today(self, request: web.Request) -> web.Response:
         return web.json_response(self.today())
 
+    async def _patient_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.patient())
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """The server-sent-events stream: the current state and totals first, then every broadcast."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._clients.add(queue)
-        queue.put_nowait(_sse("state", {"state": self._last_state}))
+        queue.put_nowait(_sse("state", self.state()))
+        queue.put_nowait(_sse("patient", self.patient()))
         queue.put_nowait(_sse("today", self.today()))
         try:
             while (message := await queue.get()) is not None:
@@ -179,6 +248,33 @@ class LiveView:
         finally:
             self._clients.discard(queue)
         return response
+
+
+def state_text(state: str, device_id: str | None, streamed: bool) -> str:
+    """The connection state in words: never "no device" beside a device that streams, never "streaming" without one.
+
+    Parameters
+    ----------
+    state
+        The host client's state (``idle``, ``scanning``, ``connecting``, ``syncing``, ``streaming``,
+        ``disconnected``).
+    device_id
+        The device last connected (None before the first connection).
+    streamed
+        Whether this session has streamed from a device before (a new scan is then a reconnection).
+    """
+    device = device_id or "the device"
+    if state == "streaming":
+        return f"streaming from {device}"
+    if state in ("connecting", "syncing"):
+        return f"connecting to {device}" + (": catching up on records" if state == "syncing" else "")
+    if streamed:
+        return f"connection to {device} lost: reconnecting"
+    if state == "scanning":
+        return "no device yet: looking for it"
+    if state == "disconnected":
+        return "no device found: still looking"
+    return "starting"
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:

@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from forcecast.host_app.analytics import (
     AXES,
+    FLAG_LEVELS,
     AnalyticsConfig,
     Baseline,
     DayData,
@@ -41,12 +43,14 @@ from forcecast.host_app.analytics import (
     load_day,
     number,
 )
+from forcecast.host_app.norms import DOUBLE_SUPPORT_PCT, HIGHEST_VERTICAL_PEAK_BW, STANCE_PCT, SWING_PCT
 
 TREND_DAYS = 28
 LEG_COLOURS = {"l": "#1f77b4", "r": "#d62728"}
 LEG_NAMES = {"l": "left", "r": "right"}
 AXIS_NAMES = {"v": "vertical", "ap": "anterior-posterior", "ml": "medial-lateral"}
 DPI = 96
+PAPER_SIZES = ("A4", "letter")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def build_report(
     config: AnalyticsConfig | None = None,
     source: str = "",
     context: PatientContext | None = None,
+    paper: str = "A4",
 ) -> Report:
     """Compute the day's analytics and render the HTML.
 
@@ -106,7 +111,11 @@ def build_report(
     context
         The patient's affected side, knee alignment, body mass, height and feedback limit, shown at the top;
         a field left ``None`` is taken from the day's records where they tell it (body mass, cue limit).
+    paper
+        Printed page size (CSS ``@page size``: ``A4`` or ``letter``); a PDF comes out in this size.
     """
+    if paper not in PAPER_SIZES:
+        raise ValueError(f"paper: {paper!r} is not one of {', '.join(PAPER_SIZES)}")
     started = time.perf_counter()
     config = config or AnalyticsConfig()
     data = load_day(store, patient_id, day, tz)
@@ -115,15 +124,28 @@ def build_report(
     table = daily_table(store, patient_id, day, TREND_DAYS, tz, config)
     found = add_trend_flags(metrics, table, config)
     devices = {d["device_id"]: d for d in store.devices()}
+    affected = context.affected_leg
+    limit = context.feedback_limit_bw
+    with_data = int(table["has_data"].sum())
     plots = {
-        "stance-curves": ("Stance GRF, mean ± SD", _stance_curves(data)),
-        "peak-distribution": ("Distribution of step peaks", _peak_distribution(data)),
-        "load-over-day": ("Load over the day", _load_over_day(data, metrics)),
-        "trend": (f"{TREND_DAYS}-day trend", _trend(table, found, day)),
-        "asymmetry": ("Left/right", _asymmetry(data, table)),
+        "stance-curves": (
+            "Mean stance curve ± SD per leg and axis",
+            _stance_curves(data, affected, limit),
+        ),
+        "peak-distribution": (
+            "Highest vertical peak per step: distribution",
+            _peak_distribution(data, affected, limit),
+        ),
+        "gait-phases": ("Gait phases: stance, swing and double support", _gait_phases(metrics)),
+        "load-over-day": ("Load over the day", _load_over_day(data, metrics, limit)),
+        "trend": (
+            f"Trend: the {TREND_DAYS} days to {day.isoformat()} (data on {with_data} of them)",
+            _trend(table, found, day),
+        ),
+        "asymmetry": ("Left/right: first vertical peak (loading response)", _asymmetry(data, table, affected)),
     }
-    cards = _cards(metrics, found)
-    page = _page(data, metrics, plots, cards, devices, source, context)
+    cards = _cards(metrics, found, data, context)
+    page = _page(data, metrics, plots, cards, devices, source, context, paper)
     return Report(page, metrics, list(plots), [c.id for c in cards], time.perf_counter() - started, context)
 
 
@@ -141,8 +163,19 @@ def _empty(figure: Figure, message: str) -> str:
     return _png(figure)
 
 
-def _stance_curves(data: DayData) -> str:
-    figure = Figure(figsize=(10.5, 3.2))
+def leg_label(leg: str, affected: str | None) -> str:
+    """``left``, ``right``, or ``left (affected)`` for the affected leg."""
+    name = LEG_NAMES.get(leg, leg)
+    return f"{name} (affected)" if leg == affected else name
+
+
+def _leg_style(leg: str, affected: str | None) -> dict[str, Any]:
+    """Line style of a leg: the affected leg drawn thicker."""
+    return {"color": LEG_COLOURS.get(leg, "#555"), "linewidth": 2.6 if leg == affected else 1.4}
+
+
+def _stance_curves(data: DayData, affected: str | None, limit: float | None) -> str:
+    figure = Figure(figsize=(10.5, 3.6))
     axes = figure.subplots(1, 3)
     phase = np.linspace(0, 100, 101)
     legs = data.steps["leg"].to_numpy()
@@ -154,116 +187,186 @@ def _stance_curves(data: DayData) -> str:
             if not chosen.shape[0]:
                 continue
             mean, sd = chosen.mean(axis=0), chosen.std(axis=0)
-            ax.fill_between(phase, mean - sd, mean + sd, color=LEG_COLOURS[leg], alpha=0.2, linewidth=0)
-            ax.plot(phase, mean, color=LEG_COLOURS[leg], label=f"{LEG_NAMES[leg]} (n={chosen.shape[0]})")
-        ax.set_title(AXIS_NAMES[axis], fontsize=10)
-        ax.set_xlabel("stance (%)")
+            ax.fill_between(phase, mean - sd, mean + sd, color=LEG_COLOURS[leg], alpha=0.18, linewidth=0)
+            label = f"mean stance curve, {leg_label(leg, affected)} (n={chosen.shape[0]}) ± SD"
+            ax.plot(phase, mean, label=label, **_leg_style(leg, affected))
+        if axis == "v" and limit is not None:
+            ax.axhline(limit, color="#d62728", linestyle="--", linewidth=1.2, label=f"feedback limit {limit:.2f} BW")
+        ax.set_title(f"{AXIS_NAMES[axis]} GRF", fontsize=10)
+        ax.set_xlabel("stance (% of contact)")
+        ax.set_ylabel("force (BW)")
         ax.axhline(0, color="#999", linewidth=0.5)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("force (BW)")
     if data.steps.empty:
         axes[1].text(0.5, 0.5, "no steps this day", ha="center", va="center", transform=axes[1].transAxes)
+        figure.tight_layout()
     else:
-        axes[0].legend(fontsize=8, loc="upper right")
-    figure.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+        figure.tight_layout(rect=(0, 0.1, 1, 1))
     return _png(figure)
 
 
-def _peak_distribution(data: DayData) -> str:
-    figure = Figure(figsize=(5.2, 3.2))
+def _peak_distribution(data: DayData, affected: str | None, limit: float | None) -> str:
+    figure = Figure(figsize=(10.5, 3.0))
     if data.steps.empty:
         return _empty(figure, "no steps this day")
     ax = figure.subplots()
     peaks = data.steps["peak_bw"].dropna()
-    bins = np.linspace(float(peaks.min()) - 0.02, float(peaks.max()) + 0.02, 30).tolist()
+    low, high = float(peaks.min()) - 0.02, float(peaks.max()) + 0.02
+    for mark in (limit, HIGHEST_VERTICAL_PEAK_BW.low):
+        if mark is not None:
+            low, high = min(low, mark - 0.02), max(high, mark + 0.02)
+    bins = np.linspace(low, high, 40).tolist()
     for leg, group in data.steps.groupby("leg"):
         ax.hist(
             group["peak_bw"].dropna(),
             bins=bins,
-            alpha=0.6,
+            alpha=0.55,
             color=LEG_COLOURS.get(str(leg), "#555"),
-            label=f"{LEG_NAMES.get(str(leg), leg)} (median {group['peak_bw'].median():.2f})",
+            label=f"{leg_label(str(leg), affected)}: median {group['peak_bw'].median():.2f} BW",
         )
-    ax.set_xlabel("peak vertical force (BW)")
+    if limit is not None:
+        over = int((peaks > limit).sum())
+        ax.axvline(limit, color="#d62728", linestyle="--", label=f"feedback limit {limit:.2f} BW ({over} steps over)")
+    norm = HIGHEST_VERTICAL_PEAK_BW
+    ax.axvline(norm.low, color="#2ca02c", linestyle=":", linewidth=1.5, label=norm.text())
+    ax.set_xlabel("highest vertical peak per step (BW)")
     ax.set_ylabel("steps")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     figure.tight_layout()
     return _png(figure)
 
 
-def _load_over_day(data: DayData, metrics: DayMetrics) -> str:
-    figure = Figure(figsize=(10.5, 3.0))
+def _gait_phases(m: DayMetrics) -> str:
+    figure = Figure(figsize=(10.5, 2.4))
     ax = figure.subplots()
-    hours = (data.steps["t"].to_numpy() - data.start) / 3600.0
-    edges = np.arange(0, 24.25, 0.25)
-    counts, _ = np.histogram(hours, bins=edges)
-    ax.bar(edges[:-1], counts, width=0.25, align="edge", color="#4c72b0", label="steps per 15 min")
-    for gap_start, gap_end in metrics.gaps:
-        ax.axvspan(
-            (gap_start - data.start) / 3600, (gap_end - data.start) / 3600, color="#bbb", alpha=0.35, linewidth=0
-        )
-    ax.set_xlim(0, 24)
-    ax.set_xticks(range(0, 25, 2))
-    ax.set_xlabel("time of day (h)")
-    ax.set_ylabel("steps")
-    ax.grid(alpha=0.3, axis="y")
-    if not data.steps.empty:
-        twin = ax.twinx()
-        binned = pd.Series(data.steps["peak_bw"].to_numpy()).groupby(np.digitize(hours, edges) - 1).mean()
-        twin.plot(
-            edges[binned.index] + 0.125, binned.to_numpy(), "o-", color="#dd8452", markersize=3, label="mean peak (BW)"
-        )
-        twin.set_ylabel("mean peak (BW)")
-        lines = ax.get_legend_handles_labels()
-        more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    rows = [
+        ("stance", m.stance_pct, STANCE_PCT),
+        ("swing", m.swing_pct, SWING_PCT),
+        ("double support", m.double_support_pct, DOUBLE_SUPPORT_PCT),
+    ]
+    for y, (name, value, norm) in enumerate(rows):
+        ax.axvspan(0, 0, alpha=0)  # keep the x range from 0
+        ax.fill_betweenx([y - 0.4, y + 0.4], norm.low, norm.high, color="#2ca02c", alpha=0.3, linewidth=0)
+        if value is not None:
+            ax.barh(y, value, height=0.45, color="#4c72b0")
+            ax.text(value + 0.8, y, f"{value:.0f} %", va="center", fontsize=9)
+        else:
+            ax.text(1, y, "needs both legs monitored" if name == "double support" else "no walking", va="center")
+    ax.set_yticks(range(len(rows)), [name for name, _, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"% of the gait cycle (median of {m.gait_cycles} cycles)")
+    ax.grid(alpha=0.3, axis="x")
+    band = Patch(color="#2ca02c", alpha=0.3, label="healthy adults at 1.0–1.5 m/s (sources in the README)")
+    ax.legend(handles=[Patch(color="#4c72b0", label="this day"), band], fontsize=8, loc="lower right")
     figure.tight_layout()
     return _png(figure)
 
 
-def _trend(table: pd.DataFrame, found: dict[str, Baseline], day: date) -> str:
+def _load_over_day(data: DayData, metrics: DayMetrics, limit: float | None) -> str:
     figure = Figure(figsize=(10.5, 3.2))
+    ax = figure.subplots()
+    hours = (data.steps["t"].to_numpy() - data.start) / 3600.0
+    edges = np.arange(0, 24.25, 0.25)
+    counts, _ = np.histogram(hours, bins=edges)
+    handles: list[Any] = [
+        ax.bar(edges[:-1], counts, width=0.25, align="edge", color="#4c72b0", label="steps per 15 min")
+    ]
+    for gap_start, gap_end in metrics.gaps:
+        ax.axvspan(
+            (gap_start - data.start) / 3600, (gap_end - data.start) / 3600, color="#bbb", alpha=0.35, linewidth=0
+        )
+    if metrics.gaps:
+        handles.append(Patch(color="#bbb", alpha=0.35, label="no data (device off, not worn or out of range)"))
+    ax.set_xlim(0, 24)
+    ax.set_xticks(range(0, 25, 2))
+    ax.set_xlabel("time of day (h)")
+    ax.set_ylabel("steps per 15 min")
+    ax.grid(alpha=0.3, axis="y")
+    if not data.steps.empty:
+        twin = ax.twinx()
+        bins = np.clip(np.digitize(hours, edges) - 1, 0, len(edges) - 2)
+        means = np.full(len(edges) - 1, np.nan)
+        binned = pd.Series(data.steps["peak_bw"].to_numpy()).groupby(bins).mean()
+        means[binned.index.to_numpy()] = binned.to_numpy()
+        # NaN in empty quarter hours breaks the line: no mean is drawn across a time without steps
+        (line,) = twin.plot(
+            edges[:-1] + 0.125,
+            means,
+            "o-",
+            color="#dd8452",
+            markersize=3,
+            label="highest vertical peak per step, mean per 15 min (BW)",
+        )
+        handles.append(line)
+        if limit is not None:
+            handles.append(twin.axhline(limit, color="#d62728", linestyle="--", linewidth=1, label="feedback limit"))
+        twin.set_ylabel("force (BW)")
+        finite = means[np.isfinite(means)]
+        top = max([float(finite.max()) if finite.size else 1.0, limit or 0.0]) * 1.08
+        twin.set_ylim(0, top)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2, frameon=False)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _day_axis(ax: Any, table: pd.DataFrame) -> None:
+    """Show every day of the table on the x axis (days without data included)."""
+    x = pd.to_datetime(pd.Series(table.index))
+    ax.set_xlim(x.iloc[0] - pd.Timedelta(hours=12), x.iloc[-1] + pd.Timedelta(hours=12))
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+
+
+def _trend(table: pd.DataFrame, found: dict[str, Baseline], day: date) -> str:
+    figure = Figure(figsize=(10.5, 3.4))
     axes = figure.subplots(1, 2)
     x = pd.to_datetime(pd.Series(table.index))
-    for ax, metric, label in (
-        (axes[0], "steps", "steps per day"),
-        (axes[1], "peak_bw_mean", "mean peak vertical force (BW)"),
+    for ax, metric, label, unit in (
+        (axes[0], "steps", "steps per day", "steps"),
+        (axes[1], "peak_bw_mean", "highest vertical peak per step, day mean", "force (BW)"),
     ):
-        values = table[metric].to_numpy()
-        ax.plot(x, values, "o-", color="#4c72b0", markersize=3)
-        ax.plot(x.iloc[-1:], values[-1:], "o", color="#d62728", markersize=7, label=day.isoformat())
+        values = table[metric].to_numpy()  # NaN on days without data: the line breaks there
+        ax.plot(x, values, "o-", color="#4c72b0", markersize=3, label="days with data")
+        ax.plot(x.iloc[-1:], values[-1:], "o", color="#d62728", markersize=7, label=f"this day ({day.isoformat()})")
         baseline = found.get(metric)
         if baseline is not None:
-            ax.axhspan(baseline.low, baseline.high, color="#55a868", alpha=0.15, label="usual range")
+            ax.axhspan(
+                baseline.low, baseline.high, color="#55a868", alpha=0.15, label=f"usual range ({baseline.days} days)"
+            )
             ax.axhline(baseline.median, color="#55a868", linewidth=1)
         ax.set_title(label, fontsize=10)
+        ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-        ax.legend(fontsize=8, loc="upper left")
+        _day_axis(ax, table)
+        ax.legend(fontsize=8, loc="lower left")
     if not found:
         axes[1].text(0.5, 0.05, "no baseline yet", transform=axes[1].transAxes, ha="center", color="#666")
     figure.tight_layout()
     return _png(figure)
 
 
-def _asymmetry(data: DayData, table: pd.DataFrame) -> str:
-    figure = Figure(figsize=(10.5, 3.0))
+def _asymmetry(data: DayData, table: pd.DataFrame, affected: str | None) -> str:
+    figure = Figure(figsize=(10.5, 3.2))
     axes = figure.subplots(1, 2)
-    groups = [(leg, g["peak1_bw"].dropna().to_numpy()) for leg, g in data.steps.groupby("leg")]
+    groups = [(str(leg), g["peak1_bw"].dropna().to_numpy()) for leg, g in data.steps.groupby("leg")]
     if groups:
-        axes[0].boxplot([g for _, g in groups], tick_labels=[LEG_NAMES.get(str(leg), leg) for leg, _ in groups])
+        axes[0].boxplot([g for _, g in groups], tick_labels=[leg_label(leg, affected) for leg, _ in groups])
     else:
         axes[0].text(0.5, 0.5, "no steps this day", ha="center", va="center", transform=axes[0].transAxes)
-    axes[0].set_ylabel("first peak (BW)")
-    axes[0].set_title("first vertical peak per leg", fontsize=10)
+    axes[0].set_ylabel("first vertical peak (BW)")
+    axes[0].set_title("first vertical peak (loading response) per step", fontsize=10)
     x = pd.to_datetime(pd.Series(table.index))
     axes[1].axhline(0, color="#999", linewidth=0.8)
-    axes[1].plot(x, table["asymmetry"].to_numpy() * 100, "o-", color="#8172b3", markersize=3)
+    values = table["asymmetry"].to_numpy() * 100
+    known = np.isfinite(values)
+    axes[1].plot(x, values, "o-", color="#8172b3", markersize=3)
     axes[1].set_ylabel("(R−L)/max(R,L) (%)")
-    axes[1].set_title("daily asymmetry of the first peak", fontsize=10)
-    axes[1].tick_params(axis="x", labelrotation=45, labelsize=8)
-    if table["asymmetry"].isna().all():
+    axes[1].set_title("daily asymmetry of the first vertical peak (0 = even)", fontsize=10)
+    _day_axis(axes[1], table)
+    if not known.any():
         axes[1].text(0.5, 0.5, "needs both legs monitored", ha="center", transform=axes[1].transAxes, color="#666")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -285,13 +388,38 @@ def _versus(metric: str, found: dict[str, Baseline]) -> str:
     return f"usual {number(baseline.low)}–{number(baseline.high)}" if baseline else "no baseline yet"
 
 
-def _cards(m: DayMetrics, found: dict[str, Baseline]) -> list[Card]:
+def duration_text(minutes: float) -> str:
+    """``45 min`` under two hours, else ``13.5 h``."""
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def _recorded_span(data: DayData) -> str:
+    """``07:00–21:00``: from the first to the end of the last GRF summary of the day, or ``no summaries``."""
+    if data.summaries.empty:
+        return "no summaries from the device"
+    first = float(data.summaries["t"].min())
+    last = float((data.summaries["t"] + data.summaries["duration_s"].fillna(0.0)).max())
+    return f"{_clock(first, data.tz)}–{_clock(last, data.tz)}"
+
+
+def _cards(m: DayMetrics, found: dict[str, Baseline], data: DayData, context: PatientContext) -> list[Card]:
     """The summary cards, in page order."""
-    legs = ", ".join(f"{LEG_NAMES.get(leg, leg)} {n}" for leg, n in sorted(m.steps_by_leg.items())) or "none"
+    legs = (
+        ", ".join(f"{leg_label(leg, context.affected_leg)} {n}" for leg, n in sorted(m.steps_by_leg.items())) or "none"
+    )
     asymmetry = (
-        (f"{m.asymmetry * 100:+.1f} %", "(R−L)/max(R,L) of the first peak")
+        (f"{m.asymmetry * 100:+.1f} %", "(R−L)/max(R,L) of the first vertical peak (loading response)")
         if m.asymmetry is not None
         else ("–", "needs both legs monitored")
+    )
+    limit = context.feedback_limit_bw
+    over = (
+        f"; {int((data.steps['peak_bw'] > limit).sum())} steps over the {limit:.2f} BW limit"
+        if limit is not None
+        else ""
+    )
+    phases = (
+        f"{m.stance_pct:.0f} / {m.swing_pct:.0f} %" if m.stance_pct is not None and m.swing_pct is not None else "–"
     )
     return [
         Card("steps", "Steps", f"{m.steps:,}", f"{legs}; {_versus('steps', found)}"),
@@ -304,19 +432,33 @@ def _cards(m: DayMetrics, found: dict[str, Baseline]) -> list[Card]:
         Card("cadence", "Cadence", _fmt(m.cadence_spm, 0, " /min"), "steps per minute while walking"),
         Card(
             "peak",
-            "Peak vertical force",
+            "Highest vertical peak per step",
             _fmt(m.peak_bw_mean, 2, " BW"),
-            f"{_fmt(m.peak_n_mean, 0, ' N')} ± {_fmt(m.peak_bw_sd, 2, ' BW')}; {_versus('peak_bw_mean', found)}",
+            f"day mean, {_fmt(m.peak_n_mean, 0, ' N')}, SD {_fmt(m.peak_bw_sd, 2, ' BW')}; "
+            f"{_versus('peak_bw_mean', found)}{over}; {HIGHEST_VERTICAL_PEAK_BW.text()}",
         ),
         Card(
             "loading",
             "Loading rate",
             _fmt(m.loading_rate_bw_s_mean, 1, " BW/s"),
-            f"impulse {_fmt(m.impulse_bws_mean, 3, ' BW·s')} per step; day {m.load_bws:.0f} BW·s",
+            f"day mean; impulse {_fmt(m.impulse_bws_mean, 3, ' BW·s')} per step, {m.load_bws:.0f} BW·s in the day",
         ),
-        Card("ml", "Peak medial-lateral", _fmt(m.peak_ml_bw_mean, 3, " BW"), "mean per step"),
+        Card("stance", "Stance time", _fmt(m.stance_s_mean, 2, " s"), "foot on the ground per step, day mean"),
+        Card(
+            "phases",
+            "Stance / swing",
+            phases,
+            f"of the gait cycle; double support {_fmt(m.double_support_pct, 0, ' %')} "
+            f"({m.gait_cycles} cycles); {STANCE_PCT.text()}",
+        ),
+        Card("ml", "Medial-lateral peak", _fmt(m.peak_ml_bw_mean, 3, " BW"), "largest medial force per step, mean"),
         Card("asymmetry", "Asymmetry", *asymmetry),
-        Card("wear", "Wear time", f"{m.wear_min / 60:.1f} h", f"{len(m.gaps)} gap(s) without data; {m.cues} cue(s)"),
+        Card(
+            "wear",
+            "Recorded time",
+            duration_text(m.wear_min),
+            f"device worn and running {_recorded_span(data)}; {len(m.gaps)} gap(s) without data; {m.cues} cue(s)",
+        ),
     ]
 
 
@@ -339,6 +481,7 @@ def _page(
     devices: dict[str, dict[str, Any]],
     source: str,
     context: PatientContext,
+    paper: str,
 ) -> str:
     rows = []
     for device_id in m.devices:
@@ -356,7 +499,9 @@ def _page(
         m=m,
         tz=str(data.tz),
         generated=datetime.now(data.tz).strftime("%Y-%m-%d %H:%M %Z"),
-        flags=sorted(m.flags, key=lambda f: f.level != "alert"),
+        flags=sorted(m.flags, key=lambda f: list(FLAG_LEVELS).index(f.level)),
+        levels=FLAG_LEVELS,
+        paper=paper,
         cards=cards,
         plots=plots,
         gaps=", ".join(f"{_clock(a, data.tz)}–{_clock(b, data.tz)}" for a, b in m.gaps) or "none",

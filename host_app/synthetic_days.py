@@ -10,6 +10,8 @@ from forcecast.edge.records import KIND_LABELS, EventRecord, EventType, Record, 
 from forcecast.host_app.store import HostStore
 
 PHASE = np.linspace(0.0, 1.0, 101)
+WORN_S = 14 * 3600.0
+"""How long a synthetic day's device runs (07:00 to 21:00)."""
 
 
 def waveform(
@@ -34,13 +36,18 @@ def write_day(
     seed: int = 0,
     first_seq: dict[str, int] | None = None,
     peak_shift: float = 0.0,
+    summary_s: float = 60.0,
 ) -> dict[str, int]:
-    """Bouts of walking from 07:00 to 21:00 adding up to ``steps`` stance phases over both legs."""
+    """A worn day: the device runs from 07:00 to 21:00 UTC; bouts of walking add up to ``steps`` stance phases.
+
+    GRF summaries cover the whole worn time, ``summary_s`` each (the runtime writes one every 10 s; longer ones
+    keep test stores small), so the day's recorded time is 14 h.
+    """
     rng = np.random.default_rng(seed)
     seq = dict(first_seq or dict.fromkeys(KIND_LABELS, 0))
     base = datetime(day.year, day.month, day.day, 7, tzinfo=UTC).timestamp()
     records: list[Record] = []
-    bout_starts = np.sort(rng.uniform(0, 14 * 3600 - 1200, max(1, steps // 300)))
+    bout_starts = np.sort(rng.uniform(0, WORN_S - 1200, max(1, steps // 300)))
     per_bout = np.diff(np.linspace(0, steps, bout_starts.size + 1).astype(int))
     for start, n in zip(bout_starts, per_bout, strict=True):
         t0 = base + float(start)
@@ -71,9 +78,15 @@ def write_day(
                     model_version="cnn_lstm_static-int8-test",
                 )
             )
-        span = int(n) * 0.55 + 1.0
-        for s in range(int(span // 10) + 1):
-            records.append(SummaryRecord(t_unix=round(t0 + 10.0 * s, 3), start_s=0.0, end_s=10.0, patient_id=patient))
+    for start_s in np.arange(0.0, WORN_S, summary_s):
+        records.append(
+            SummaryRecord(
+                t_unix=round(base + float(start_s), 3),
+                start_s=0.0,
+                end_s=float(min(summary_s, WORN_S - start_s)),
+                patient_id=patient,
+            )
+        )
     records.append(EventRecord(event=EventType.DROPOUT, t_unix=base + 3600, patient_id=patient))
     rows = []
     for record in records:

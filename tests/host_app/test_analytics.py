@@ -141,8 +141,12 @@ def test_a_day_outside_the_patients_band_is_flagged(tmp_path):
     found = add_trend_flags(metrics, table, AnalyticsConfig())
     assert found["peak_bw_mean"].days == 7 and found["peak_bw_mean"].median == pytest.approx(1.0)
     alerts = [f.message for f in metrics.flags if f.level == "alert"]
-    assert any("mean peak vertical force (BW) 1.4 is above the usual range" in a for a in alerts)
-    assert not any(a.startswith("steps ") for a in alerts)  # 40 steps, as usual
+    assert any(
+        a.startswith("more force through the leg per step than usual: ")
+        and "highest vertical peak per step, day mean (BW) 1.4 is above the usual range" in a
+        for a in alerts
+    )
+    assert not any("walking than usual" in f.message for f in metrics.flags)  # 40 steps, as usual
 
 
 def test_days_are_cut_in_the_patients_time_zone(tmp_path):
@@ -161,8 +165,9 @@ def in_memory_copy(store: HostStore, patients: tuple[str, ...] = ("P1", "P2")) -
     """Every record of the store as an InMemoryRecords (as the clinic server builds one from its database)."""
     pairs: list[tuple[str, DatedRecord[Any]]] = []
     for patient in patients:
-        for kind in (StepRecord, SummaryRecord, EventRecord):
-            pairs += [(patient, d) for d in store.dated_records(patient, kind, 0.0, 4e9, True)]
+        pairs += [(patient, d) for d in store.dated_records(patient, StepRecord, 0.0, 4e9, True)]
+        pairs += [(patient, d) for d in store.dated_records(patient, SummaryRecord, 0.0, 4e9, True)]
+        pairs += [(patient, d) for d in store.dated_records(patient, EventRecord, 0.0, 4e9, True)]
     return InMemoryRecords(reversed(pairs), store.devices())
 
 
@@ -187,7 +192,7 @@ def test_in_memory_records_give_the_same_day_as_the_host_store(tmp_path):
 
 def test_patient_context_checks_its_fields_and_fills_gaps_from_the_records(tmp_path):
     with pytest.raises(ValueError, match="affected_side"):
-        PatientContext(affected_side="both")  # type: ignore[arg-type]
+        PatientContext(affected_side="both")
     with pytest.raises(ValueError, match="body_mass_kg"):
         PatientContext(body_mass_kg=-3.0)
     with pytest.raises(ValueError, match="hka_deg"):

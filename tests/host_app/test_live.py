@@ -14,6 +14,7 @@ import numpy as np
 
 from forcecast.edge.link import DeviceLink
 from forcecast.edge.runtime.store import RecordStore
+from forcecast.host_app.analytics import PatientContext
 from forcecast.host_app.browser import run_chromium
 from forcecast.host_app.client import ClientConfig
 from forcecast.host_app.live import LiveView
@@ -65,12 +66,13 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
         async with virtual_link(DeviceLink(store, info)) as link:
             host = HostStore(tmp_path / "h.sqlite")
             logger = link.logger(host, ClientConfig(scan_timeout_s=2.0, ack_period_s=0.1, live=True))
-            view = LiveView(logger, host, UTC)
+            context = PatientContext(affected_side="right", body_mass_kg=70.0, feedback_limit_bw=1.25)
+            view = LiveView(logger, host, UTC, context)
             port = await view.start(0)
             head, page = await http_get(port, "/")
             missing_head, _ = await http_get(port, "/nowhere")
             task = asyncio.create_task(logger.run())
-            events = asyncio.create_task(read_events(port, {"state", "today", "grf", "cue"}))
+            events = asyncio.create_task(read_events(port, {"state", "patient", "today", "grf", "cue"}))
             while not link.server.link.live:
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.3)
@@ -94,10 +96,18 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
     head, page, missing_head, seen, totals, rendered = asyncio.run(scenario())
     assert head.startswith("HTTP/1.1 200") and "EventSource" in page and "no-store" in head
     assert missing_head.startswith("HTTP/1.1 404")
-    assert any(s["state"] == "streaming" for s in seen["state"])
+    streaming = [s for s in seen["state"] if s["state"] == "streaming"]
+    assert streaming[0] == {"state": "streaming", "device_id": "fc-live", "text": "streaming from fc-live"}
+    assert seen["patient"][0] == {
+        "affected_leg": "r",
+        "affected_side": "right",
+        "limit_bw": 1.25,
+        "limit_n": 858,
+        "body_mass_kg": 70.0,
+    }
     assert sum(len(g["v"]) for g in seen["grf"]) == 20 and seen["grf"][0]["leg"] == "r"
     assert seen["cue"][0]["peak_bw"] == 1.31
-    assert totals == {"patient_id": "P7", "steps": 10, "load_bws": 5.0, "cues": 1}
+    assert totals == {"patient_id": "P7", "steps": 10, "load_bws": 5.0, "cues": 1, "walking_min": 0.1}  # one bout, 9 s
     if rendered is not None:  # the page loads in a browser and its script starts without errors
         dom, console = rendered
         assert console == [] and 'id="trace"' in dom
@@ -143,7 +153,7 @@ def test_the_server_answers_errors_plainly_and_stop_ends_open_streams(tmp_path):
     refused, today_head, today, clients_left, stopped_s, seen, after = asyncio.run(scenario())
     assert refused.startswith("HTTP/1.1 405") and "Allow: GET" in refused and refused.endswith("method not allowed\n")
     assert today_head.startswith("HTTP/1.1 200") and "no-store" in today_head
-    assert json.loads(today) == {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0}
+    assert json.loads(today) == {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0, "walking_min": 0.0}
     assert clients_left == 2
     assert stopped_s < 1.0  # the open streams ended at once instead of holding the shutdown
     for events in seen:

@@ -9,17 +9,19 @@ import shutil
 from datetime import UTC, date, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from forcecast.cli import main
+from forcecast.host_app.analytics import PatientContext
 from forcecast.host_app.browser import run_chromium
 from forcecast.host_app.report import build_report, write_report
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.synthetic_days import write_day
 
 DAY = date(2026, 11, 20)
-PLOTS = ["stance-curves", "peak-distribution", "load-over-day", "trend", "asymmetry"]
-CARDS = ["steps", "walking", "cadence", "peak", "loading", "ml", "asymmetry", "wear"]
+PLOTS = ["stance-curves", "peak-distribution", "gait-phases", "load-over-day", "trend", "asymmetry"]
+CARDS = ["steps", "walking", "cadence", "peak", "loading", "stance", "phases", "ml", "asymmetry", "wear"]
 WINDOW = (1200, 4600)
 
 
@@ -48,8 +50,56 @@ def test_the_report_has_every_section_and_flags_the_heavier_day(store, tmp_path)
     assert page.count('<img alt="') == len(PLOTS) and "http://" not in page and "https://" not in page
     for card in CARDS:
         assert f'id="card-{card}"' in page
-    assert "mean peak vertical force (BW)" in page and "above the usual range" in page
+    assert "highest vertical peak per step, day mean (BW)" in page and "above the usual range" in page
     assert report.metrics.steps == 1200 and report.metrics.bouts >= 3
+    heavier = [f for f in report.metrics.flags if "highest vertical peak" in f.message]
+    assert [f.level for f in heavier] == ["alert"] and heavier[0].message.startswith("more force through the leg")
+    assert "Peak vertical force" not in page and "mean peak" not in page  # one name per quantity
+    assert "@page { size: A4;" in page and "28 days to 2026-11-20 (data on 9 of them)" in page
+    # a worn day of the synthetic walker: 14 h recorded, not the minutes of its bouts
+    assert report.metrics.wear_min == 14 * 60 and "14.0 h" in page and "07:00–21:00" in page
+
+
+def test_good_news_is_green_and_concerns_are_red(store):
+    from forcecast.host_app.analytics import FLAG_LEVELS, DayMetrics, add_trend_flags
+
+    report = build_report(store, "P1", DAY, UTC)
+    table = pd.DataFrame(
+        {"has_data": [True] * 6, "steps": [900.0] * 6, "walking_min": [20.0] * 6, "asymmetry": [0.05] * 6}
+        | {k: [1.0] * 6 for k in ("peak_bw_mean", "loading_rate_bw_s_mean", "load_bws")},
+        index=[DAY - timedelta(days=k) for k in range(6, 0, -1)],
+    )
+    more = DayMetrics(**(report.metrics.__dict__ | {"steps": 2000, "asymmetry": 0.01, "flags": []}))
+    add_trend_flags(more, table)
+    levels = {f.message.split(":")[0]: f.level for f in more.flags}
+    assert levels["more walking than usual"] == "good" and levels["legs loaded more evenly than usual"] == "good"
+    assert levels["more force through the leg per step than usual"] == "alert"
+    fewer = DayMetrics(**(report.metrics.__dict__ | {"steps": 100, "asymmetry": 0.2, "flags": []}))
+    add_trend_flags(fewer, table)
+    levels = {f.message.split(":")[0]: f.level for f in fewer.flags}
+    assert levels["less walking than usual"] == "alert" and levels["legs loaded less evenly than usual"] == "alert"
+    page = report.html
+    for level, meaning in FLAG_LEVELS.items():
+        assert f'<span class="{level}">{meaning}</span>' in page
+
+
+def test_patient_context_and_walking_norms_are_on_the_page(store):
+    context = PatientContext(affected_side="left", hka_deg=-4.0, height_m=1.8, feedback_limit_bw=1.3, source="clinic")
+    report = build_report(store, "P1", DAY, UTC, context=context)
+    page = report.html
+    for text in ("left", "4.0° valgus", "1.80 m", "1.30 BW", "Patient context from clinic; the device&#39;s records"):
+        assert text in page, text
+    assert report.context.body_mass_kg == pytest.approx(700 / 9.80665, abs=0.05)  # from the steps' N/BW
+    m = report.metrics
+    # synthetic steps: a contact every 0.55 s alternating legs, stance 0.62 s: a 1.1 s cycle
+    assert m.stance_s_mean == pytest.approx(0.62, abs=0.01)
+    assert m.stance_pct == pytest.approx(56.4, abs=1.5) and m.swing_pct == pytest.approx(100 - m.stance_pct)
+    assert m.double_support_pct == pytest.approx(2 * (0.62 - 0.55) / 1.1 * 100, abs=1.5)
+    assert "Kirtley et al. 1985" in page and "Keller et al. 1996" in page
+    assert "left (affected)" in page
+    with pytest.raises(ValueError, match="paper"):
+        build_report(store, "P1", DAY, UTC, paper="A3")
+    assert "@page { size: letter;" in build_report(store, "P1", DAY, UTC, paper="letter").html
 
 
 def test_the_report_renders_in_headless_chromium_with_every_plot_and_card(store, tmp_path):
@@ -122,14 +172,18 @@ def test_report_and_export_commands(store, tmp_path, capsys):
     folder = tmp_path / "export"
     export = ["host", "export", "--db", db, "--patient", "P1", "--out", str(folder)]
     assert main([*export, "--from", "2026-11-19", "--to", "2026-11-20", "--tz", "UTC"]) == 0
-    import pandas as pd
-
     days = pd.read_csv(folder / "days.csv")
     assert list(days["steps"]) == [900, 1200]
     steps = pd.read_parquet(folder / "steps.parquet")
     assert len(steps) == 2100 and len(steps["waveform_v_bw"].iloc[0]) == 101
     assert "waveform_v_bw" not in pd.read_csv(folder / "steps.csv", nrows=1).columns
     assert main([*export, "--from", "2026-11-20", "--to", "2026-11-19"]) == 2
+    given = ["host", "report", "--db", db, "--patient", "P1", "--day", "2026-11-20", "--tz", "UTC", "--out", str(out)]
+    assert main([*given, "--affected-side", "right", "--limit-bw", "1.2", "--paper", "letter"]) == 0
+    page = out.read_text()
+    assert "right (affected)" in page and "1.20 BW" in page and "size: letter" in page
+    assert main([*given, "--limit-bw", "-1"]) == 2
+    assert "--limit-bw: -1.0 must be a positive number" in capsys.readouterr().err
 
 
 def test_every_value_on_the_page_is_escaped_by_the_template_engine(tmp_path):
