@@ -108,3 +108,53 @@ def test_serve_refuses_an_unmigrated_database_then_serves_with_migrate(tmp_path:
         server.terminate()
         out, _ = server.communicate(timeout=30)
     assert f"serving http://127.0.0.1:{port}" in out.decode()
+
+
+def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
+    """Wait until a clinic server answers /healthz on the port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if json.load(answer) == {"status": "ok"}:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"no clinic server on port {port}")
+
+
+def test_host_sync_pushes_a_host_store_to_a_served_clinic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import date
+
+    from forcecast.host_app.store import HostStore
+    from forcecast.host_app.synthetic_days import write_day
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert clinic(capsys, url, "migrate")[0] == 0
+    assert clinic(capsys, url, "add-clinic", "C")[0] == 0
+    patient = ("--clinic", "C", "--code", "P1", "--affected-side", "left", "--body-mass-kg", "70", "--height-m", "1.7")
+    assert clinic(capsys, url, "add-patient", *patient)[0] == 0
+    token = tmp_path / "token"
+    assert clinic(capsys, url, "enroll", "--clinic", "C", "--patient", "P1", "--device", "fc-demo", "--token-file",
+                  str(token))[0] == 0  # fmt: skip
+    with HostStore(tmp_path / "host.sqlite") as store:
+        write_day(store, date(2026, 11, 28), 150, patient="P1", device="fc-demo")
+        total = sum(store.count("fc-demo", kind) for kind in ("step", "summary", "event"))
+    port = free_port()
+    serve = [sys.executable, "-m", "forcecast.cli", "clinic", "serve", "--database", url, "--port", str(port)]
+    server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sync = ["host", "sync", "--db", str(tmp_path / "host.sqlite"), "--clinic", f"http://127.0.0.1:{port}",
+            "--clinic-token-file", str(token), "--give-up-s", "5"]  # fmt: skip
+    try:
+        wait_healthy(port)
+        assert main([*sync, "--json"]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert (first["sent"], first["accepted"], first["profile_version_offered"]) == (total, total, 1)
+        assert main(sync) == 0
+        assert "pushed 0 records of fc-demo" in capsys.readouterr().out
+        assert clinic(capsys, url, "revoke", "fc-demo")[0] == 0
+        assert main(sync) == 1
+        assert "revoked_token" in capsys.readouterr().err
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
