@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,8 +59,34 @@ def run_chromium(page: Path | str, *arguments: str, timeout_s: float = 30.0) -> 
 
 
 def print_pdf(page: Path, out: Path) -> Path:
-    """Print an HTML file to PDF (A4, no browser header or footer)."""
+    """Print an HTML file to PDF without browser header or footer.
+
+    The page size is the page's own CSS ``@page size`` (the report's: A4 unless ``--paper letter``); Chromium
+    would otherwise pick US Letter.
+    """
     run_chromium(page, f"--print-to-pdf={out.resolve()}", "--no-pdf-header-footer")
     if not out.exists() or out.stat().st_size == 0:
         raise BrowserError(f"chromium wrote no PDF to {out}")
     return out
+
+
+PAPER_MM: dict[str, tuple[int, int]] = {"A4": (210, 297), "letter": (216, 279)}
+"""Portrait page sizes, in whole millimetres."""
+
+
+def pdf_page_mm(pdf: Path) -> list[tuple[int, int]]:
+    """Width and height of each distinct page size in a PDF, in whole millimetres (from its ``/MediaBox``es).
+
+    Raises
+    ------
+    BrowserError
+        If the file names no page size (not a PDF Chromium wrote).
+    """
+    boxes = re.findall(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", pdf.read_bytes())
+    if not boxes:
+        raise BrowserError(f"{pdf}: no /MediaBox found (not a PDF?)")
+    sizes = {
+        (round((float(x1) - float(x0)) * 25.4 / 72), round((float(y1) - float(y0)) * 25.4 / 72))
+        for x0, y0, x1, y1 in boxes
+    }
+    return sorted(sizes)

@@ -14,7 +14,7 @@ import pytest
 
 from forcecast.cli import main
 from forcecast.host_app.analytics import PatientContext
-from forcecast.host_app.browser import run_chromium
+from forcecast.host_app.browser import PAPER_MM, pdf_page_mm, run_chromium
 from forcecast.host_app.report import build_report, write_report
 from forcecast.host_app.store import HostStore
 from forcecast.host_app.synthetic_days import write_day
@@ -218,3 +218,12 @@ def test_every_value_on_the_page_is_escaped_by_the_template_engine(tmp_path):
         assert value in text, f"{value!r} is not shown as text"
     assert "alert('fw')</script>" not in page and "&lt;script&gt;alert(&#39;fw&#39;)" in page
     assert "<title>forcecast daily report P&lt;1&gt;&amp;&#34;x&#34; 2026-11-20</title>" in page
+
+
+@pytest.mark.parametrize("paper", ["A4", "letter"])
+def test_the_pdf_comes_out_in_the_asked_paper_size(store, tmp_path, paper):
+    chromium_or_skip()
+    out = tmp_path / "r.html"
+    day = ["--day", "2026-11-20", "--tz", "UTC", "--out", str(out), "--pdf"]
+    assert main(["host", "report", "--db", str(store.path), "--patient", "P1", *day, "--paper", paper]) == 0
+    assert pdf_page_mm(out.with_suffix(".pdf")) == [PAPER_MM[paper]]
