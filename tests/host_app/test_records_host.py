@@ -89,8 +89,8 @@ def test_records_from_old_wire_notifications_are_stored_and_analysed(tmp_path):
 
 def test_the_host_store_refuses_a_newer_record_and_keeps_the_batch_out(tmp_path):
     with HostStore(tmp_path / "host.sqlite") as host:
-        newer = {"v": 2, "event": "cue"}
-        with pytest.raises(RecordError, match=r"d event record 2: event record: version 2 is newer") as caught:
+        newer = {"v": 3, "event": "cue"}  # events are at version 2
+        with pytest.raises(RecordError, match=r"d event record 2: event record: version 3 is newer") as caught:
             host.add_many("d", [("event", 1, {"event": "cue"}), ("event", 2, newer)], NOW)
         assert caught.value.reason == "newer_version" and host.count("d", "event") == 0
         assert host.add_many("d", [("event", 1, {"event": "cue", "v": 1}), ("event", 2, {"event": "party"})], NOW) == 2
