@@ -27,8 +27,10 @@ class Model:
     Use :func:`load_model` to make one.
     """
 
-    def __init__(self, runner: Any, contract: Any, version: str) -> None:
+    def __init__(self, runner: Any, contract: Any, version: str, path: Path | None = None) -> None:
         self.runner, self.contract, self.version = runner, contract, version
+        self.path = path
+        """The model file it was loaded from (``model.keras`` or ``.fcpkg``): where its subject split is recorded."""
 
     def predict(
         self,
@@ -47,7 +49,8 @@ def load_model(path: Path | str, pubkeys: list[Path] | None = None) -> Model:
 
     import_tensorflow(False)
     runner, contract, version = load_stream_model(Path(path), pubkeys)
-    return Model(runner, contract, version)
+    source = Path(path) / "model.keras" if Path(path).is_dir() else Path(path)
+    return Model(runner, contract, version, source)
 
 
 class GRFPredictor:
@@ -148,11 +151,38 @@ def train(data: Dataset | Path | str, out: Path | str, config: Any = None) -> pd
     return pd.DataFrame(axes).T.rename_axis("axis").reset_index()
 
 
-def evaluate(model: Model | Path | str, data: Dataset | Path | str) -> pd.DataFrame:
-    """Score ``model`` on every trial with force of ``data``: one row per axis (r, RMSE in BW and N, nRMSE)."""
+def evaluate(
+    model: Model | Path | str,
+    data: Dataset | Path | str,
+    subjects: str | list[str] | None = None,
+    allow_training_subjects: bool = False,
+) -> pd.DataFrame:
+    """Score ``model`` on the trials with force of ``data``: one row per axis (r, RMSE in BW and N, nRMSE).
+
+    As ``forcecast evaluate``: by default only the subjects the model never saw (its run's subject-naive test
+    subjects); scoring a subject it trained or validated on needs ``allow_training_subjects`` and warns
+    (:class:`UserWarning`), because those scores overstate accuracy on new people.
+
+    Parameters
+    ----------
+    model, data
+        A loaded model (or its run folder, ``model.keras`` or ``.fcpkg``) and a dataset (or its folder).
+    subjects
+        ``None`` (the held-out subjects), ``"all"``, or subject ids (a list or comma-separated).
+    allow_training_subjects
+        Allow subjects seen in training among ``subjects``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown subject; a training subject without ``allow_training_subjects``; or, by default, a dataset
+        of which the model saw every subject.
+    """
+    import warnings
+
     from forcecast.training.config import DataConfig
     from forcecast.training.data import load_sequences
-    from forcecast.training.evaluate import evaluate_sequences, tflite_predictor
+    from forcecast.training.evaluate import choose_subjects, evaluate_sequences, run_split, tflite_predictor
     from forcecast.training.predict import KerasStreamModel
 
     loaded = model if isinstance(model, Model) else load_model(model)
@@ -166,6 +196,12 @@ def evaluate(model: Model | Path | str, data: Dataset | Path | str) -> pd.DataFr
         alignment=c.alignment,
     )
     sequences = load_sequences(_root(data), config).sequences
+    requested = ",".join(subjects) if isinstance(subjects, list) else subjects
+    split = run_split(loaded.path) if loaded.path is not None else None
+    choice = choose_subjects(requested, sorted({s.subject_id for s in sequences}), split, allow_training_subjects)
+    for warning in choice.warnings:
+        warnings.warn(f"forcecast.evaluate: {warning}", UserWarning, stacklevel=2)
+    sequences = [s for s in sequences if s.subject_id in choice.subjects]
     runner = loaded.runner
     if isinstance(runner, KerasStreamModel):
         from forcecast.training.evaluate import keras_predictor

@@ -112,3 +112,14 @@ def test_readme_python_example_and_arrays_match_frames(tiny_dataset: Path, tmp_p
     np.testing.assert_allclose(from_frame["l_ml_n"], from_frame["l_ml_bw"] * 72.0 * 9.80665, rtol=1e-9)
     with pytest.raises(ValueError, match="subject"):
         forcecast.GRFPredictor(model, subject={"weight": 70}).predict(imu)
+
+    # evaluate scores the held-out subject by default, like the CLI; a training subject needs the flag and warns
+    held_out = forcecast.evaluate(model, tiny_dataset)
+    pd.testing.assert_frame_equal(held_out, forcecast.evaluate(model, tiny_dataset, subjects=["S02"]))
+    from forcecast.edge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="seen in training"):
+        forcecast.evaluate(model, tiny_dataset, subjects="all")
+    with pytest.warns(UserWarning, match="saw in training"):
+        everyone = forcecast.evaluate(model, tiny_dataset, subjects="all", allow_training_subjects=True)
+    assert not everyone[["r", "rmse_bw"]].equals(held_out[["r", "rmse_bw"]])
