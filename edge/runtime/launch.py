@@ -160,7 +160,7 @@ class Runtime:
 
     def _profile_source(self) -> str:
         version = self.pipeline.patient_state.version
-        return f"profile version {version}" if version else "device.toml"
+        return f"profile version {version}" if version else "no profile"
 
     def info(self) -> dict[str, Any]:
         """What the device tells a host about itself (the BLE device-info characteristic; any thread)."""
