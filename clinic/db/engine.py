@@ -68,7 +68,7 @@ def create_engine(url: str | URL, pool_size: int = 10, echo: bool = False) -> As
     target = async_url(url)
     options: dict[str, Any] = {"echo": echo}
     if target.get_backend_name() == "postgresql":
-        options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=120)
     engine = create_async_engine(target, **options)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -1,9 +1,11 @@
 """Records the homes sent: idempotent bulk ingestion and what the clinic holds per device store.
 
 A record is identified by ``(device, store id, kind, seq)`` (the unique key of the ``records`` table). A batch is
-inserted in one statement per chunk with ``ON CONFLICT DO NOTHING``, so a record sent twice (a host that did not
-see the answer, a resumed push, two hosts racing) is stored once and counted as a duplicate, on PostgreSQL and
-SQLite alike; the rows the database reports back as inserted are the new ones.
+inserted with ``ON CONFLICT DO NOTHING``, so a record sent twice (a host that did not see the answer, a resumed
+push, two hosts racing) is stored once and counted as a duplicate, on PostgreSQL and SQLite alike; the rows the
+database reports as inserted are the new ones. On PostgreSQL the batch goes in as one ``INSERT ... SELECT FROM
+unnest(arrays)`` statement (measured several times faster than SQLAlchemy's many-values insert of the same
+rows); on SQLite as SQLAlchemy's dialect insert with ``RETURNING``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from forcecast.clinic.db.devices import Device
@@ -55,25 +57,62 @@ async def store_records(
     if not batch:
         return Ingested(0, 0)
     now = time.time() if received_at is None else received_at
-    rows = [
+    if connection.dialect.name == "postgresql":
+        accepted = await _insert_unnest(connection, device, store_id, batch, now)
+    else:
+        rows = [
+            {
+                "device_pk": device.pk,
+                "patient_id": device.patient_id,
+                "store_id": store_id,
+                "kind": record.kind,
+                "seq": record.seq,
+                "t_host": record.t_host,
+                "payload": record.payload,
+                "waveform": record.waveform,
+                "received_at": now,
+            }
+            for record in batch
+        ]
+        statement = sqlite.insert(records).on_conflict_do_nothing(index_elements=list(_KEY)).returning(records.c.id)
+        accepted = len((await connection.execute(statement, rows)).all())
+    return Ingested(accepted, len(batch) - accepted)
+
+
+_UNNEST = text(
+    """
+    INSERT INTO records (device_pk, patient_id, store_id, kind, seq, t_host, payload, waveform, received_at)
+    SELECT :device_pk, :patient_id, :store_id, u.kind, u.seq, u.t_host, u.payload, u.waveform, :received_at
+    FROM unnest(CAST(:kinds AS text[]), CAST(:seqs AS bigint[]), CAST(:t_hosts AS float8[]),
+                CAST(:payloads AS text[]), CAST(:waveforms AS bytea[])) AS u(kind, seq, t_host, payload, waveform)
+    ON CONFLICT (device_pk, store_id, kind, seq) DO NOTHING
+    """
+)
+
+
+async def _insert_unnest(
+    connection: AsyncConnection, device: Device, store_id: str, batch: Sequence[IncomingRecord], now: float
+) -> int:
+    """PostgreSQL: the whole batch as one statement over arrays (several times faster than a row per value list).
+
+    The rows the statement inserted (its row count) are the new ones; a key held already, or twice in the batch,
+    is skipped by ``ON CONFLICT DO NOTHING``.
+    """
+    result = await connection.execute(
+        _UNNEST,
         {
             "device_pk": device.pk,
             "patient_id": device.patient_id,
             "store_id": store_id,
-            "kind": record.kind,
-            "seq": record.seq,
-            "t_host": record.t_host,
-            "payload": record.payload,
-            "waveform": record.waveform,
             "received_at": now,
-        }
-        for record in batch
-    ]
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(records).on_conflict_do_nothing(index_elements=list(_KEY)).returning(records.c.id)
-    result = await connection.execute(statement, rows)
-    accepted = len(result.all())
-    return Ingested(accepted, len(rows) - accepted)
+            "kinds": [r.kind for r in batch],
+            "seqs": [r.seq for r in batch],
+            "t_hosts": [r.t_host for r in batch],
+            "payloads": [r.payload for r in batch],
+            "waveforms": [r.waveform for r in batch],
+        },
+    )
+    return int(result.rowcount)
 
 
 async def held_stores(connection: AsyncConnection, device_pk: int) -> list[HeldStore]:
