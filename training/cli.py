@@ -49,6 +49,20 @@ def register(commands: Any) -> None:
         metavar="PATTERN,...",
         help="with --init-from: comma-separated layer-name patterns to keep fixed, e.g. 'conv*,lstm' ([fit] freeze)",
     )
+    train.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="train data-parallel on these machines (run the same command on each, with its --worker-index); "
+        "worker 0 is the chief and writes --out ([fit] batch_size is per worker)",
+    )
+    train.add_argument("--worker-index", type=int, help="with --workers: this machine's position in the list")
+    train.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --workers: seconds to wait for every worker to answer before giving up (default 120)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -205,6 +219,24 @@ def _config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _workers(args: argparse.Namespace, config: Any) -> Any:
+    """With ``--workers``: ``TF_CONFIG`` for this worker and ``[fit] strategy = "multi_worker"``."""
+    from dataclasses import replace
+
+    from forcecast.training.multiworker import WorkersError, parse_workers, role_of, tf_config
+
+    if args.workers is None:
+        if args.worker_index is not None:
+            raise WorkersError("--worker-index needs --workers")
+        return config
+    if args.worker_index is None:
+        raise WorkersError("--workers needs --worker-index (this machine's position in the list, 0 = chief)")
+    import os
+
+    os.environ["TF_CONFIG"] = tf_config(role_of(parse_workers(args.workers), args.worker_index))
+    return replace(config, fit=replace(config.fit, strategy="multi_worker"))
+
+
 def _progress(desc: str) -> Any:
     from tqdm import tqdm
 
@@ -214,13 +246,27 @@ def _progress(desc: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     data = dataset_of(args)
     refuse_non_empty(args.out, args.force)
-    config = _config(args)
+    config = _workers(args, _config(args))
     _load_tensorflow(args)
     from forcecast.training.fit import train
 
-    result = train(data, args.out, config, _progress("load"), verbose=0 if args.json else None)
+    result = train(
+        data,
+        args.out,
+        config,
+        _progress("load"),
+        verbose=0 if args.json else None,
+        connect_timeout_s=args.worker_timeout,
+    )
     if args.json:
         print(json.dumps({k: result.metrics[k] for k in result.metrics if k != "versions"}))
+        return 0
+    if not result.metrics.get("distribution", {}).get("chief", True):
+        d = result.metrics["distribution"]
+        print(
+            f"\nworker {d['worker_index']} of {d['workers']} done: {d['steps_this_worker']} steps here, "
+            f"{result.epochs_run} epochs in {result.seconds:.0f} s; the chief (worker 0) wrote the run"
+        )
         return 0
     print(f"\nrun written to {result.out} in {result.seconds:.0f} s ({result.epochs_run} epochs)")
     for name in ("subject_naive", "subject_exposed"):

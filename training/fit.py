@@ -26,6 +26,16 @@ from forcecast.training.data import LegSequence, LoadedData, Progress, TrainingD
 from forcecast.training.evaluate import CONTRACT_FILE, evaluate_sequences, keras_predictor
 from forcecast.training.finetune import start_from
 from forcecast.training.models import build_model, masked_mse
+from forcecast.training.multiworker import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    SINGLE,
+    Role,
+    adapt_to_workers,
+    join,
+    role_from_environment,
+    step_counter,
+    write_folder,
+)
 from forcecast.training.normalise import fit_checked, fit_static, neutralised_features
 from forcecast.training.splits import Split, split_sequences
 from forcecast.training.windows import WindowSource, make_batches, steps_per_epoch
@@ -99,15 +109,57 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def distribution_strategy(name: str) -> Any:
-    """``none`` (default device), ``mirrored`` (all local devices) or ``multi_worker`` (TF_CONFIG cluster)."""
+def distribution_strategy(name: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[Any, Role]:
+    """The ``tf.distribute`` strategy and this process's role in it.
+
+    ``none`` (default device), ``mirrored`` (all local devices) or ``multi_worker`` (the workers of
+    ``TF_CONFIG``, which ``--workers`` sets: this worker first waits up to ``connect_timeout_s`` for
+    every other one to answer, see :func:`forcecast.training.multiworker.rendezvous`). Create it before
+    any other TensorFlow op: a multi-worker strategy must configure TensorFlow's collectives first.
+
+    Raises
+    ------
+    forcecast.training.multiworker.WorkersError
+        ``multi_worker`` without ``TF_CONFIG``, or a malformed one.
+    forcecast.training.multiworker.WorkerUnreachableError
+        A worker that did not answer in time, named by ``HOST:PORT``.
+    """
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy(), SINGLE
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+        role = role_from_environment()
+        return join(role, connect_timeout_s), role
+    return tf.distribute.get_strategy(), SINGLE
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Batch, learning rate and steps once the replicas are known.
+
+    ``[fit] batch_size`` is the batch of one replica (a worker's CPU, or one of its GPUs); the global
+    batch of one synchronous step is ``batch_size × replicas``. An epoch covers the same number of windows
+    however many replicas share it (fewer, larger steps), and so does the ``min_steps`` floor. The Adam
+    learning rate grows with the square root of the replicas (the square-root rule for adaptive optimisers,
+    Malladi et al. 2022, NeurIPS); one replica keeps ``[fit] learning_rate`` exactly.
+    """
+
+    replicas: int
+    per_replica_batch: int
+    global_batch: int
+    learning_rate: float
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, replicas: int, n_windows: int) -> BatchPlan:
+        """The plan for ``replicas`` replicas and ``n_windows`` training windows."""
+        fit = config.fit
+        global_batch = fit.batch_size * replicas
+        floor = -(-fit.min_steps // replicas)
+        steps = steps_per_epoch(n_windows, global_batch, config.data.train_stride, fit.epochs, floor)
+        rate = fit.learning_rate * replicas**0.5
+        return cls(replicas, fit.batch_size, global_batch, rate, steps)
 
 
 def train(
@@ -117,6 +169,7 @@ def train(
     progress: Progress | None = None,
     verbose: int | None = None,
     loaded: LoadedData | None = None,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> RunResult:
     """Train one model and write the run folder.
 
@@ -125,7 +178,9 @@ def train(
     data_dir
         Dataset (format v1).
     out
-        Run folder to create (may exist; files in it are replaced).
+        Run folder to create (may exist; files in it are replaced). With ``[fit] strategy = "multi_worker"``
+        only the chief (worker 0) writes it; every other worker trains alongside, writes to a scratch
+        folder that it removes, and returns without evaluating (its metrics hold the ``distribution`` table).
     config
         Resolved configuration.
     progress
@@ -134,11 +189,14 @@ def train(
         Keras verbosity; default: progress bar on a terminal, one line per epoch otherwise.
     loaded
         Already loaded sequences (``compare`` loads once for many runs).
+    connect_timeout_s
+        Multi-worker only: how long to wait for every other worker to answer on its port.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     import keras
 
+    strategy, role = distribution_strategy(config.fit.strategy, connect_timeout_s)  # before any other TF op
     seed_everything(config.fit.seed)
     loaded = loaded or load_sequences(data_dir, config.data, progress)
     split, sets = split_sequences(loaded, config)
@@ -159,38 +217,77 @@ def train(
     for name, key, src in (("training", "train", train_src), ("validation", "val", val_src)):
         if len(src) == 0:
             raise DatasetError([no_window_problem(data_dir, name, sets[key], split.val_block_share > 0)])
-    out.mkdir(parents=True, exist_ok=True)
-    strategy = distribution_strategy(config.fit.strategy)
-    with strategy.scope():
-        model = build_model(
-            config.model, config.data.window, len(contract.channels), len(contract.static_features), config.data.out_len
-        )
-        if finetune is not None:
-            finetune.apply(model, config.model)
-            contract = finetune.contract
-        # XLA (jit_compile) makes these small CPU models about 2x slower per step; measured, see README.
-        model.compile(optimizer=keras.optimizers.Adam(config.fit.learning_rate), loss=masked_mse(), jit_compile=False)
     fit = config.fit
-    steps = steps_per_epoch(len(train_src), fit.batch_size, config.data.train_stride, fit.epochs, fit.min_steps)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2)),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
-    ]
-    history = model.fit(
-        make_batches(
-            train_src, fit.batch_size, config.data.train_stride, fit.seed, True, steps=steps, augment=config.augment
-        ),
-        validation_data=make_batches(
-            val_src, fit.batch_size, max(config.data.train_stride, config.data.out_len), fit.seed, shuffle=False
-        ),
-        epochs=fit.epochs,
-        steps_per_epoch=steps,
-        shuffle=False,  # the pipeline draws fresh random windows every epoch itself
-        callbacks=callbacks,
-        verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
-    )
-    model.save(out / "model.keras")
+    plan = BatchPlan.of(config, int(strategy.num_replicas_in_sync), len(train_src))
+    with write_folder(out, role) as folder:
+        with strategy.scope():
+            model = build_model(
+                config.model,
+                config.data.window,
+                len(contract.channels),
+                len(contract.static_features),
+                config.data.out_len,
+            )
+            if finetune is not None:
+                finetune.apply(model, config.model)
+                contract = finetune.contract
+            # XLA (jit_compile) makes these small CPU models about 2x slower per step; measured, see README.
+            model.compile(optimizer=keras.optimizers.Adam(plan.learning_rate), loss=masked_mse(), jit_compile=False)
+        counter = step_counter()
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, fit.patience // 2)),
+            keras.callbacks.CSVLogger(str(folder / "history.csv")),
+            counter,
+        ]
+        train_batches = make_batches(
+            train_src,
+            plan.global_batch,
+            config.data.train_stride,
+            fit.seed,
+            True,
+            steps=plan.steps_per_epoch,
+            augment=config.augment,
+        )
+        val_batches = make_batches(
+            val_src, plan.global_batch, max(config.data.train_stride, config.data.out_len), fit.seed, shuffle=False
+        )
+        if role.n_workers > 1:
+            train_batches, val_batches = shard_by_data(train_batches), shard_by_data(val_batches)
+            adapt_to_workers(model, strategy, train_batches)
+        history = model.fit(
+            train_batches,
+            validation_data=val_batches,
+            epochs=fit.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            shuffle=False,  # the pipeline draws fresh random windows every epoch itself
+            callbacks=callbacks,
+            verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+        )
+        model.save(folder / "model.keras")  # every worker saves (the others to their scratch folder)
+    distribution = {
+        "strategy": fit.strategy,
+        "workers": role.n_workers,
+        "worker_index": role.index,
+        "chief": role.chief,
+        "replicas": plan.replicas,
+        "per_replica_batch": plan.per_replica_batch,
+        "global_batch": plan.global_batch,
+        "learning_rate": plan.learning_rate,
+        "steps_this_worker": counter.steps,
+    }
+    if not role.chief:
+        seconds = time.perf_counter() - started
+        epochs = len(history.history["loss"])
+        summary = {
+            "epochs_run": epochs,
+            "best_val_loss": float(min(history.history["val_loss"])),
+            "steps_per_epoch": plan.steps_per_epoch,
+            "gradient_steps": plan.steps_per_epoch * epochs,
+            "seconds": round(seconds, 1),
+            "distribution": distribution,
+        }
+        return RunResult(out, split, summary, contract, seconds, epochs)
     contract.save(out / CONTRACT_FILE)
     (out / "config.toml").write_text(dump_toml(config))
 
@@ -209,8 +306,8 @@ def train(
         "epochs_run": len(history.history["loss"]),
         "best_val_loss": float(min(history.history["val_loss"])),
         "train_windows": len(train_src),
-        "steps_per_epoch": steps,
-        "gradient_steps": steps * len(history.history["loss"]),
+        "steps_per_epoch": plan.steps_per_epoch,
+        "gradient_steps": plan.steps_per_epoch * len(history.history["loss"]),
         "augment": config.augment.enabled,
         "dropped": loaded.dropped + unused,
         "padded_short_sequences": loaded.padded,
@@ -219,6 +316,7 @@ def train(
         "parameters": int(model.count_params()),
         "seconds": round(seconds, 1),
         "versions": versions(),
+        **({"distribution": distribution} if role.n_workers > 1 or fit.strategy != "none" else {}),
         **({"init_from": finetune.provenance()} if finetune is not None else {}),
         **{name: {k: r[k] for k in ("pooled", "per_subject", "n_windows", "subjects")} for name, r in results.items()},
     }
@@ -227,6 +325,19 @@ def train(
 
     write_model_card(out, config, contract, metrics, results, loaded)
     return RunResult(out, split, metrics, contract, seconds, metrics["epochs_run"], results)
+
+
+def shard_by_data(dataset: Any) -> Any:
+    """``dataset`` auto-sharded by data, for several workers.
+
+    Every worker runs the whole (identically seeded) pipeline and keeps its slice of each global batch,
+    so the workers together take exactly the batches one machine would.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def versions() -> dict[str, str]:
