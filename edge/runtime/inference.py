@@ -239,6 +239,8 @@ class LegPredictor:
         self._last_t: float | None = None
         self._period = 1.0 / contract.rate_hz
         self._weights = slot_weights(self._out_len)
+        self._target_std = np.asarray(contract.targets.std, dtype=np.float64)
+        self._target_mean = np.asarray(contract.targets.mean, dtype=np.float64)
         # Samples still open to later windows, aligned with the last window's output slots.
         self._acc = np.zeros((self._out_len, 3))
         self._acc_w = np.zeros(self._out_len)
@@ -278,18 +280,21 @@ class LegPredictor:
         """Add grid samples; return the GRF samples completed (times, ``(m, 3)`` in BW), each once and in order."""
         if time_s.size == 0:
             return np.empty(0), np.empty((0, 3))
-        breaks = np.flatnonzero(np.diff(time_s) > 1.5 * self._period) + 1
         out_t: list[FloatArray] = []
         out_y: list[FloatArray] = []
         if self._last_t is not None and time_s[0] - self._last_t > 1.5 * self._period:
             self._flush(out_t, out_y)
             self.reset()
         self.last_push_compute_s = 0.0
-        for k, (t, x) in enumerate(zip(np.split(time_s, breaks), np.split(values, breaks), strict=True)):
-            if k:
-                self._flush(out_t, out_y)
-                self.reset()
-            self._push_segment(t, x, out_t, out_y)
+        breaks = np.flatnonzero(np.diff(time_s) > 1.5 * self._period) + 1 if time_s.size > 1 else ()
+        if len(breaks) == 0:  # the usual chunk: one piece of one segment
+            self._push_segment(time_s, values, out_t, out_y)
+        else:
+            for k, (t, x) in enumerate(zip(np.split(time_s, breaks), np.split(values, breaks), strict=True)):
+                if k:
+                    self._flush(out_t, out_y)
+                    self.reset()
+                self._push_segment(t, x, out_t, out_y)
         if not out_t:
             return np.empty(0), np.empty((0, 3))
         return np.concatenate(out_t), np.concatenate(out_y)
@@ -312,9 +317,10 @@ class LegPredictor:
             self._segment += take
             done += take
             # a window ends after sample number c (1-based, in the segment) when c >= w and (c - w) % hop == 0
-            counts = np.arange(first_count, self._segment + 1)
-            for c in counts[(counts >= w) & ((counts - w) % h == 0)]:
-                e = self._end - (self._segment - int(c))
+            first_end = max(first_count, w)
+            first_end += -(first_end - w) % h
+            for c in range(first_end, self._segment + 1, h):
+                e = self._end - (self._segment - c)
                 started = time.perf_counter()
                 feed = {"imu": self._buf[e - w : e][None]}
                 if self._static is not None:
@@ -324,12 +330,18 @@ class LegPredictor:
                 self.compute_s.append(spent)
                 self.last_push_compute_s += spent
                 self.inferences += 1
-                self._blend(int(c) - 1, e, self.contract.targets.invert(y), out_t, out_y)
+                self._blend(c - 1, e, y * self._target_std + self._target_mean, out_t, out_y)
         self._last_t = float(t[-1])
 
     def _blend(self, newest: int, e: int, y: FloatArray, out_t: list[FloatArray], out_y: list[FloatArray]) -> None:
         """Add one window's outputs (newest input: segment sample ``newest``, buffer end ``e``); emit what is final."""
         k, d = self._out_len, self._delay
+        if self.streaming.lag == 0 and self._last_newest is not None:  # every sample from one window's newest output
+            self._last_newest = newest
+            self._emitted_through = newest - d
+            out_t.append(self._times[e - d - 1 : e - d].copy())
+            out_y.append(y[k - 1 :])
+            return
         if self._last_newest is None:
             j0 = 0  # a segment's first window: its older outputs have no other prediction
             self._acc_t[:] = self._times[e - d - k : e - d]
