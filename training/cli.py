@@ -31,7 +31,11 @@ def register(commands: Any) -> None:
     add_dataset(train)
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
     train.add_argument("--config", type=Path, help="TOML with [data], [model], [fit], [split] tables")
-    train.add_argument("--model", choices=("cnn_lstm", "lstm", "cnn1d"), help="architecture (default cnn_lstm)")
+    train.add_argument(
+        "--model",
+        choices=("cnn_lstm", "lstm", "gru", "cnn1d", "tcn", "resnet1d", "inception", "transformer"),
+        help="architecture (default cnn_lstm)",
+    )
     train.add_argument("--no-static", action="store_true", help="do not give the model the static features")
     train.add_argument("--test-subjects", help="comma-separated subject-naive test subjects")
     train.add_argument("--epochs", type=int, help="maximum epochs")
@@ -142,21 +146,37 @@ def register(commands: Any) -> None:
 
     compare = commands.add_parser(
         "compare",
-        help="train the model zoo with and without static features on one split",
-        description="Train the chosen architectures (default cnn_lstm, lstm and cnn1d), each with and without "
-        "static features, on the same subject-wise split; write comparison.md, comparison.csv and comparison.png.",
+        help="cross-validate the model zoo with and without static features; int8 size, latency, Pareto front",
+        description="Train the chosen architectures (default all eight), each with and without static features "
+        "and at each output delay, in every fold of a subject-wise cross-validation (parallel, resumable: "
+        "OUT/runs/ holds one run per model, delay, fold and variant); convert each to int8 and time it on this "
+        "CPU with the device's interpreter; write comparison.json/.csv/.md, comparison.png and pareto.png "
+        "(vertical nRMSE against algorithmic delay + inference p99, the non-dominated front as a step line).",
     )
     add_dataset(compare)
     compare.add_argument("--out", type=Path, required=True, help="folder for the runs and the comparison")
     compare.add_argument("--config", type=Path, help="TOML base configuration")
     compare.add_argument(
-        "--models", default="all", help="comma-separated architectures (cnn_lstm, lstm, cnn1d) or 'all' (default)"
+        "--models",
+        default="all",
+        help="comma-separated architectures (cnn_lstm, lstm, gru, cnn1d, tcn, resnet1d, inception, transformer) "
+        "or 'all' (default)",
     )
-    compare.add_argument("--epochs", type=int, help="maximum epochs per model")
-    compare.add_argument("--quick", action="store_true", help="few epochs per model")
-    compare.add_argument("--seed", type=int, help="random seed")
+    compare.add_argument("--static", choices=("both", "on", "off"), default="both", help="static-feature variants")
+    compare.add_argument(
+        "--delays", help="comma-separated output delays in samples, e.g. 0,2,5,10 (default: the config's [data] delay)"
+    )
+    compare.add_argument("--folds", default="3", help="'loso' or K folds by subject (default 3)")
+    compare.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (one process each; default 1)")
+    compare.add_argument("--limit", type=int, help="train at most this many missing runs now; re-run to continue")
+    compare.add_argument("--invocations", type=int, default=200, help="timed int8 inferences per model (default 200)")
+    compare.add_argument("--epochs", type=int, help="maximum epochs per run")
+    compare.add_argument("--quick", action="store_true", help="few epochs per run")
+    compare.add_argument("--seed", type=int, help="random seed (folds, initialisation, window draws)")
     add_common(
-        compare, json="print the comparison as one JSON object (rows, test subjects, files, runs)", force=_FORCE_FOLDER
+        compare,
+        json="print the comparison as one JSON object (rows, Pareto front, files)",
+        force="write into a non-empty --out folder that is not a comparison folder (one with runs/ is always resumed)",
     )
     compare.set_defaults(handler=_compare)
 
@@ -177,6 +197,12 @@ def register(commands: Any) -> None:
     cv.add_argument("--jobs", type=int, default=1, help="folds trained in parallel (one process each; default 1)")
     cv.add_argument("--limit", type=int, help="train at most this many missing folds now; re-run to continue")
     cv.add_argument("--seed", type=int, help="random seed (fold assignment, initialisation, window draws)")
+    cv.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="train the folds on a Dask cluster (scheduler tcp://HOST:PORT) instead of local processes; "
+        "see docs/cluster.md",
+    )
     add_common(
         cv,
         json="print the summary as one JSON object",
@@ -428,18 +454,48 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     data = dataset_of(args)
-    from forcecast.training.compare import compare, parse_models
+    from forcecast.training.compare import RUNS_FOLDER, CompareError, compare, parse_delays, parse_models
+    from forcecast.training.cv import parse_folds
 
     models = parse_models(args.models)
-    refuse_non_empty(args.out, args.force)
+    folds = parse_folds(args.folds)
+    if args.invocations < 1:
+        raise CompareError(f"--invocations must be >= 1, got {args.invocations}")
+    if not (args.out / RUNS_FOLDER).is_dir():  # a comparison folder is resumed; anything else is refused
+        refuse_non_empty(args.out, args.force)
     config = _config(args)
+    delays = parse_delays(args.delays, config.data)
     _load_tensorflow(args)
-    table = compare(data, args.out, config, None if args.json else _progress("load"), models, quiet=args.json)
-    if args.json:
-        print(json.dumps(table.to_json(args.out)))
+    outcome = compare(
+        data,
+        args.out,
+        config,
+        models=models,
+        static=args.static,
+        delays=delays,
+        folds=folds,
+        jobs=args.jobs,
+        limit=args.limit,
+        progress=not args.json,
+        invocations=args.invocations,
+    )
+    if outcome.summary is None:
+        missing = outcome.missing
+        if args.json:
+            print(json.dumps({"complete": False, "done": len(outcome.results), "missing": missing}))
+        else:
+            print(f"{len(outcome.results)} of {len(outcome.tasks)} runs done; re-run to train the other {len(missing)}")
         return 0
-    print(table.to_markdown_text())
-    print(f"\nwritten: {args.out / 'comparison.md'}, comparison.csv, comparison.png")
+    if args.json:
+        print(json.dumps(outcome.summary))
+        return 0
+    from forcecast.training.compare_report import markdown
+
+    print(markdown(outcome.summary))
+    print(
+        f"written: {args.out / 'comparison.md'}, comparison.json, comparison.csv, comparison.png, pareto.png "
+        f"({outcome.trained_now} run(s) trained and {outcome.measured_now} int8 model(s) measured now)"
+    )
     return 0
 
 
@@ -460,6 +516,7 @@ def _cv(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         limit=args.limit,
         progress=not args.json,
+        cluster=args.cluster,
     )
     if outcome.summary is None:
         missing = [t.name for t in outcome.tasks if t.name not in outcome.results]

@@ -80,8 +80,8 @@ def test_run_split_reads_metrics_json_and_refuses_a_broken_one(tmp_path: Path) -
 def test_parse_models() -> None:
     assert parse_models("all") == ZOO
     assert parse_models("lstm, cnn_lstm") == ("cnn_lstm", "lstm")  # zoo order
-    with pytest.raises(ConfigError, match=r"unknown architecture.*transformer.*choose from cnn_lstm"):
-        parse_models("lstm,transformer")
+    with pytest.raises(ConfigError, match=r"unknown architecture.*wavenet.*choose from cnn_lstm"):
+        parse_models("lstm,wavenet")
     with pytest.raises(ConfigError, match="no architecture named"):
         parse_models(",")
 
@@ -126,24 +126,7 @@ def test_evaluate_defaults_to_the_held_out_subjects(
     assert "no subject split recorded" in captured.err
 
 
-@pytest.mark.tf
-def test_compare_models_epochs_json(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("tensorflow")
-    config = write_config(tmp_path / "tiny.toml", tiny_toml(min_steps=4).replace("epochs = 2", "epochs = 3"))
-    out = tmp_path / "zoo"
-    base = ["compare", str(tiny_dataset), "--out", str(out), "--config", str(config), "--seed", "1"]
-    assert main([*base, "--models", "lstm,gru"]) == 2
-    assert "unknown architecture(s) gru" in capsys.readouterr().err and not out.exists()
-
-    capsys.readouterr()
-    assert main([*base, "--models", "lstm", "--epochs", "1", "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)  # the whole of stdout is one object
-    assert [(r["model"], r["static"]) for r in payload["rows"]] == [("lstm", True), ("lstm", False)]
-    assert all(r["epochs"] == 1 for r in payload["rows"])  # --epochs overrides the config's 3
-    assert len(payload["test_subjects"]) == 1 and payload["seed"] == 1
-    assert all(Path(f).is_file() for f in payload["files"]) and all(Path(r).is_dir() for r in payload["runs"])
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["lstm", "lstm_static"]
-    assert "| lstm | yes |" in (out / "comparison.md").read_text()
+# compare end to end (--models, --epochs, --json, folds, delays, int8): tests/training/test_compare.py
 
 
 @pytest.mark.tf
