@@ -202,7 +202,8 @@ class ClinicPusher:
                 if not isinstance(data, dict):
                     raise ClinicUnavailableError(f"{method} {url}: answer {answer.status} is not a JSON object")
                 if answer.status != 200:
-                    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+                    found = data.get("error")
+                    error: dict[str, Any] = found if isinstance(found, dict) else {}
                     raise ClinicRefusedError(
                         answer.status, str(error.get("reason", "refused")), str(error.get("message", ""))
                     )
@@ -228,12 +229,24 @@ class ClinicPusher:
         async with self._session() as session:
             state = await self._request(session, "GET", "/state")
             device_id = str(state.get("device_id", ""))
-            if not device_id:
-                raise ClinicUnavailableError(f"{self.base_url}: the state answer names no device")
+            if not device_id or not isinstance(state.get("stores"), list):
+                raise ClinicUnavailableError(f"{self.base_url}: the state answer names no device or stores")
             self.stats.device_id = device_id
             self._offer(state.get("profile"), int(state.get("profile_version_applied") or 0))
+            held = {(str(h.get("store_id")), str(h.get("kind"))): int(h.get("max_seq", 0)) for h in state["stores"]}
             for store_id in await asyncio.to_thread(self.store.stores_with_records, device_id):
                 for kind in KIND_LABELS:
+                    # A clinic that holds less than it acknowledged (restored from a backup) gets the rest again.
+                    if self.store.lower_clinic_mark(
+                        self.base_url, device_id, store_id, kind, held.get((store_id, kind), 0)
+                    ):
+                        log.warning(
+                            "clinic %s holds less of %s %s %s than it acknowledged: pushing it again",
+                            self.base_url,
+                            device_id,
+                            store_id,
+                            kind,
+                        )
                     await self._push_store(session, device_id, store_id, kind)
             await self._apply_profile(session)
         self.stats.passes += 1

@@ -555,6 +555,19 @@ class HostStore:
                 (clinic, device_id, store_id, kind, upto),
             )
 
+    def lower_clinic_mark(self, clinic: str, device_id: str, store_id: str, kind: str, upto: int) -> bool:
+        """Move a clinic mark back to ``upto`` if it is above; returns whether it moved.
+
+        For a clinic that holds less than it had acknowledged (its database restored from a backup).
+        """
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE clinic_marks SET upto = ? WHERE clinic = ? AND device_id = ? AND store_id = ? AND kind = ? "
+                "AND upto > ?",
+                (upto, clinic, device_id, store_id, kind, upto),
+            ).rowcount
+        return bool(changed)
+
     def stores_with_records(self, device_id: str) -> list[str]:
         """Every store id of a device that has records here (``""``: firmware without store ids)."""
         with self._lock:

@@ -255,3 +255,28 @@ def test_the_token_file_is_read_strictly(tmp_path: Path) -> None:
     path.write_text("abc def\n")
     with pytest.raises(ValueError, match="blanks"):
         read_token(path)
+
+
+def test_a_clinic_restored_from_an_older_backup_gets_the_lost_tail_again(
+    clinic_db: ClinicTestDb, tmp_path: Path
+) -> None:
+    store, total = host_store(tmp_path, days=1, steps=300)
+
+    async def scenario() -> Any:
+        seeded = await seed(clinic_db.url, names=(DEVICE,))
+        clinic = Clinic(clinic_db.settings, free_port())
+        await clinic.start()
+        try:
+            await ClinicPusher(store, clinic.url, seeded.tokens[0], FAST).push_until_done()
+            engine = create_engine(clinic_db.url)
+            async with engine.begin() as connection:  # the backup was taken after step 120
+                await connection.execute(records.delete().where(records.c.kind == "step", records.c.seq > 120))
+            await engine.dispose()
+            return await ClinicPusher(store, clinic.url, seeded.tokens[0], FAST).push_until_done()
+        finally:
+            await clinic.stop()
+
+    again = asyncio.run(scenario())
+    assert again.accepted == store.count(DEVICE, "step") - 120 and again.duplicates == 0
+    assert asyncio.run(stored_keys(clinic_db.url)) == host_keys(store)
+    assert asyncio.run(count_records(clinic_db.url)) == (total, total)
