@@ -158,3 +158,23 @@ def test_host_sync_pushes_a_host_store_to_a_served_clinic(tmp_path: Path, capsys
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_the_deployment_files_match_the_commands() -> None:
+    """The example settings load, and the systemd unit's command line is one forcecast accepts."""
+    import shlex
+
+    from forcecast.cli import build_parser
+    from forcecast.clinic.config import load_settings
+
+    root = Path(__file__).resolve().parents[2] / "clinic" / "deploy"
+    settings = load_settings(root / "clinic.toml")
+    assert settings.database_url.startswith("postgresql://") and settings.host == "127.0.0.1"
+    unit = (root / "forcecast-clinic.service").read_text()
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert argv[0].endswith("/forcecast")
+    args = build_parser().parse_args(argv[1:])
+    assert (args.command, args.verb, args.config, args.processes) == (
+        "clinic", "serve", Path("/etc/forcecast/clinic.toml"), 2,
+    )  # fmt: skip
