@@ -381,9 +381,18 @@ class ClinicPusher:
         return stop.is_set()
 
     async def run(self, stop: asyncio.Event) -> SyncStats:
-        """Push every ``interval_s`` until ``stop`` (``host log --clinic``); a refused token ends it."""
+        """Push every ``interval_s`` until ``stop`` (``host log --clinic``).
+
+        A refusal (a revoked token, a refused batch) ends the pushing, logged as an error and kept in
+        ``stats.last_error``; whatever runs beside it (the BLE logger) goes on.
+        """
         while not stop.is_set():
-            await self.push_until_done(stop)
+            try:
+                await self.push_until_done(stop)
+            except ClinicRefusedError as exc:
+                self.stats.last_error = str(exc)
+                log.error("home sync to %s stopped: %s", self.base_url, exc)
+                break
             if await self._wait(self.config.interval_s, stop):
                 break
         return self.stats

@@ -280,3 +280,33 @@ def test_a_clinic_restored_from_an_older_backup_gets_the_lost_tail_again(
     assert again.accepted == store.count(DEVICE, "step") - 120 and again.duplicates == 0
     assert asyncio.run(stored_keys(clinic_db.url)) == host_keys(store)
     assert asyncio.run(count_records(clinic_db.url)) == (total, total)
+
+
+def test_the_background_pusher_keeps_pushing_and_stops_quietly_on_a_refusal(
+    clinic_db: ClinicTestDb, tmp_path: Path
+) -> None:
+    store, total = host_store(tmp_path, days=1, steps=100)
+    quick = ClinicSyncConfig(batch_records=100, backoff_min_s=0.01, backoff_max_s=0.05, interval_s=0.05)
+
+    async def scenario() -> tuple[int, str | None]:
+        seeded = await seed(clinic_db.url, names=(DEVICE,))
+        clinic = Clinic(clinic_db.settings, free_port())
+        await clinic.start()
+        stop = asyncio.Event()
+        pusher = ClinicPusher(store, clinic.url, seeded.tokens[0], quick)
+        task = asyncio.create_task(pusher.run(stop))
+        try:
+            while pusher.stats.passes < 2:
+                await asyncio.sleep(0.02)
+            engine = create_engine(clinic_db.url)
+            async with engine.begin() as connection:
+                await connection.execute(devices.update().values(revoked_at=1.0))
+            await engine.dispose()
+            stats = await asyncio.wait_for(task, 30)  # ends by itself: the token was revoked
+        finally:
+            stop.set()
+            await clinic.stop()
+        return stats.accepted, stats.last_error
+
+    accepted, error = asyncio.run(scenario())
+    assert accepted == total and error is not None and "revoked_token" in error
