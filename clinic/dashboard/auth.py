@@ -108,7 +108,10 @@ async def _verify(stored: str, password: str) -> bool:
 
 def _login_page(request: web.Request, status: int, error: str = "", email: str = "") -> web.Response:
     dashboard = dashboard_of(request)
-    token = csrf.new_token()
+    # Keep the browser's token: a second login page (another tab, a favicon fetch redirected here) must not
+    # invalidate the form already shown.
+    kept = request.cookies.get(csrf.LOGIN_COOKIE, "")
+    token = kept if csrf.well_formed(kept) else csrf.new_token()
     response = dashboard.render(
         request,
         "login.html.j2",

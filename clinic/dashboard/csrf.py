@@ -19,11 +19,17 @@ FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 LOGIN_COOKIE = "forcecast_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_LENGTH = 43
 
 
 def new_token() -> str:
     """A fresh random token (32 bytes, URL-safe base64)."""
     return secrets.token_urlsafe(32)
+
+
+def well_formed(token: str) -> bool:
+    """Whether a token has the form :func:`new_token` gives (43 URL-safe base64 characters)."""
+    return len(token) == TOKEN_LENGTH and all(c.isascii() and (c.isalnum() or c in "-_") for c in token)
 
 
 def same(given: str | None, expected: str | None) -> bool:

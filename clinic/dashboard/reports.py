@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any, TypeVar
 
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -152,7 +153,9 @@ def trend_png(days: list[DayFigures], last_day: date, n_days: int, limit_bw: flo
     axes[2].set_title("wear time (h per day)", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+        ax.tick_params(axis="x", labelsize=8)
     missing = [d for d in span if d not in by_day]
     for d in missing:
         axes[2].axvspan(
@@ -255,7 +258,7 @@ COMPARED: tuple[tuple[str, str, str, int], ...] = (
     ("wear_h_per_day", "Wear time per day", " h", 1),
     ("cadence_spm", "Cadence", " /min", 1),
     ("peak_bw_mean", "Peak vertical force", " BW", 3),
-    ("peak_n_mean", "Peak vertical force", " N", 0),
+    ("peak_n_mean", "Peak vertical force in newtons", " N", 0),
     ("loading_rate_bw_s_mean", "Loading rate", " BW/s", 2),
     ("impulse_bws_mean", "Vertical impulse per step", " BW·s", 3),
     ("load_bws_per_day", "Load per day (cumulative impulse)", " BW·s", 0),
@@ -322,8 +325,9 @@ def compare_rows(a: PeriodFigures, b: PeriodFigures) -> list[CompareRow]:
         difference = "–"
         if first is not None and second is not None:
             delta = second - first
+            delta = 0.0 if abs(delta) < 0.5 * 10**-digits else delta  # no "-0"
             difference = f"{delta:+,.{digits}f}{unit}"
-            if key != "asymmetry" and first != 0:
+            if key != "asymmetry" and abs(first) >= 10**-digits:
                 difference += f" ({delta / abs(first) * 100:+.0f} %)"
         rows.append(CompareRow(f"{key}", title, _cell(first, unit, digits), _cell(second, unit, digits), difference))
     return rows
@@ -341,7 +345,7 @@ def compare_png(a: PeriodFigures, b: PeriodFigures) -> str:
                 ax.hist(
                     figures.peaks,
                     bins=bins,
-                    density=True,
+                    weights=np.full(figures.peaks.size, 100.0 / figures.peaks.size),
                     alpha=0.55,
                     color=colour,
                     label=f"{figures.period.label} (median {np.median(figures.peaks):.2f} BW, "
@@ -351,7 +355,7 @@ def compare_png(a: PeriodFigures, b: PeriodFigures) -> str:
     else:
         ax.text(0.5, 0.5, "no steps in either period", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("peak vertical force per step (BW)")
-    ax.set_ylabel("share of steps")
+    ax.set_ylabel("% of the period's steps")
     ax.set_title("distribution of step peaks", fontsize=10)
     ax.grid(alpha=0.3)
     figure.tight_layout()

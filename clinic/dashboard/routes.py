@@ -26,7 +26,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from forcecast.clinic.dashboard import queries, reports
-from forcecast.clinic.dashboard.attention import assess, rank
+from forcecast.clinic.dashboard.attention import Attention, assess, rank
 from forcecast.clinic.dashboard.queries import Patient, SessionUser
 from forcecast.clinic.dashboard.state import Dashboard, dashboard_of, user_of
 from forcecast.clinic.db.audit import audit
@@ -89,7 +89,13 @@ async def patient_list(request: web.Request) -> web.StreamResponse:
         latest = next((d for d in figures.get(attention.patient_id, []) if d.day == yesterday), None)
         level = "alert" if attention.flags else ("warn" if attention.reasons else "ok")
         rows.append(
-            {"patient": by_id[attention.patient_id], "attention": attention, "yesterday": latest, "level": level}
+            {
+                "patient": by_id[attention.patient_id],
+                "attention": attention,
+                "yesterday": latest,
+                "level": level,
+                "badge": _badge(attention),
+            }
         )
     return dashboard.render(
         request,
@@ -99,6 +105,15 @@ async def patient_list(request: web.Request) -> web.StreamResponse:
         window_days=config.window_days,
         wear_target_h=config.wear_target_h,
     )
+
+
+def _badge(attention: Attention) -> str:
+    """The row's label: the most important reason's kind."""
+    if attention.flags:
+        return f"{len(attention.flags)} flag{'s' if len(attention.flags) > 1 else ''}"
+    if attention.missing_days:
+        return f"{len(attention.missing_days)} day{'s' if len(attention.missing_days) > 1 else ''} missing"
+    return "low wear time" if attention.low_adherence else "nothing unusual"
 
 
 # ---------------------------------------------------------------- one patient

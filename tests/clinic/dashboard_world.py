@@ -120,11 +120,12 @@ PLAN: dict[str, Plan] = {
     "A-FLAG": Plan(STEPS, 10, (), 40),
 }
 """Clinic A's patients; the attention order is A-FLAG, A-MISSING, A-LOWWEAR, A-FINE."""
+NAMES = {"A-FINE": "Anna Berg", "A-LOWWEAR": "Lena Wolf", "A-MISSING": "Max Roth", "A-FLAG": "Frida Lang"}
 DAYS = 9
 
 
-async def build_world(engine: AsyncEngine, today: date) -> World:
-    """Two clinics, their users and patients, devices and ``DAYS`` days of records before ``today``."""
+async def build_world(engine: AsyncEngine, today: date, days: int = DAYS) -> World:
+    """Two clinics, their users and patients, devices and ``days`` days of records before ``today``."""
     world = World(today)
     async with engine.begin() as conn:
         world.clinic_a = await add_clinic(conn, "Clinic A")
@@ -134,7 +135,14 @@ async def build_world(engine: AsyncEngine, today: date) -> World:
         await add_user(conn, world.clinic_b, world.physio_b, "Bob B", PASSWORD, "physio")
         for code in PLAN:
             world.patients_a[code] = await add_patient(
-                conn, world.clinic_a, code, f"Name of {code}", affected_side="left", body_mass_kg=70.0, height_m=1.7
+                conn,
+                world.clinic_a,
+                code,
+                NAMES[code],
+                affected_side="left",
+                body_mass_kg=70.0,
+                height_m=1.7,
+                hka_deg=3.5,
             )
         world.patient_b = await add_patient(
             conn, world.clinic_b, "B-ONE", SECRET_B, affected_side="right", body_mass_kg=80.0, height_m=1.8, hka_deg=4.0
@@ -145,16 +153,16 @@ async def build_world(engine: AsyncEngine, today: date) -> World:
             world.tokens[code] = token
             seq: dict[str, int] = {}
             batch: list[IncomingRecord] = []
-            for back in range(DAYS, 0, -1):
+            for back in range(days, 0, -1):
                 if back in plan.missing:
                     continue
-                steps = plan.yesterday if back == 1 else plan.steps
+                steps = plan.yesterday if back == 1 else plan.steps + (0 if back < 6 else (back * 37) % 41 - 20)
                 batch += day_records(today - timedelta(days=back), steps, plan.wear_h, 1.15, seq, code, cues=1)
             await store_records(conn, device, "store-1", batch)
         device_b, world.tokens["B-ONE"] = await enroll_device(conn, world.clinic_b, world.patient_b, world.device_b)
         seq_b: dict[str, int] = {}
         batch_b = []
-        for back in range(DAYS, 0, -1):
+        for back in range(days, 0, -1):
             batch_b += day_records(today - timedelta(days=back), 150, 9, 1.3, seq_b, "B-ONE")
         await store_records(conn, device_b, "store-b", batch_b)
     return world

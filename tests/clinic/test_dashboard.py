@@ -155,7 +155,7 @@ def test_patient_page_and_the_daily_report(clinic_db: ClinicTestDb) -> None:
         yesterday = world.today - timedelta(days=1)
         assert 'id="trend"' in html and "data:image/png;base64," in html
         assert f'href="/patients/{pid}/report/{yesterday.isoformat()}"' in html
-        assert "Name of A-FINE" in html and SECRET_B not in html
+        assert "Anna Berg" in html and SECRET_B not in html
         report = await client.get(f"/patients/{pid}/report/{yesterday.isoformat()}")
         text = await report.text()
         assert report.status == 200

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forcecast.clinic.dashboard.attention import Attention, AttentionConfig, DayFigures, assess, rank
+from forcecast.host_app.analytics import TREND_METRICS
 
 TODAY = date(2026, 3, 20)
 
@@ -45,7 +46,7 @@ def test_yesterday_outside_the_usual_range_is_flagged_in_words() -> None:
     found = assess(1, days, TODAY)
     text = " | ".join(found.flags)
     assert "steps 1.5e+03 below" in text or "steps 1,500 below" in text
-    assert "mean peak vertical force (BW) 1.6 above" in text
+    assert f"{TREND_METRICS['peak_bw_mean']} 1.6 above" in text
     assert found.reasons[: len(found.flags)] == list(found.flags)
 
 
