@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import get_args
 
 import numpy as np
@@ -84,7 +85,7 @@ def _float_ops(flatbuffer: bytes) -> list[str]:
 
 @pytest.mark.tf
 @pytest.mark.parametrize("name", ZOO)
-def test_every_architecture_builds_with_and_without_static_and_converts_to_full_int8(name: str) -> None:
+def test_every_architecture_builds_with_and_without_static_and_converts_to_full_int8(name: Architecture) -> None:
     pytest.importorskip("tensorflow")
     import keras
 
@@ -110,7 +111,7 @@ def test_every_architecture_builds_with_and_without_static_and_converts_to_full_
         spec = REGISTRY[name]
         if not spec.deployable:
             continue
-        flatbuffer = convert(model, "int8", lambda samples=samples: iter(samples))
+        flatbuffer = convert(model, "int8", partial(iter, samples))
         assert all(op.isupper() and not op.startswith("Flex") for op in audit_ops(flatbuffer))
         # The converter can leave one float island in an unrolled recurrent cell at some sizes (a gate SPLIT
         # between DEQUANTIZE and QUANTIZE, depending on the weights; none seen at the default sizes);
