@@ -4,7 +4,10 @@
 2. train a quick model, subject-wise;
 3. make a signing key, quantise to int8 and sign the package;
 4. run the edge runtime (verified package, golden self-test) on a synthetic walker of another cohort,
-   both legs, over simulated days: several walking bouts a day, each dated at its time of day;
+   both legs, over simulated days: several walking bouts a day, each dated at its time of day. Between
+   bouts the walker sits, still wearing the device: the demo stores the step-free GRF summaries a worn,
+   idle device writes (:func:`idle_summaries`) instead of running the model over hours of sitting, so the
+   report's recorded time is the day's wear (about 13 h), not only the minutes of walking;
 5. stream every record over the in-process BLE link (bumble GATT server ↔ bleak host client) into
    the host store;
 6. write the physiotherapist's report for the last day.
@@ -43,6 +46,9 @@ BOUTS_LAST_DAY = (
 BOUTS_EARLIER_DAY = (("comfortable", 40.0), ("slow", 30.0), ("comfortable", 40.0))
 FIRST_BOUT_HOUR = 8.0
 LAST_BOUT_HOUR = 20.0
+WORN_BEFORE_S = 30 * 60.0
+"""The device goes on this long before the first bout and comes off this long after the last one."""
+IDLE_SUMMARY_S = 60.0
 WALKER = 3
 WALKER_SEED = 5
 """The walker: subject 3 of another cohort than the training data, so the model has never seen them."""
@@ -195,10 +201,19 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) ->
     print(
         f"\nreport: {html.resolve()}\n  {m.steps} steps, {m.walking_min:.0f} min walking, mean peak "
         f"{m.peak_bw_mean} BW, asymmetry {m.asymmetry}, {sum(f.level == 'alert' for f in m.flags)} alert(s)\n"
-        f"open it in a browser; the whole demo took {seconds:.0f} s",
+        f"  recorded time {m.wear_min / 60:.1f} h (the device was worn from before the first bout to after the last)\n"
+        f"open it in a browser; the whole demo took {seconds:.0f} s\n"
+        f"the patient's live view with a simulated device: forcecast host live --virtual --package {paths.package} "
+        f"--pubkey {paths.keys / 'forcecast_ed25519.pub'}",
         flush=True,
     )
-    return {"report": str(html.resolve()), "seconds": round(seconds, 1), **simulated, "day": last_day.isoformat()}
+    return {
+        "report": str(html.resolve()),
+        "seconds": round(seconds, 1),
+        **simulated,
+        "day": last_day.isoformat(),
+        "recorded_h": round(m.wear_min / 60, 2),
+    }
 
 
 def _bout_times(day: date, count: int) -> list[float]:
@@ -206,6 +221,30 @@ def _bout_times(day: date, count: int) -> list[float]:
     spacing = (LAST_BOUT_HOUR - FIRST_BOUT_HOUR) / max(count - 1, 1)
     midnight = datetime.combine(day, datetime.min.time()).astimezone()
     return [(midnight + timedelta(hours=FIRST_BOUT_HOUR + k * spacing)).timestamp() for k in range(count)]
+
+
+def idle_summaries(start: float, end: float, patient_id: str, legs: tuple[str, ...]) -> list[tuple[float, Any]]:
+    """GRF summaries of a worn device while its wearer sits, ``start`` to ``end`` (Unix s), ``IDLE_SUMMARY_S`` each.
+
+    No steps, no cues; ``(device time, record)`` pairs dated by ``t_unix`` as the runtime dates its summaries.
+    """
+    from forcecast.edge.records import SummaryRecord
+
+    out: list[tuple[float, Any]] = []
+    t = start
+    while end - t >= 1.0:
+        span = min(IDLE_SUMMARY_S, end - t)
+        record = SummaryRecord(
+            t_unix=round(t, 3),
+            patient_id=patient_id,
+            start_s=0.0,
+            end_s=round(span, 3),
+            steps=dict.fromkeys(legs, 0),
+            cues=0,
+        )
+        out.append((t, record))
+        t += span
+    return out
 
 
 def device_model(package: Path, pubkey: Path, config: DeviceConfig, columns: tuple[str, ...]) -> LoadedModel:
@@ -268,7 +307,19 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
     async with virtual_link(DeviceLink(store, info), output_rate_hz=contract.rate_hz) as link:
         logger = link.logger(host, ClientConfig(ack_period_s=0.2))
         client = asyncio.create_task(logger.run())
+        worn_from = plan[0][0] - WORN_BEFORE_S
         for number, (start, (condition, seconds)) in enumerate(tqdm(plan, desc="walking bouts", unit="bout")):
+            if datetime.fromtimestamp(start).date() != datetime.fromtimestamp(worn_from).date():
+                worn_from = start - WORN_BEFORE_S  # a new day: the device went on before its first bout
+            store.append("summary", idle_summaries(worn_from, start, patient.patient_id, config.runtime.legs))
+            worn_from = start + 3.0 + seconds
+            last_of_day = number + 1 == len(plan) or (
+                datetime.fromtimestamp(plan[number + 1][0]).date() != datetime.fromtimestamp(start).date()
+            )
+            if last_of_day:
+                end = worn_from + WORN_BEFORE_S
+                store.append("summary", idle_summaries(worn_from, end, patient.patient_id, config.runtime.legs))
+                worn_from = end
             source = SyntheticSource(
                 subject=WALKER,
                 seed=WALKER_SEED + number,

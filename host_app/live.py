@@ -68,7 +68,12 @@ class LiveView:
         self.tz = tz
         self.context = context or PatientContext()
         self._streamed = False
-        self._walking: tuple[float, str, float] = (0.0, "", 0.0)  # (computed at, patient, minutes)
+        # (computed at, (patient, limit), (walking minutes, steps over the limit)): see _from_steps
+        self._walking: tuple[float, tuple[str, float | None], tuple[float, int | None]] = (
+            -1e9,
+            ("", None),
+            (0.0, None),
+        )
         self.port: int | None = None
         self._clients: set[asyncio.Queue[str | None]] = set()
         self._runner: web.AppRunner | None = None
@@ -123,34 +128,56 @@ class LiveView:
     # ---------------------------------------------------------------- data
 
     def today(self) -> dict[str, Any]:
-        """Today's steps, cumulative vertical impulse, cues (steps over the limit) and walking minutes."""
+        """Today's steps, cumulative vertical impulse, cues, steps over the limit and walking minutes.
+
+        ``over_limit`` counts today's steps whose highest vertical peak is above the feedback limit (None while
+        the limit is not known); ``cues`` counts the cue records the host holds for the patient.
+        """
         patient = self._patient or str(self.logger.device_info.get("patient_id", ""))
         if not patient:
-            return {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0, "walking_min": 0.0}
+            return {
+                "patient_id": None,
+                "steps": 0,
+                "load_bws": 0.0,
+                "cues": 0,
+                "over_limit": None,
+                "walking_min": 0.0,
+            }
         start, end = day_bounds(datetime.now(self.tz).date(), self.tz)
         steps, load, cues = self.store.day_totals(patient, start, end)
+        walking_min, over_limit = self._from_steps(patient, start, end)
         return {
             "patient_id": patient,
             "steps": steps,
             "load_bws": round(load, 1),
             "cues": cues,
-            "walking_min": self._walking_min(patient, start, end),
+            "over_limit": over_limit,
+            "walking_min": walking_min,
         }
 
-    def _walking_min(self, patient: str, start: float, end: float) -> float:
-        """Minutes in walking bouts today (as the report counts them), worked out at most every 10 s."""
-        computed, who, minutes = self._walking
+    def _from_steps(self, patient: str, start: float, end: float) -> tuple[float, int | None]:
+        """Minutes in walking bouts today (as the report counts them) and steps over the limit.
+
+        Worked out from the day's step records at most every :data:`WALKING_PERIOD_S` (and when the limit changes).
+        """
+        limit = self.context.feedback_limit_bw
+        computed, key, found = self._walking
         now = time.monotonic()
-        if who == patient and now - computed < WALKING_PERIOD_S:
-            return minutes
+        if key == (patient, limit) and now - computed < WALKING_PERIOD_S:
+            return found
         steps = self.store.dated_records(patient, StepRecord, start, end)
         table = pd.DataFrame(
             {"t": [s.t_host for s in steps], "stance_s": [s.record.stance_s for s in steps]}, dtype=float
         )
-        bouts = find_bouts(table, AnalyticsConfig())
-        minutes = round(float(bouts["duration_s"].sum()) / 60.0, 1)
-        self._walking = (now, patient, minutes)
-        return minutes
+        minutes = round(float(find_bouts(table, AnalyticsConfig())["duration_s"].sum()) / 60.0, 1)
+        over = None
+        if limit is not None:
+            peaks = [
+                max((p for p in (s.record.peak1_bw, s.record.peak2_bw) if p is not None), default=0.0) for s in steps
+            ]
+            over = sum(peak > limit for peak in peaks)
+        self._walking = (now, (patient, limit), (minutes, over))
+        return minutes, over
 
     def patient(self) -> dict[str, Any]:
         """What the page shows about the patient: affected leg, feedback limit (BW and N), body mass."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forcecast.edge.errors import UsageError
+from forcecast.edge.runtime.feedback import CueEvent
 from forcecast.host_app.analytics import PatientContext
 from forcecast.host_app.client import ClientConfig, HostLogger
 from forcecast.host_app.store import HostStore
@@ -76,6 +77,20 @@ class VirtualDeviceConfig:
                     f"--{name}: {path} is not a file (run 'forcecast demo' once: it writes model-int8.fcpkg "
                     "and keys/forcecast_ed25519.pub; or give a package and its public key)"
                 )
+
+
+class SimulatedBuzzer:
+    """The simulated device's cue output: counts the cues a real one would buzz (the page shows their records)."""
+
+    def __init__(self) -> None:
+        self.fired = 0
+
+    def fire(self, event: CueEvent) -> None:
+        """Count one cue."""
+        self.fired += 1
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 @dataclass
@@ -149,6 +164,7 @@ async def virtual_device(
         logger = link.logger(host, client or ClientConfig(live=True))
 
         current: list[SyntheticSource] = []
+        buzzer = SimulatedBuzzer()
 
         def walk() -> None:
             bout = 0
@@ -173,6 +189,7 @@ async def virtual_device(
                     model_version=str(loaded.package.manifest["model_version"]),
                     patient=patient,
                     listeners=[link.server.listener],
+                    cue=buzzer,
                 )
                 current[:] = [source]
                 if not stop.is_set():

@@ -21,7 +21,8 @@ def test_the_demo_runs_end_to_end_and_writes_the_report(tmp_path, capsys):
     assert report.exists() and report.stat().st_size > 50_000
     assert result["lost"] == 0 and result["host_steps"] == result["device_steps"] > 400
     page = report.read_text()
-    assert "DEMO-01" in page and page.count('<img alt="') == 5
+    assert "DEMO-01" in page and page.count('<img alt="') == 6
+    assert 12.5 < result["recorded_h"] < 13.5  # worn 07:30 to about 20:30, not only the minutes of walking
     with HostStore(out / "host.sqlite") as store:
         assert store.patients() == ["DEMO-01"]
     assert (out / "model-int8.fcpkg").exists() and (out / "run" / "model_card.md").exists()

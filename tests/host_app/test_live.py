@@ -60,7 +60,14 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
         store = RecordStore(tmp_path / "d.sqlite", device_id="fc-live")
         store.append(
             "step",
-            [(1.0, {"t_unix": now - 60 + k, "patient_id": "P7", "leg": "r", "impulse_v_bws": 0.5}) for k in range(10)],
+            [
+                (
+                    1.0,
+                    {"t_unix": now - 60 + k, "patient_id": "P7", "leg": "r", "impulse_v_bws": 0.5}
+                    | {"peak1_bw": round(1.0 + 0.05 * k, 2)},
+                )
+                for k in range(10)
+            ],
         )
         info = {"device_id": "fc-live", "patient_id": "P7"}
         async with virtual_link(DeviceLink(store, info)) as link:
@@ -107,7 +114,14 @@ def test_the_live_page_streams_state_force_totals_and_cues(tmp_path):
     }
     assert sum(len(g["v"]) for g in seen["grf"]) == 20 and seen["grf"][0]["leg"] == "r"
     assert seen["cue"][0]["peak_bw"] == 1.31
-    assert totals == {"patient_id": "P7", "steps": 10, "load_bws": 5.0, "cues": 1, "walking_min": 0.1}  # one bout, 9 s
+    assert totals == {
+        "patient_id": "P7",
+        "steps": 10,
+        "load_bws": 5.0,
+        "cues": 1,
+        "over_limit": 4,  # 1.30 to 1.45 BW over the 1.25 limit
+        "walking_min": 0.1,
+    }  # one bout, 9 s
     if rendered is not None:  # the page loads in a browser and its script starts without errors
         dom, console = rendered
         assert console == [] and 'id="trace"' in dom
@@ -153,7 +167,14 @@ def test_the_server_answers_errors_plainly_and_stop_ends_open_streams(tmp_path):
     refused, today_head, today, clients_left, stopped_s, seen, after = asyncio.run(scenario())
     assert refused.startswith("HTTP/1.1 405") and "Allow: GET" in refused and refused.endswith("method not allowed\n")
     assert today_head.startswith("HTTP/1.1 200") and "no-store" in today_head
-    assert json.loads(today) == {"patient_id": None, "steps": 0, "load_bws": 0.0, "cues": 0, "walking_min": 0.0}
+    assert json.loads(today) == {
+        "patient_id": None,
+        "steps": 0,
+        "load_bws": 0.0,
+        "cues": 0,
+        "over_limit": None,
+        "walking_min": 0.0,
+    }
     assert clients_left == 2
     assert stopped_s < 1.0  # the open streams ended at once instead of holding the shutdown
     for events in seen:

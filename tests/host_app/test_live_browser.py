@@ -75,7 +75,7 @@ def virtual_live_view(folder: Path, limit_bw: float = LIMIT_BW) -> Iterator[str]
 def test_the_live_page_shows_the_simulated_device_streaming(tmp_path):
     with virtual_live_view(tmp_path) as url, chromium_session(1280, 900) as driver:
         driver.get(url)
-        wait = wait_for(driver, 60)
+        wait = wait_for(driver, 120)
         state = driver.find_element(By.ID, "state")
         wait.until(lambda d: state.get_attribute("data-state") == "streaming")
         assert state.text.startswith("streaming from fc-virtual") and "no device" not in driver.page_source
@@ -103,6 +103,10 @@ def test_the_live_page_shows_the_simulated_device_streaming(tmp_path):
         assert limit_red > 500, "no red limit line on the trace"
         wait.until(lambda d: d.find_element(By.ID, "steps").text not in ("–", "0"))
         assert driver.find_element(By.ID, "walking").text.endswith(("min", "h"))
+        # the walker's steps go over the 1.05 BW limit: the device cues, the page says so
+        wait.until(lambda d: d.find_element(By.ID, "cue-list").text != "no cue yet")
+        assert " leg over your limit (" in driver.find_element(By.ID, "cue-list").text
+        wait.until(lambda d: d.find_element(By.ID, "over-limit").text not in ("–", "0"))
         save_screenshot(driver, tmp_path / "live.png")
     assert (tmp_path / "live.png").stat().st_size > 10_000
 
