@@ -321,6 +321,7 @@ def execute(
     jobs: int,
     limit: int | None = None,
     on_done: Callable[[Task, dict[str, Any]], None] | None = None,
+    cluster: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run what is missing, ``jobs`` at a time (``jobs`` > 1: spawned worker processes, each with its own TF).
 
@@ -334,6 +335,10 @@ def execute(
         Run at most this many missing tasks now (the rest on a later call).
     on_done
         Called after each task finishes (progress).
+    cluster
+        A Dask scheduler address (``--cluster``): the missing tasks run on its workers instead, each
+        fold's folder coming back to this machine (see :mod:`forcecast.training.fanout`); ``jobs`` is
+        then unused (the cluster's workers set the parallelism).
 
     Returns
     -------
@@ -352,6 +357,10 @@ def execute(
             results[task.name] = earlier
     if limit is not None:
         todo = todo[: max(0, limit)]
+    if cluster is not None:
+        from forcecast.training.fanout import execute_on_cluster
+
+        return results | execute_on_cluster(todo, cluster, on_done)
     if jobs == 1 or len(todo) <= 1:
         for task in todo:
             results[task.name] = run_task(task)
@@ -419,6 +428,7 @@ def cross_validate(
     jobs: int = 1,
     limit: int | None = None,
     progress: bool = True,
+    cluster: str | None = None,
 ) -> CVOutcome:
     """Run (or finish) a subject-wise cross-validation and write its summary.
 
@@ -440,6 +450,9 @@ def cross_validate(
         Train at most this many missing fold × variant runs in this call.
     progress
         Show a progress bar on stderr.
+    cluster
+        Train on the Dask cluster at this scheduler address instead of local processes (see
+        :func:`execute`).
 
     Raises
     ------
@@ -453,7 +466,7 @@ def cross_validate(
     tasks = plan(data_dir, out, config, loaded, folds, static)
     out.mkdir(parents=True, exist_ok=True)
     with _loaded_in_process(data_dir, config, loaded):
-        results, trained_now = _run_with_progress(tasks, jobs, limit, progress)
+        results, trained_now = _run_with_progress(tasks, jobs, limit, progress, cluster)
     if not all(t.name in results for t in tasks):
         return CVOutcome(tasks, results, None, trained_now)
     from forcecast.training.cv_report import summarise_cv, write_summary
@@ -474,7 +487,7 @@ def cross_validate(
 
 
 def _run_with_progress(
-    tasks: list[Task], jobs: int, limit: int | None, progress: bool
+    tasks: list[Task], jobs: int, limit: int | None, progress: bool, cluster: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """:func:`execute` the tasks, with a progress bar on stderr when ``progress``; the results and how many ran now."""
     bar = None
@@ -492,7 +505,7 @@ def _run_with_progress(
     try:
         if bar is not None:
             bar.update(already)
-        results = execute(tasks, jobs, limit, done)
+        results = execute(tasks, jobs, limit, done, cluster=cluster)
     finally:
         if bar is not None:
             bar.close()
