@@ -168,6 +168,12 @@ def register(commands: Any) -> None:
     )
     compare.add_argument("--folds", default="3", help="'loso' or K folds by subject (default 3)")
     compare.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (one process each; default 1)")
+    compare.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="train the runs on a Dask cluster (scheduler tcp://HOST:PORT) instead of local processes; "
+        "see docs/cluster.md",
+    )
     compare.add_argument("--limit", type=int, help="train at most this many missing runs now; re-run to continue")
     compare.add_argument("--invocations", type=int, default=200, help="timed int8 inferences per model (default 200)")
     compare.add_argument("--epochs", type=int, help="maximum epochs per run")
@@ -478,6 +484,7 @@ def _compare(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.json,
         invocations=args.invocations,
+        cluster=args.cluster,
     )
     if outcome.summary is None:
         missing = outcome.missing

@@ -259,6 +259,7 @@ def compare(
     limit: int | None = None,
     progress: bool = True,
     invocations: int = 200,
+    cluster: str | None = None,
 ) -> CompareOutcome:
     """Run (or finish) the comparison and write ``comparison.{json,csv,md,png}`` and ``pareto.png``.
 
@@ -286,6 +287,9 @@ def compare(
         Progress bars on stderr.
     invocations
         Timed interpreter calls per int8 model.
+    cluster
+        Train the runs on the Dask cluster at this scheduler address instead of local processes
+        (see :func:`forcecast.training.cv.execute`); the int8 figures are still measured here.
 
     Raises
     ------
@@ -303,7 +307,7 @@ def compare(
     with ExitStack() as stack:  # jobs = 1: the runs in this process share what is loaded here
         for delay, data in loaded.items():
             stack.enter_context(_loaded_in_process(data_dir, delay_config(config, models[0], delay), data))
-        results, trained_now = _train(tasks, jobs, limit, progress)
+        results, trained_now = _train(tasks, jobs, limit, progress, cluster)
     if any(t.name not in results for t in tasks):
         return CompareOutcome(tasks, results, None, trained_now, 0)
     groups = groups_of(tasks)
@@ -350,7 +354,9 @@ def _bar(progress: bool, total: int, what: str) -> Any:
     return tqdm(total=total, unit="run" if what == "train" else "model", desc=what, file=sys.stderr, disable=None)
 
 
-def _train(tasks: list[Task], jobs: int, limit: int | None, progress: bool) -> tuple[dict[str, dict[str, Any]], int]:
+def _train(
+    tasks: list[Task], jobs: int, limit: int | None, progress: bool, cluster: str | None = None
+) -> tuple[dict[str, dict[str, Any]], int]:
     """:func:`forcecast.training.cv.execute` with a progress bar over runs; the results and how many trained now."""
     bar = _bar(progress, len(tasks), "train")
     already = sum(1 for t in tasks if (Path(t.folder) / "result.json").is_file())
@@ -363,7 +369,7 @@ def _train(tasks: list[Task], jobs: int, limit: int | None, progress: bool) -> t
     try:
         if bar is not None:
             bar.update(already)
-        results = execute(tasks, jobs, limit, done)
+        results = execute(tasks, jobs, limit, done, cluster=cluster)
     finally:
         if bar is not None:
             bar.close()
