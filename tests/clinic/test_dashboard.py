@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from clinic_db import ClinicTestDb
 from dashboard_world import PASSWORD, SECRET_B, STEPS, World, build_world, csrf_of, dashboard_app, login
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from forcecast.clinic.dashboard import DASHBOARD
+from forcecast.clinic.dashboard import DASHBOARD, csrf
 from forcecast.clinic.dashboard.auth import COOKIE
 from forcecast.clinic.db.engine import create_engine
 from forcecast.clinic.db.schema import audit_log, notes, patients, sessions
@@ -107,7 +108,17 @@ def test_login_form_needs_its_csrf_cookie_and_next_stays_local(clinic_db: Clinic
         response = await client.post("/login", data=form, allow_redirects=False)
         assert response.status == 302 and response.headers["Location"] == "/"
         cookie = response.cookies[COOKIE]
-        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/" and not cookie["secure"]
+        dashboard = client.app[DASHBOARD]
+        dashboard.settings = dataclasses.replace(dashboard.settings, cookie_secure=True)
+        client.session.cookie_jar.clear()
+        page = await client.get("/login")
+        token = csrf_of(await page.text())
+        assert page.cookies[csrf.LOGIN_COOKIE]["secure"]  # not sent back over plain HTTP: the test sends it itself
+        form = {"email": world.physio_a, "password": PASSWORD, "csrf_token": token, "next": "/"}
+        headers = {"Cookie": f"{csrf.LOGIN_COOKIE}={token}"}
+        secure = await client.post("/login", data=form, headers=headers, allow_redirects=False)
+        assert secure.status == 302 and secure.cookies[COOKIE]["secure"]
 
     run(clinic_db, body)
 
