@@ -272,3 +272,20 @@ def test_old_packages_stream_as_accurately_as_blocks_on_a_synthetic_walk(name, s
         assert scores["streamed"][axis]["r"] > 0.9, (axis, scores)
         assert abs(scores["difference"][axis]["r"]) < 0.005, (axis, scores)
         assert abs(scores["difference"][axis]["rmse_bw"]) < 0.005, (axis, scores)
+
+
+def test_the_whole_pipeline_gives_each_sample_once_whatever_the_chunks(short_walk):
+    loaded = bench.load_benched(DATA / "grf_int8.fcpkg", [PUBKEY], short_walk.columns)
+    outputs = []
+    for chunk_s in (0.01, 0.37, 1.0):
+        grf: bench.GrfRuns = {}
+        # no start-up calibration: it takes whole chunks, so its estimate (hence every input) depends on them
+        pipeline = bench._pipeline(loaded.model, loaded.contract, short_walk, None, RuntimeConfig(calibration_s=0), grf)
+        for chunk in short_walk.chunks(chunk_s):
+            pipeline.push(chunk.time_s, chunk.values)
+        pipeline.finish()
+        outputs.append(bench._series(grf["r"]))
+    for t, y in outputs:
+        assert np.all(np.diff(t) > 0) and np.allclose(np.diff(t), 0.01)  # each sample once, in order, no holes
+        np.testing.assert_array_equal(t, outputs[0][0])
+        np.testing.assert_allclose(y, outputs[0][1], rtol=0, atol=1e-9)
