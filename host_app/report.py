@@ -321,7 +321,7 @@ def _day_axis(ax: Any, table: pd.DataFrame) -> None:
 
 
 def _trend(table: pd.DataFrame, found: dict[str, Baseline], day: date) -> str:
-    figure = Figure(figsize=(10.5, 3.4))
+    figure = Figure(figsize=(10.5, 3.7))
     axes = figure.subplots(1, 2)
     x = pd.to_datetime(pd.Series(table.index))
     for ax, metric, label, unit in (
@@ -334,17 +334,26 @@ def _trend(table: pd.DataFrame, found: dict[str, Baseline], day: date) -> str:
         baseline = found.get(metric)
         if baseline is not None:
             ax.axhspan(
-                baseline.low, baseline.high, color="#55a868", alpha=0.15, label=f"usual range ({baseline.days} days)"
+                baseline.low,
+                baseline.high,
+                color="#55a868",
+                alpha=0.15,
+                label=f"usual range (patient's baseline, {baseline.days} days)",
             )
             ax.axhline(baseline.median, color="#55a868", linewidth=1)
         ax.set_title(label, fontsize=10)
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
         _day_axis(ax, table)
-        ax.legend(fontsize=8, loc="lower left")
     if not found:
         axes[1].text(0.5, 0.05, "no baseline yet", transform=axes[1].transAxes, ha="center", color="#666")
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    for handle, label in zip(*axes[1].get_legend_handles_labels(), strict=True):
+        if label not in labels:
+            handles.append(handle)
+            labels.append(label)
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return _png(figure)
 
 

@@ -103,7 +103,7 @@ def live_shot(folder: Path, out: Path, package: Path, pubkey: Path) -> Path:
         try:
             driver.get(f"http://127.0.0.1:{port}/")
             wait = WebDriverWait(driver, 180, poll_frequency=0.1)
-            wait.until(lambda d: int(d.find_element(By.ID, "trace").get_attribute("data-samples") or 0) > 1500)
+            wait.until(lambda d: d.find_element(By.ID, "walking").text not in ("–", "under 1 min"))
             wait.until(lambda d: d.find_element(By.ID, "cue-list").text != "no cue yet")
             wait.until(lambda d: d.find_element(By.ID, "cue-banner").get_attribute("class") == "on")
             time.sleep(0.5)
