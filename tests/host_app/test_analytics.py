@@ -12,6 +12,7 @@ import pytest
 from forcecast.edge.records import EventRecord, StepRecord, SummaryRecord
 from forcecast.host_app.analytics import (
     AnalyticsConfig,
+    GaitPhases,
     InMemoryRecords,
     PatientContext,
     add_trend_flags,
@@ -19,6 +20,8 @@ from forcecast.host_app.analytics import (
     daily_table,
     day_bounds,
     day_metrics,
+    find_bouts,
+    gait_phases,
     load_day,
 )
 from forcecast.host_app.store import DatedRecord, HostStore
@@ -209,3 +212,25 @@ def test_patient_context_checks_its_fields_and_fills_gaps_from_the_records(tmp_p
     assert merged.body_mass_kg == found.body_mass_kg and merged.source == "the clinic; the device's records"
     nothing = context_from_day(load_day(store, "P1", DAY + timedelta(days=1), UTC))
     assert nothing == PatientContext()
+
+
+def contacts(leg: str, first: float, count: int, stride: float = 1.0, stance: float = 0.6) -> pd.DataFrame:
+    return pd.DataFrame({"t": first + stride * np.arange(count), "leg": leg, "stance_s": stance})
+
+
+def test_gait_phases_from_both_legs_contact_times():
+    # left contacts every 1.0 s, right half a cycle later, 0.6 s stance: 60 % stance, 40 % swing, and each stance
+    # overlaps the other leg's for 0.1 s at its start and its end: 20 % double support
+    steps = pd.concat([contacts("l", 0.0, 12), contacts("r", 0.5, 12)], ignore_index=True)
+    bouts = find_bouts(steps, AnalyticsConfig())
+    phases = gait_phases(steps, bouts)
+    assert (phases.stance_pct, phases.swing_pct, phases.double_support_pct) == (60.0, 40.0, 20.0)
+    assert phases.cycles == 22  # 11 per leg
+    one_leg = steps[steps["leg"] == "r"]
+    alone = gait_phases(one_leg, find_bouts(one_leg, AnalyticsConfig()))
+    assert (alone.stance_pct, alone.double_support_pct) == (60.0, None)  # double support needs both legs
+    # a pause longer than a stride is not a gait cycle, and nothing at all gives nothing
+    paused = pd.concat([contacts("l", 0.0, 2, stride=3.0), contacts("r", 0.5, 2, stride=3.0)], ignore_index=True)
+    assert gait_phases(paused, find_bouts(paused, AnalyticsConfig(min_bout_steps=1))).cycles == 0
+    empty = steps.iloc[:0]
+    assert gait_phases(empty, find_bouts(empty, AnalyticsConfig())) == GaitPhases(None, None, None, 0)
