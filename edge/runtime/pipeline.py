@@ -231,9 +231,15 @@ class Pipeline:
         }
 
     def can_switch_to(self, contract: ModelContract) -> bool:
-        """Whether a model with ``contract`` can take over while running (same rate, sensors already in use)."""
+        """Whether a model with ``contract`` can take over while running.
+
+        It must run at the same rate and alignment, on sensors already in use, with outputs the streaming
+        settings can use (``runtime.stream_hop`` at most its ``out_len``).
+        """
+        runtime = self.config.runtime
         try:
-            needed = needed_columns(contract, self.config.runtime.legs, self.columns)
+            needed = needed_columns(contract, runtime.legs, self.columns)
+            Streaming.for_model(contract, runtime.stream_hop, runtime.stream_lag)
         except ContractError:
             return False
         return (
@@ -261,7 +267,8 @@ class Pipeline:
         """
         if not self.can_switch_to(contract):
             raise ContractError(
-                f"model {model_version} needs another rate, alignment or other sensors than the running model; "
+                f"model {model_version} needs another rate, alignment or other sensors than the running model, "
+                "or gives fewer outputs per inference than runtime.stream_hop; "
                 "it can only start with the runtime"
             )
         with self._switch_lock:

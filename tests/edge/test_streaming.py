@@ -289,3 +289,18 @@ def test_the_whole_pipeline_gives_each_sample_once_whatever_the_chunks(short_wal
         assert np.all(np.diff(t) > 0) and np.allclose(np.diff(t), 0.01)  # each sample once, in order, no holes
         np.testing.assert_array_equal(t, outputs[0][0])
         np.testing.assert_allclose(y, outputs[0][1], rtol=0, atol=1e-9)
+
+
+def test_a_model_whose_outputs_the_hop_would_skip_cannot_take_over_while_running():
+    from forcecast.edge.runtime.pipeline import Pipeline
+
+    contract = toy_contract(out_len=4)
+    config = DeviceConfig(runtime=RuntimeConfig(stream_hop=4, stream_lag=3, calibration_s=0))
+    pipeline = Pipeline(ToyModel(contract), contract, config, COLUMNS, RATE, 160.0, 35.0)
+    assert pipeline.can_switch_to(toy_contract(out_len=4))
+    shorter = toy_contract(out_len=2)
+    assert not pipeline.can_switch_to(shorter)
+    with pytest.raises(ContractError, match=r"runtime\.stream_hop"):
+        pipeline.switch_model(ToyModel(shorter), shorter, "2.0")
+    with pytest.raises(ContractError, match=r"must be 1\.\.2"):  # nor start with the runtime
+        Pipeline(ToyModel(shorter), shorter, config, COLUMNS, RATE, 160.0, 35.0)
