@@ -540,11 +540,22 @@ def _live(args: argparse.Namespace) -> int:
         pass
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and not args.virtual:
-            return no_adapter(exc)
+            return _no_adapter_live(exc)
         print(f"forcecast host live: error: cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2
     except BleakError as exc:
-        return no_adapter(exc)
+        return _no_adapter_live(exc)
     finally:
         store.close()
     return 0
+
+
+def _no_adapter_live(exc: BaseException) -> int:
+    """:func:`no_adapter`, and how to try the live view without one."""
+    status = no_adapter(exc)
+    print(
+        "forcecast host live: to try the page without Bluetooth, run it with a simulated device: "
+        "forcecast host live --virtual (after 'forcecast demo', or with --package PKG --pubkey KEY)",
+        file=sys.stderr,
+    )
+    return status

@@ -206,3 +206,13 @@ def test_a_port_in_use_is_an_os_error_and_leaves_nothing_listening(tmp_path):
 
     error, runner, totals = asyncio.run(scenario())
     assert isinstance(error, OSError) and runner is None and totals is None
+
+
+def test_live_virtual_without_a_package_says_how_to_get_one(tmp_path, capsys):
+    from forcecast.cli import main
+
+    argv = ["host", "live", "--virtual", "--db", str(tmp_path / "h.sqlite"), "--port", "0"]
+    assert main([*argv, "--package", str(tmp_path / "none.fcpkg")]) == 2
+    assert "none.fcpkg is not a file (run 'forcecast demo' once" in capsys.readouterr().err
+    assert main([*argv, "--limit-bw", "0"]) == 2
+    assert "--limit-bw: 0.0 must be a positive number" in capsys.readouterr().err
