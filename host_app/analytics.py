@@ -416,6 +416,9 @@ class GaitPhases:
 
 MAX_STRIDE_S = 2.5
 """A same-leg contact-to-contact interval longer than this is a pause, not a gait cycle."""
+NEIGHBOURS = 3
+"""The other leg's stances that can overlap one stance: the last few starting before it ends (stances are
+shorter than a cycle, so at most two overlap; one more for a misdetected step)."""
 
 
 def gait_phases(steps: pd.DataFrame, bouts: pd.DataFrame) -> GaitPhases:
@@ -450,10 +453,19 @@ def gait_phases(steps: pd.DataFrame, bouts: pd.DataFrame) -> GaitPhases:
         if len(other) != 1:
             continue
         other_start, other_end = intervals[other[0]]
-        for k in np.flatnonzero(valid):
-            a, b = contact[k], contact[k] + stance[k]
-            overlap = np.clip(np.minimum(other_end, b) - np.maximum(other_start, a), 0.0, None).sum()
-            double_pct.append(100.0 * float(overlap) / float(cycle[k]))
+        chosen = np.flatnonzero(valid)
+        a, b = contact[chosen], contact[chosen] + stance[chosen]
+        # the other leg's stances that can overlap [a, b): the last NEIGHBOURS starting before b
+        last = np.searchsorted(other_start, b, side="left") - 1
+        overlap = np.zeros(chosen.size)
+        for back in range(NEIGHBOURS):
+            j = last - back
+            ok = j >= 0
+            jj = np.clip(j, 0, None)
+            overlap += np.where(
+                ok, np.clip(np.minimum(other_end[jj], b) - np.maximum(other_start[jj], a), 0.0, None), 0
+            )
+        double_pct += list(100.0 * overlap / cycle[chosen])
     if not stance_pct:
         return GaitPhases(None, None, None, 0)
     stance_median = round(float(np.median(stance_pct)), 1)
@@ -545,13 +557,23 @@ def day_metrics(data: DayData, config: AnalyticsConfig | None = None) -> DayMetr
 
 
 def daily_table(
-    store: RecordSource, patient_id: str, last_day: date, days: int, tz: tzinfo, config: AnalyticsConfig | None = None
+    store: RecordSource,
+    patient_id: str,
+    last_day: date,
+    days: int,
+    tz: tzinfo,
+    config: AnalyticsConfig | None = None,
+    known: Mapping[date, DayMetrics] | None = None,
 ) -> pd.DataFrame:
-    """One row of trend metrics per day for ``days`` days ending with ``last_day`` (NaN where no steps)."""
+    """One row of trend metrics per day for ``days`` days ending with ``last_day`` (NaN where no steps).
+
+    ``known`` holds days already worked out (the report's own day), which are not read again.
+    """
     rows = []
+    known = known or {}
     for offset in range(days - 1, -1, -1):
         day = last_day - timedelta(days=offset)
-        metrics = day_metrics(load_day(store, patient_id, day, tz, waveforms=False), config)
+        metrics = known.get(day) or day_metrics(load_day(store, patient_id, day, tz, waveforms=False), config)
         has_data = metrics.steps > 0
         rows.append(
             {"day": day, "has_data": has_data}

@@ -121,7 +121,7 @@ def build_report(
     data = load_day(store, patient_id, day, tz)
     context = (context or PatientContext()).merged(context_from_day(data))
     metrics = day_metrics(data, config)
-    table = daily_table(store, patient_id, day, TREND_DAYS, tz, config)
+    table = daily_table(store, patient_id, day, TREND_DAYS, tz, config, known={day: metrics})
     found = add_trend_flags(metrics, table, config)
     devices = {d["device_id"]: d for d in store.devices()}
     affected = context.affected_leg

@@ -191,6 +191,8 @@ def test_in_memory_records_give_the_same_day_as_the_host_store(tmp_path):
     assert memory.dated_records("nobody", StepRecord, start, end) == []
     table = daily_table(memory, "P1", DAY, 3, UTC)
     assert table["has_data"].tolist() == [False, True, True]  # the evening-before step counts for its day
+    given = daily_table(memory, "P1", DAY, 3, UTC, known={DAY: day_metrics(from_memory)})
+    pd.testing.assert_frame_equal(table, given)  # a day already worked out is not read again, and agrees
 
 
 def test_patient_context_checks_its_fields_and_fills_gaps_from_the_records(tmp_path):
