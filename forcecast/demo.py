@@ -10,7 +10,9 @@
    report's recorded time is the day's wear (about 13 h), not only the minutes of walking;
 5. stream every record over the in-process BLE link (bumble GATT server ↔ bleak host client) into
    the host store;
-6. write the physiotherapist's report for the last day.
+6. write the physiotherapist's report for the last day;
+7. build the clinic's database with the demo patient, synced through the sync API, and print the command that
+   serves the dashboard (:mod:`forcecast.clinic.demo_clinic`).
 
 This module may import every part (it is the dispatcher's); each import happens when it is needed.
 """
@@ -196,6 +198,12 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) ->
     finally:
         store.close()
     html = write_report(report, out / f"report-{simulated['patient_id']}-{last_day.isoformat()}.html")
+    _step(7, "clinic server database with the demo patient, synced through the sync API")
+    from forcecast.clinic.demo_clinic import prepare_demo_clinic
+
+    clinic = asyncio.run(
+        prepare_demo_clinic(paths.host_store, out / "clinic", simulated["device_id"], simulated["profile"])
+    )
     seconds = time.perf_counter() - started
     m = report.metrics
     print(
@@ -204,7 +212,9 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) ->
         f"  recorded time {m.wear_min / 60:.1f} h (the device was worn from before the first bout to after the last)\n"
         f"open it in a browser; the whole demo took {seconds:.0f} s\n"
         f"the patient's live view with a simulated device: forcecast host live --virtual --package {paths.package} "
-        f"--pubkey {paths.keys / 'forcecast_ed25519.pub'}",
+        f"--pubkey {paths.keys / 'forcecast_ed25519.pub'}\n"
+        f"the clinic's dashboard ({clinic.records} records of the demo patient): {clinic.command}\n"
+        f"  then open http://127.0.0.1:8750 and log in as {clinic.email} with the password in {clinic.login_file}",
         flush=True,
     )
     return {
@@ -213,6 +223,7 @@ def run_demo(out: Path, days: int = DAYS, seed: int = 1, force: bool = False) ->
         **simulated,
         "day": last_day.isoformat(),
         "recorded_h": round(m.wear_min / 60, 2),
+        "clinic": clinic.as_dict(),
     }
 
 
@@ -356,6 +367,15 @@ async def simulate(paths: DemoPaths, last_day: date, days: int) -> dict[str, Any
     host.close()
     return {
         "patient_id": patient.patient_id,
+        "device_id": config.device_id,
+        "profile": {
+            "patient_id": patient.patient_id,
+            "affected_side": patient.affected_side,
+            "body_mass_kg": patient.body_mass_kg,
+            "height_m": patient.height_m,
+            "hka_deg": patient.hka_deg,
+            "feedback_limit_bw": patient.peak_limit_bw or None,  # 0 means no cue
+        },
         "device_steps": device_steps,
         "host_steps": host_steps,
         "lost": device_steps - host_steps,

@@ -112,9 +112,9 @@ def test_login_form_needs_its_csrf_cookie_and_next_stays_local(clinic_db: Clinic
         dashboard = client.app[DASHBOARD]
         dashboard.settings = dataclasses.replace(dashboard.settings, cookie_secure=True)
         client.session.cookie_jar.clear()
-        page = await client.get("/login")
-        token = csrf_of(await page.text())
-        assert page.cookies[csrf.LOGIN_COOKIE]["secure"]  # not sent back over plain HTTP: the test sends it itself
+        form_page = await client.get("/login")
+        token = csrf_of(await form_page.text())
+        assert form_page.cookies[csrf.LOGIN_COOKIE]["secure"]  # not sent back over plain HTTP: the test sends it itself
         form = {"email": world.physio_a, "password": PASSWORD, "csrf_token": token, "next": "/"}
         headers = {"Cookie": f"{csrf.LOGIN_COOKIE}={token}"}
         secure = await client.post("/login", data=form, headers=headers, allow_redirects=False)
