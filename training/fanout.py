@@ -22,7 +22,8 @@ import shutil
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,8 @@ def train_remotely(task: Task) -> tuple[dict[str, Any], bytes]:
 
     scratch = Path(tempfile.mkdtemp(prefix=f"forcecast-{task.name}-"))
     try:
-        result = run_task(replace(task, folder=str(scratch / task.name)))
+        with _keras_seeds_of_its_own(task.config.fit.seed):
+            result = run_task(replace(task, folder=str(scratch / task.name)))
         _clear_keras()
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -120,6 +122,27 @@ def train_remotely(task: Task) -> tuple[dict[str, Any], bytes]:
         return result, buffer.getvalue()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _keras_seeds_of_its_own(seed: int) -> Iterator[None]:
+    """Give Keras a Python random generator of its own, seeded like the global one, while the block runs.
+
+    Keras draws each layer's initial seed from Python's global ``random`` (after ``set_random_seed``
+    seeded it); in a Dask worker the event-loop thread draws from that generator too (retry jitter,
+    peer choice), at moments that vary, and the same fold then trained differently on every run. With
+    its own generator, seeded the same way, a fold trains as it does in a local process.
+    """
+    import random
+
+    from keras.src.random import seed_generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
 
 
 def unpack_fold(task: Task, archive: bytes) -> None:

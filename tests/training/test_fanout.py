@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tiny_training import tiny_toml, write_config
 
+from forcecast.cli import main
 from forcecast.training.fanout import (
     ClusterAddressError,
     ClusterUnreachableError,
@@ -119,13 +120,15 @@ def test_a_wrong_fold_archive_is_refused_and_leaves_nothing(tmp_path, files, mes
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]], Path]]:
-    """A Dask scheduler and two single-threaded workers (separate processes, no nanny) on 127.0.0.1."""
+def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]], list[Path]]]:
+    """A Dask scheduler and two single-threaded workers (separate processes, no nanny) on 127.0.0.1.
+
+    Yields the scheduler address, the two worker processes and each worker's temporary folder.
+    """
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    scratch = tmp_path / "worker-tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    scratch = [tmp_path / "node0-tmp", tmp_path / "node1-tmp"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     logs = tmp_path / "cluster-logs"
     logs.mkdir()
     processes = [
@@ -138,10 +141,11 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
     ]
     time.sleep(1.0)
     for i in range(2):
+        scratch[i].mkdir()
         processes.append(
             subprocess.Popen(
                 [str(DASK), "worker", address, *WORKER_OPTIONS, "--name", f"node{i}"],
-                env=env,
+                env={**env, "TMPDIR": str(scratch[i])},
                 stdout=subprocess.DEVNULL,
                 stderr=(logs / f"worker{i}.log").open("wb"),
             )
@@ -188,4 +192,13 @@ def test_cv_on_a_two_node_cluster_survives_a_killed_node(tiny_dataset, tmp_path,
     written = json.loads((out / "cv.json").read_text())
     assert written["trained_now"] == 3
     assert sorted(f"{r['fold']}-{r['variant']}" for r in written["per_fold"]) == folds  # each fold's result once
-    assert not list(worker_tmp.glob("forcecast-*"))  # the workers' scratch folders are gone
+    assert not list(worker_tmp[1].glob("forcecast-*"))  # the surviving node removed its scratch folders
+    # the same result as a local process: one fold again, here
+    local = tmp_path / "cv-local"
+    base = ["cv", str(tiny_dataset), "--out", str(local), "--config", str(config), "--seed", "2", "--static", "on"]
+    assert main([*base, "--limit", "1", "--json"]) == 0
+    (name,) = [p.name for p in (local / "folds").iterdir()]
+    here, there = (json.loads((root / "folds" / name / "result.json").read_text()) for root in (local, out))
+    assert here["fingerprint"] == there["fingerprint"]
+    assert json.dumps(here["subject_naive"], sort_keys=True) == json.dumps(there["subject_naive"], sort_keys=True)
+    assert len(list(worker_tmp[0].glob("forcecast-*"))) <= 1  # the killed one left at most the fold it was training
