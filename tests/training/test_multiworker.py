@@ -106,6 +106,27 @@ def test_hand_made_tf_config_with_a_chief_entry():
             role_from_tf_config(bad)
 
 
+def test_batch_plan_keeps_one_machine_exact_and_shares_the_work_between_replicas():
+    from dataclasses import replace
+
+    from forcecast.training.config import TrainConfig
+    from forcecast.training.fit import BatchPlan
+    from forcecast.training.windows import steps_per_epoch
+
+    config = TrainConfig()
+    config = replace(config, fit=replace(config.fit, batch_size=64, learning_rate=1e-3, epochs=10, min_steps=600))
+    one = BatchPlan.of(config, 1, 100_000)
+    assert (one.global_batch, one.learning_rate) == (64, 1e-3)
+    assert one.steps_per_epoch == steps_per_epoch(100_000, 64, config.data.train_stride, 10, 600)
+    two = BatchPlan.of(config, 2, 100_000)
+    assert (two.per_replica_batch, two.global_batch) == (64, 128)
+    assert two.learning_rate == pytest.approx(1e-3 * 2**0.5)
+    assert two.steps_per_epoch * two.global_batch >= one.steps_per_epoch * one.global_batch - two.global_batch
+    assert two.steps_per_epoch < one.steps_per_epoch  # the same windows in fewer, larger steps
+    small = BatchPlan.of(config, 4, 10)  # a tiny dataset: the min_steps floor is shared too
+    assert small.steps_per_epoch == 15 and small.steps_per_epoch * 4 * 10 == 600
+
+
 # --- the meeting point ---
 
 
