@@ -20,6 +20,7 @@ from pathlib import Path
 
 from forcecast.edge.errors import UsageError
 from forcecast.edge.runtime.feedback import CueEvent
+from forcecast.edge.sources.base import Source
 from forcecast.host_app.analytics import PatientContext
 from forcecast.host_app.client import ClientConfig, HostLogger
 from forcecast.host_app.store import HostStore
@@ -122,13 +123,15 @@ async def virtual_device(
     from forcecast.edge.runtime.lifecycle import ModelFit, load_model_file
     from forcecast.edge.runtime.pipeline import Pipeline, run_source
     from forcecast.edge.runtime.store import RecordStore
+    from forcecast.edge.sources.plugins import source_class
     from forcecast.host_app.virtual_link import virtual_link
-    from forcecast.lab.sources.synthetic import SyntheticSource
 
     logging.getLogger("bumble").setLevel(logging.ERROR)
-    probe = SyntheticSource(subject=config.subject, seed=config.seed)
+    # The lab layer's walker, found as the device finds it (--source synthetic): a plug-in, not an import
+    synthetic = source_class("synthetic")
+    probe = synthetic(subject=config.subject, seed=config.seed)
     walker = probe.subject
-    side = config.affected_side or probe.walker.affected_side
+    side = config.affected_side or walker.affected_side
     if side not in ("left", "right", "none"):
         raise UsageError(f"affected side {side!r} is not left, right or none")
     patient = PatientConfig(
@@ -163,13 +166,13 @@ async def virtual_device(
     async with virtual_link(DeviceLink(store, info), output_rate_hz=loaded.contract.rate_hz) as link:
         logger = link.logger(host, client or ClientConfig(live=True))
 
-        current: list[SyntheticSource] = []
+        current: list[Source] = []
         buzzer = SimulatedBuzzer()
 
         def walk() -> None:
             bout = 0
             while not stop.is_set():
-                source = SyntheticSource(
+                source = synthetic(
                     subject=config.subject,
                     seed=config.seed + bout,
                     speed=1.0,
