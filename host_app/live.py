@@ -59,7 +59,8 @@ class LiveView:
         The patient's time zone (what "today" means).
     context
         What the page shows about the patient: affected side, feedback limit, body mass (for newtons). A
-        limit not given is taken from the first cue the device reports (its ``limit_bw``).
+        limit not given is taken from the latest cue the device reports (its ``limit_bw``), a body mass not
+        given from a step's newtons over its body weights.
     """
 
     def __init__(self, logger: HostLogger, store: HostStore, tz: tzinfo, context: PatientContext | None = None) -> None:
@@ -67,6 +68,7 @@ class LiveView:
         self.store = store
         self.tz = tz
         self.context = context or PatientContext()
+        self._learn_limit = self.context.feedback_limit_bw is None  # a limit given is kept; else the cues tell it
         self._streamed = False
         # (computed at, (patient, limit), (walking minutes, steps over the limit)): see _from_steps
         self._walking: tuple[float, tuple[str, float | None], tuple[float, int | None]] = (
@@ -230,7 +232,8 @@ class LiveView:
         if record.patient_id:
             self._patient = record.patient_id
         if isinstance(record, EventRecord) and record.event is EventType.CUE:
-            if self.context.feedback_limit_bw is None and record.limit_bw:
+            if self._learn_limit and record.limit_bw and record.limit_bw != self.context.feedback_limit_bw:
+                # the device's limit now (a profile written to it changes it): the latest cue says it
                 self.context = replace(self.context, feedback_limit_bw=record.limit_bw)
                 self._broadcast("patient", self.patient())
             # The page shows the force that crossed the limit as the cue's peak.
@@ -239,6 +242,11 @@ class LiveView:
                 {"leg": record.leg, "peak_bw": record.force_bw, "limit_bw": record.limit_bw, "t_unix": record.t_unix},
             )
         elif isinstance(record, StepRecord):
+            if self.context.body_mass_kg is None and record.peak1_n and record.peak1_bw:
+                # a step's newtons over its body weights give the body weight the device uses
+                mass = round(record.peak1_n / record.peak1_bw / GRAVITY_MPS2, 1)
+                self.context = replace(self.context, body_mass_kg=mass)
+                self._broadcast("patient", self.patient())
             self._broadcast("step", {"leg": record.leg, "peak1_bw": record.peak1_bw})
 
     async def _push_totals(self) -> None:

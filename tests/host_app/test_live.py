@@ -216,3 +216,31 @@ def test_live_virtual_without_a_package_says_how_to_get_one(tmp_path, capsys):
     assert "none.fcpkg is not a file (run 'forcecast demo' once" in capsys.readouterr().err
     assert main([*argv, "--limit-bw", "0"]) == 2
     assert "--limit-bw: 0.0 must be a positive number" in capsys.readouterr().err
+
+
+def test_the_page_learns_the_limit_and_body_mass_from_the_records(tmp_path):
+    from types import SimpleNamespace
+
+    logger = SimpleNamespace(state="streaming", device_id="fc-1", device_info={})
+    view = LiveView(logger, HostStore(tmp_path / "h.sqlite"), UTC)
+    assert view.patient() == {
+        "affected_leg": None,
+        "affected_side": None,
+        "limit_bw": None,
+        "limit_n": None,
+        "body_mass_kg": None,
+    }
+    view._on_record("step", {"t_unix": 1.0, "patient_id": "P1", "leg": "l", "peak1_bw": 1.1, "peak1_n": 863.0})
+    view._on_record("event", {"t_unix": 2.0, "event": "cue", "leg": "l", "force_bw": 1.3, "limit_bw": 1.2})
+    assert view.patient() == {
+        "affected_leg": None,
+        "affected_side": None,
+        "limit_bw": 1.2,
+        "limit_n": round(1.2 * 80.0 * 9.80665),
+        "body_mass_kg": 80.0,
+    }
+    view._on_record("event", {"t_unix": 3.0, "event": "cue", "leg": "l", "force_bw": 1.5, "limit_bw": 1.4})
+    assert view.patient()["limit_bw"] == 1.4  # the device's limit changed (a new profile): the latest cue tells
+    given = LiveView(logger, HostStore(tmp_path / "g.sqlite"), UTC, PatientContext(feedback_limit_bw=1.1))
+    given._on_record("event", {"t_unix": 3.0, "event": "cue", "leg": "l", "force_bw": 1.5, "limit_bw": 1.4})
+    assert given.patient()["limit_bw"] == 1.1  # a limit given is kept
