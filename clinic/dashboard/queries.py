@@ -375,23 +375,25 @@ async def patient_records(
     return [StoredRecord(r[0], r[1], float(r[2]), r[3], r[4]) for r in rows]
 
 
-def _number(conn: AsyncConnection, key: str) -> sa.ColumnElement[Any]:
-    """A number out of the payload's JSON, the way this database reads JSON."""
+def _number(conn: AsyncConnection, document: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
+    """A number out of a payload (JSONB on PostgreSQL, JSON text on SQLite)."""
     if conn.dialect.name == "postgresql":
-        return sa.cast(sa.cast(records.c.payload, JSONB)[key].astext, sa.Double)
-    return sa.func.json_extract(records.c.payload, f"$.{key}")
+        return sa.cast(document[key].astext, sa.Double)
+    return sa.func.json_extract(document, f"$.{key}")
 
 
-def _text(conn: AsyncConnection, key: str) -> sa.ColumnElement[Any]:
+def _text(conn: AsyncConnection, document: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
     if conn.dialect.name == "postgresql":
-        return sa.cast(records.c.payload, JSONB)[key].astext
-    return sa.func.json_extract(records.c.payload, f"$.{key}")
+        return document[key].astext
+    return sa.func.json_extract(document, f"$.{key}")
 
 
 async def daily_figures(
     conn: AsyncConnection, clinic_id: int, bounds: Sequence[tuple[date, float, float]], patient_id: int | None = None
 ) -> dict[int, list[DayFigures]]:
     """Per patient of the clinic (or one patient), figures per local day, added up by the database.
+
+    On PostgreSQL each payload is parsed once (a materialised ``jsonb`` column), then read field by field.
 
     Parameters
     ----------
@@ -407,34 +409,40 @@ async def daily_figures(
     """
     if not bounds:
         return {}
-    day_index = sa.case(
-        *((sa.and_(records.c.t_host >= start, records.c.t_host < end), k) for k, (_, start, end) in enumerate(bounds)),
-        else_=None,
-    ).label("day_index")
-    peak1, peak2 = _number(conn, "peak1_bw"), _number(conn, "peak2_bw")
-    peak = sa.case((sa.or_(peak2.is_(None), peak1 >= peak2), peak1), else_=peak2)
-    is_step = records.c.kind == "step"
-    event = _text(conn, "event")
-    query = (
-        sa.select(
-            records.c.patient_id,
-            day_index,
-            sa.func.count().filter(is_step).label("steps"),
-            sa.func.avg(peak).filter(is_step).label("peak"),
-            sa.func.avg(_number(conn, "loading_rate_bw_s")).filter(is_step).label("loading_rate"),
-            sa.func.sum(_number(conn, "impulse_v_bws")).filter(is_step).label("load"),
-            sa.func.sum(_number(conn, "end_s") - _number(conn, "start_s"))
-            .filter(records.c.kind == "summary")
-            .label("wear_s"),
-            sa.func.count().filter(records.c.kind == "event", event == "cue").label("cues"),
-            sa.func.count().filter(records.c.kind == "event", event.in_(QUALITY_EVENTS)).label("quality"),
-        )
+    postgres = conn.dialect.name == "postgresql"
+    document = sa.cast(records.c.payload, JSONB) if postgres else records.c.payload
+    recent = (
+        sa.select(records.c.patient_id, records.c.kind, records.c.t_host, document.label("doc"))
         .select_from(records.join(patients, patients.c.id == records.c.patient_id))
         .where(patients.c.clinic_id == clinic_id, records.c.t_host >= bounds[0][1], records.c.t_host < bounds[-1][2])
-        .group_by(records.c.patient_id, day_index)
     )
     if patient_id is not None:
-        query = query.where(records.c.patient_id == patient_id)
+        recent = recent.where(records.c.patient_id == patient_id)
+    rows = recent.cte("recent")
+    if postgres:
+        rows = rows.prefix_with("MATERIALIZED")
+    doc = rows.c.doc
+    day_index = sa.case(
+        *((sa.and_(rows.c.t_host >= start, rows.c.t_host < end), k) for k, (_, start, end) in enumerate(bounds)),
+        else_=None,
+    ).label("day_index")
+    peak1, peak2 = _number(conn, doc, "peak1_bw"), _number(conn, doc, "peak2_bw")
+    peak = sa.case((sa.or_(peak2.is_(None), peak1 >= peak2), peak1), else_=peak2)
+    is_step = rows.c.kind == "step"
+    event = _text(conn, doc, "event")
+    query = sa.select(
+        rows.c.patient_id,
+        day_index,
+        sa.func.count().filter(is_step).label("steps"),
+        sa.func.avg(peak).filter(is_step).label("peak"),
+        sa.func.avg(_number(conn, doc, "loading_rate_bw_s")).filter(is_step).label("loading_rate"),
+        sa.func.sum(_number(conn, doc, "impulse_v_bws")).filter(is_step).label("load"),
+        sa.func.sum(_number(conn, doc, "end_s") - _number(conn, doc, "start_s"))
+        .filter(rows.c.kind == "summary")
+        .label("wear_s"),
+        sa.func.count().filter(rows.c.kind == "event", event == "cue").label("cues"),
+        sa.func.count().filter(rows.c.kind == "event", event.in_(QUALITY_EVENTS)).label("quality"),
+    ).group_by(rows.c.patient_id, day_index)
     out: dict[int, list[DayFigures]] = {}
     for row in await conn.execute(query):
         if row.day_index is None:
