@@ -94,12 +94,16 @@ def convert(
 
 
 def op_names(flatbuffer: bytes) -> list[str]:
-    """Sorted distinct operator names in a TFLite model (read without delegates)."""
+    """Sorted distinct operator names in a TFLite model, as the device's builtin kernels (without delegates) read it.
+
+    Not the reference kernels (``BUILTIN_REF``): LiteRT 1.2.0, the device's runtime, registers newer versions of some
+    ops (e.g. a dynamic-range ``FULLY_CONNECTED`` version 12) only among its optimised kernels.
+    """
     from forcecast.edge.interpreter import runtime_module
 
     module = runtime_module()
     interpreter = module.Interpreter(
-        model_content=flatbuffer, experimental_op_resolver_type=module.OpResolverType.BUILTIN_REF
+        model_content=flatbuffer, experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
     return sorted({d["op_name"] for d in interpreter._get_ops_details()})
 
