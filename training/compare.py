@@ -47,6 +47,8 @@ from forcecast.training.data import LoadedData, load_sequences
 RUNS_FOLDER = "runs"
 INT8_FOLDER = "int8"
 DEFAULT_FOLDS = 3
+BENCH_VERSION = 2
+"""Version of the int8 figures' form (2: wall-clock and thread CPU time); earlier figures are measured again."""
 
 
 class CompareError(CVError):
@@ -213,7 +215,12 @@ def measure_group(
         return {"from_run": task.name, "deployable": False, "reason": spec.not_deployable_reason}, False
     run = Path(task.folder) / "run"
     path = out / INT8_FOLDER / f"{group.name}.json"
-    key = {"model_sha256": file_sha256(run / "model.keras"), "invocations": invocations, "from_run": task.name}
+    key = {
+        "model_sha256": file_sha256(run / "model.keras"),
+        "invocations": invocations,
+        "from_run": task.name,
+        "bench_version": BENCH_VERSION,
+    }
     if path.is_file():
         try:
             earlier: dict[str, Any] = json.loads(path.read_text())

@@ -4,7 +4,8 @@ The run's Keras model is converted to full int8 by the quantize path (:func:`for
 calibrated on windows of the run's own training split, as ``forcecast quantize`` does), loaded into the
 device's interpreter wrapper (:class:`forcecast.edge.interpreter.TFLiteModel`, one thread) and invoked on
 encoded test windows: ``warmup`` calls first, then ``invocations`` timed ones (the interpreter call alone, as
-the streaming runtime makes it with inputs encoded as they arrive). The algorithmic delay is the device's own
+the streaming runtime makes it with inputs encoded as they arrive), in wall-clock time and in the CPU time of
+the calling thread (the figure a busy, shared machine does not distort). The algorithmic delay is the device's own
 (:attr:`forcecast.edge.contract.ModelContract.latency_s`, the figure ``forcecast edge bench`` reports as its
 oldest output). The int8 model's accuracy on the run's test subjects comes with it, so the cost of
 quantisation is visible beside the float figures.
@@ -61,18 +62,31 @@ def float_ops(flatbuffer: bytes) -> list[str]:
     )
 
 
-def time_invocations(model: TFLiteModel, feeds: list[dict[str, Any]], invocations: int, warmup: int) -> list[float]:
-    """Milliseconds of each of ``invocations`` interpreter calls on encoded ``feeds`` (cycled), after ``warmup``."""
+def time_invocations(
+    model: TFLiteModel, feeds: list[dict[str, Any]], invocations: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU milliseconds of ``invocations`` interpreter calls on encoded ``feeds`` (cycled).
+
+    ``warmup`` untimed calls come first. The CPU time is the calling thread's (the interpreter runs on it with
+    one thread), so time the process spent waiting for a core on a busy machine is not in it; the wall-clock
+    time includes that wait.
+    """
     if invocations < 1 or warmup < 0 or not feeds:
         raise ValueError("need invocations >= 1, warmup >= 0 and at least one input")
     for k in range(warmup):
         model.run_encoded(**feeds[k % len(feeds)])
-    times = []
+    wall, cpu = [], []
     for k in range(invocations):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
         model.run_encoded(**feeds[k % len(feeds)])
-        times.append(1000.0 * (time.perf_counter() - started))
-    return times
+        cpu.append((time.thread_time_ns() - started_cpu) / 1e6)
+        wall.append((time.perf_counter_ns() - started) / 1e6)
+    return wall, cpu
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.median(a)), 4), "p99": round(float(np.percentile(a, 99)), 4), "n": int(a.size)}
 
 
 def bench_run(
@@ -98,7 +112,8 @@ def bench_run(
     Returns
     -------
     dict
-        ``int8_bytes``, ``ops``, ``float_ops``, ``inference_ms`` (``p50``, ``p99``, ``n``), ``runtime``,
+        ``int8_bytes``, ``ops``, ``float_ops``, ``inference_ms`` and ``inference_cpu_ms`` (wall-clock and
+        thread CPU time: ``p50``, ``p99``, ``n``; see :func:`time_invocations`), ``runtime``,
         ``algorithmic_delay_ms``, ``int8_axes`` (per-axis metrics of the int8 model on the test subjects);
         the int8 model is written beside the run as :data:`MODEL_FILE`.
 
@@ -122,17 +137,14 @@ def bench_run(
         inputs, _ = source.gather(np.array([k]))
         named = {"imu": inputs[0], **({"static": inputs[1]} if use_static else {})}
         feeds.append({name: tflite.encode(name, value) for name, value in named.items()})
-    times = np.asarray(time_invocations(tflite, feeds, invocations, warmup))
+    wall, cpu = time_invocations(tflite, feeds, invocations, warmup)
     scored = evaluate_sequences(tflite_predictor(tflite, use_static), sets["test"], contract, use_static)
     return {
         "int8_bytes": len(flatbuffer),
         "ops": audit_ops(flatbuffer),
         "float_ops": float_ops(flatbuffer),
-        "inference_ms": {
-            "p50": round(float(np.median(times)), 4),
-            "p99": round(float(np.percentile(times, 99)), 4),
-            "n": int(times.size),
-        },
+        "inference_ms": _percentiles(wall),
+        "inference_cpu_ms": _percentiles(cpu),
         "runtime": tflite.runtime,
         "interpreter_threads": 1,
         "algorithmic_delay_ms": algorithmic_delay_ms(contract),
