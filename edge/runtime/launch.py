@@ -212,6 +212,8 @@ def event_recorder(pipeline: Pipeline, store: RecordStore) -> Callable[[EventRec
     """Where lifecycle events go: the pipeline's storage guard (a full disk holds them, never stops us)."""
 
     def record(records: EventRecords) -> None:
+        patient = pipeline.patient.patient_id
+        records = [(t, r if r.patient_id is not None else replace(r, patient_id=patient)) for t, r in records]
         if pipeline.storage is not None:
             pipeline.storage.append("event", records)
         else:

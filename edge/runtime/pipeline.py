@@ -573,7 +573,7 @@ class Pipeline:
     def _store(self, kind: RecordKind, records: list[tuple[float, Record]]) -> None:
         """Date records, commit them, then tell listeners their payloads (with each one's seq once stored)."""
         origin = self.time_origin_unix or 0.0
-        dated: list[tuple[float, Record]] = [(t, replace(r, t_unix=round(origin + t, 3))) for t, r in records]
+        dated: list[tuple[float, Record]] = [(t, self._stamped(r, origin + t)) for t, r in records]
         seqs = self.storage.append(kind.label, list(dated)) if self.storage is not None else [None] * len(dated)
         for seq, (_, record) in zip(seqs, dated, strict=True):
             payload = record.to_payload()
@@ -581,6 +581,12 @@ class Pipeline:
         outage = self.storage.take_outage() if self.storage is not None else None
         if outage is not None:  # storage is back: say when it failed and what it cost
             self._store(RecordKind.EVENT, [(outage.end_s, outage.event())])
+
+    def _stamped(self, record: Record, t_unix: float) -> Record:
+        """The record with its wall-clock time, and the current patient where it names none (events, e.g. cues)."""
+        if record.patient_id is None:
+            return replace(record, t_unix=round(t_unix, 3), patient_id=self.patient.patient_id)
+        return replace(record, t_unix=round(t_unix, 3))
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self.listeners:
