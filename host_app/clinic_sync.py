@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+from bleak.exc import BleakError
 
 from forcecast.edge.config import bounded, check_bounds
-from forcecast.edge.errors import EXIT_REFUSED, ForcecastRuntimeError, ForcecastValueError
+from forcecast.edge.errors import EXIT_REFUSED, ForcecastError, ForcecastRuntimeError, ForcecastValueError
 from forcecast.edge.profile import PatientProfile, ProfileError, StaleProfileError
 from forcecast.edge.records import KIND_LABELS, RecordError, decode
 from forcecast.host_app.store import HostStore
@@ -324,7 +325,7 @@ class ClinicPusher:
         except StaleProfileError as exc:
             log.warning("clinic %s: the device holds a newer profile than the clinic's: %s", self.base_url, exc)
             return
-        except (TimeoutError, OSError, ForcecastValueError) as exc:
+        except (TimeoutError, OSError, BleakError, ForcecastError) as exc:  # the link dropped, a refusal: next pass
             log.warning("profile version %d not written to the device yet: %s", profile.version, exc)
             return
         answer = await self._request(session, "POST", "/profile-applied", {"version": min(version, profile.version)})

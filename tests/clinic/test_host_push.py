@@ -310,3 +310,36 @@ def test_the_background_pusher_keeps_pushing_and_stops_quietly_on_a_refusal(
 
     accepted, error = asyncio.run(scenario())
     assert accepted == total and error is not None and "revoked_token" in error
+
+
+class DroppingDevice(FakeDevice):
+    """The BLE link drops during the first write (bleak raises), the next pass writes it."""
+
+    async def write_profile(self, profile: PatientProfile) -> int:
+        if not self.profiles and not getattr(self, "dropped", False):
+            self.dropped = True
+            from bleak.exc import BleakError
+
+            raise BleakError("disconnected during the request")
+        return await super().write_profile(profile)
+
+
+def test_a_link_dropping_during_the_profile_write_is_retried_on_the_next_pass(
+    clinic_db: ClinicTestDb, tmp_path: Path
+) -> None:
+    store, total = host_store(tmp_path)
+
+    async def scenario() -> None:
+        seeded = await seed(clinic_db.url, names=(DEVICE,))
+        clinic = Clinic(clinic_db.settings, free_port())
+        await clinic.start()
+        try:
+            device = DroppingDevice()
+            first = await ClinicPusher(store, clinic.url, seeded.tokens[0], FAST, writer=device).push_until_done()
+            assert first.accepted == total and device.profiles == [] and first.profile_version_applied != 1
+            second = await ClinicPusher(store, clinic.url, seeded.tokens[0], FAST, writer=device).push_until_done()
+            assert [p.version for p in device.profiles] == [1] and second.profile_version_applied == 1
+        finally:
+            await clinic.stop()
+
+    asyncio.run(scenario())
