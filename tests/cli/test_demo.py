@@ -26,3 +26,5 @@ def test_the_demo_runs_end_to_end_and_writes_the_report(tmp_path, capsys):
     with HostStore(out / "host.sqlite") as store:
         assert store.patients() == ["DEMO-01"]
     assert (out / "model-int8.fcpkg").exists() and (out / "run" / "model_card.md").exists()
+    clinic = result["clinic"]  # step 7: the demo patient's records reached the clinic's database
+    assert clinic["records"] > result["host_steps"] and Path(clinic["login_file"]).exists()
