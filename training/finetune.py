@@ -37,6 +37,10 @@ SHAPE_KEYS = (
     "lstm_units",
     "static_units",
     "dense_units",
+    "resnet_blocks",
+    "inception_modules",
+    "encoder_blocks",
+    "attention_heads",
 )
 
 
