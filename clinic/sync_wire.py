@@ -50,6 +50,8 @@ class SyncRequestError(ForcecastValueError):
         The field that was bad (None when it is the whole body).
     """
 
+    reason = "sync_request_refused"  # the class's own code; each instance carries the precise one it was given
+
     def __init__(
         self,
         status: int,

@@ -36,9 +36,9 @@ from forcecast.training.cv import (
     Fold,
     Task,
     _loaded_in_process,
-    execute,
     fold_config,
     make_folds,
+    run_with_progress,
     task_fingerprint,
     write_atomic,
 )
@@ -365,19 +365,4 @@ def _train(
     tasks: list[Task], jobs: int, limit: int | None, progress: bool, cluster: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """:func:`forcecast.training.cv.execute` with a progress bar over runs; the results and how many trained now."""
-    bar = _bar(progress, len(tasks), "train")
-    already = sum(1 for t in tasks if (Path(t.folder) / "result.json").is_file())
-
-    def done(task: Task, result: dict[str, Any]) -> None:
-        if bar is not None:
-            bar.set_postfix_str(f"{task.name} v r {result['subject_naive']['pooled']['axes']['v']['r']:.3f}")
-            bar.update(1)
-
-    try:
-        if bar is not None:
-            bar.update(already)
-        results = execute(tasks, jobs, limit, done, cluster=cluster)
-    finally:
-        if bar is not None:
-            bar.close()
-    return results, len(results) - already
+    return run_with_progress(tasks, jobs, limit, progress, cluster, desc="train", unit="run")

@@ -466,7 +466,7 @@ def cross_validate(
     tasks = plan(data_dir, out, config, loaded, folds, static)
     out.mkdir(parents=True, exist_ok=True)
     with _loaded_in_process(data_dir, config, loaded):
-        results, trained_now = _run_with_progress(tasks, jobs, limit, progress, cluster)
+        results, trained_now = run_with_progress(tasks, jobs, limit, progress, cluster)
     if not all(t.name in results for t in tasks):
         return CVOutcome(tasks, results, None, trained_now)
     from forcecast.training.cv_report import summarise_cv, write_summary
@@ -486,15 +486,29 @@ def cross_validate(
     return CVOutcome(tasks, results, summary, trained_now)
 
 
-def _run_with_progress(
-    tasks: list[Task], jobs: int, limit: int | None, progress: bool, cluster: str | None = None
+def run_with_progress(
+    tasks: list[Task],
+    jobs: int,
+    limit: int | None,
+    progress: bool,
+    cluster: str | None = None,
+    desc: str = "cv",
+    unit: str = "fold",
 ) -> tuple[dict[str, dict[str, Any]], int]:
-    """:func:`execute` the tasks, with a progress bar on stderr when ``progress``; the results and how many ran now."""
+    """:func:`execute` the tasks, with a progress bar on stderr when ``progress``; the results and how many ran now.
+
+    Parameters
+    ----------
+    tasks, jobs, limit, cluster
+        As :func:`execute`.
+    progress
+        Show a tqdm bar (label ``desc``, counting ``unit``) with each finished run's vertical r.
+    """
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks), unit="fold", desc="cv", file=sys.stderr, disable=None)
+        bar = tqdm(total=len(tasks), unit=unit, desc=desc, file=sys.stderr, disable=None)
     already = sum(1 for t in tasks if (Path(t.folder) / RESULT_FILE).is_file())
 
     def done(task: Task, result: dict[str, Any]) -> None:

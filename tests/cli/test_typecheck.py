@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "typecheck.py"
 LAYERS = {"forcecast": "forcecast", "edge": "forcecast.edge", "lab": "forcecast.lab", "training": "forcecast.training"}
 LAYERS["host_app"] = "forcecast.host_app"
+LAYERS["clinic"] = "forcecast.clinic"
 
 
 def _typecheck() -> ModuleType:

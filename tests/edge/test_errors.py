@@ -19,7 +19,7 @@ from forcecast.edge.errors import (
     OutputExistsError,
 )
 
-PACKAGES = ("forcecast.edge", "forcecast.lab", "forcecast.training", "forcecast.host_app")
+PACKAGES = ("forcecast.edge", "forcecast.lab", "forcecast.training", "forcecast.host_app", "forcecast.clinic")
 EXTRA_MODULES = ("forcecast.cli", "forcecast.demo")
 REASON = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -54,7 +54,14 @@ BUILTIN_BASE = {
     "OutputExistsError": FileExistsError,
 }
 # A refusal or a verdict ends a command with exit status 1 (README "Command line"); everything else with 2.
-REFUSALS = {"SlotError", "FlashRefusedError", "ConversionError", "DegradationError"}
+REFUSALS = {
+    "SlotError",
+    "FlashRefusedError",
+    "ConversionError",
+    "DegradationError",
+    "StaleProfileError",
+    "ClinicRefusedError",
+}
 
 
 def _our_modules() -> list[ModuleType]:
@@ -63,7 +70,8 @@ def _our_modules() -> list[ModuleType]:
         package = importlib.import_module(name)
         modules.append(package)
         for info in pkgutil.walk_packages(package.__path__, f"{name}."):
-            modules.append(importlib.import_module(info.name))
+            if ".migrations" not in info.name:  # Alembic's env.py runs only under Alembic
+                modules.append(importlib.import_module(info.name))
     modules.extend(importlib.import_module(name) for name in EXTRA_MODULES)
     return modules
 

@@ -67,22 +67,6 @@ def test_the_positional_encoding_is_the_sinusoid() -> None:
     assert table[3, 5] == pytest.approx(np.cos(3 / 10000 ** (4 / 6)), rel=1e-5)
 
 
-def _float_ops(flatbuffer: bytes) -> list[str]:
-    """Ops with a float32 input or output tensor (none in a full-int8 model)."""
-    from forcecast.edge.interpreter import runtime_module
-
-    interpreter = runtime_module().Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
-    return sorted(
-        {
-            op["op_name"]
-            for op in interpreter._get_ops_details()
-            if any(dtypes[i] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)
-        }
-    )
-
-
 @pytest.mark.tf
 @pytest.mark.parametrize("name", ZOO)
 def test_every_architecture_builds_with_and_without_static_and_converts_to_full_int8(name: Architecture) -> None:
@@ -91,6 +75,7 @@ def test_every_architecture_builds_with_and_without_static_and_converts_to_full_
 
     from forcecast.edge.interpreter import TFLiteModel
     from forcecast.training.convert import audit_ops, convert
+    from forcecast.training.int8_bench import float_ops
     from forcecast.training.models import build_model
 
     keras.utils.set_random_seed(0)
@@ -117,7 +102,7 @@ def test_every_architecture_builds_with_and_without_static_and_converts_to_full_
         # between DEQUANTIZE and QUANTIZE, depending on the weights; none seen at the default sizes);
         # compare reports float_ops per model.
         allowed = RECURRENT_FLOAT_ISLAND if name in ("cnn_lstm", "lstm", "gru") else set()
-        assert set(_float_ops(flatbuffer)) <= allowed, "a full-int8 model computes nothing else in float"
+        assert set(float_ops(flatbuffer)) <= allowed, "a full-int8 model computes nothing else in float"
         tflite = TFLiteModel(flatbuffer)
         assert {n: np.dtype(i.dtype).name for n, i in tflite.inputs.items()} == {n: "int8" for n in samples[0]}
         output = next(iter(tflite(**samples[0]).values()))

@@ -143,25 +143,6 @@ def test_tf_pipeline_cuts_the_same_windows_as_numpy(tiny_dataset):
     np.testing.assert_array_equal(y_tf.numpy(), y_np)
 
 
-def test_compare_trains_the_zoo_on_one_split(tiny_dataset, tmp_path, capsys):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_TOML.replace("epochs = 2", "epochs = 1"))
-    out = tmp_path / "zoo"
-    assert (
-        main(["compare", "--data", str(tiny_dataset), "--out", str(out), "--config", str(config), "--seed", "1"]) == 0
-    )
-    table = pd.read_csv(out / "comparison.csv")
-    assert sorted(zip(table.model, table.static, strict=True)) == sorted(
-        (m, s) for m in ("cnn_lstm", "lstm", "cnn1d") for s in (True, False)
-    )
-    assert (out / "comparison.png").stat().st_size > 10_000
-    assert "| cnn_lstm | yes |" in (out / "comparison.md").read_text()
-    splits = {
-        json.loads((run / "metrics.json").read_text())["split"]["test"][0] for run in out.iterdir() if run.is_dir()
-    }
-    assert len(splits) == 1  # the same test subject for every model
-
-
 def test_a_distribution_strategy_can_be_selected(tiny_dataset, tmp_path):
     config = tmp_path / "mirrored.toml"
     config.write_text(TINY_TOML.replace("epochs = 2", 'epochs = 1\nstrategy = "mirrored"'))
