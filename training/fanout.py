@@ -220,6 +220,9 @@ def execute_on_cluster(
                 print(f"forcecast cv: fold {task.name} failed on the cluster", file=sys.stderr)
                 future.result()  # raises the task's own error
             result, archive = future.result()
+            # Forget the result on the cluster now it is here: otherwise the scheduler recomputes it on another
+            # node when the node that holds it dies, training a fold nobody is waiting for.
+            future.release()
             if task.name in results:
                 continue
             unpack_fold(task, archive)
