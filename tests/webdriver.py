@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -61,6 +64,17 @@ def chromium_session(width: int = 1280, height: int = 900) -> Iterator[webdriver
 def wait_for(driver: webdriver.Chrome, timeout_s: float = 20.0) -> WebDriverWait[webdriver.Chrome]:
     """A ``WebDriverWait`` with the suite's patience (a loaded 2-core machine)."""
     return WebDriverWait(driver, timeout_s)
+
+
+def click_and_load(driver: webdriver.Chrome, element: WebElement, timeout_s: float = 20.0) -> None:
+    """Click a link or submit button and wait until the browser has left the page it was on.
+
+    Waiting for an element of the next page is not enough when the page it leaves has one of the same id: the
+    old one would be found, then go stale mid-assertion.
+    """
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, timeout_s).until(ec.staleness_of(page))
 
 
 def save_screenshot(driver: webdriver.Chrome, path: Path) -> Path:

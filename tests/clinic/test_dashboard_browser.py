@@ -22,7 +22,7 @@ from dashboard_world import PASSWORD, World, build_world
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from webdriver import chromium_session, save_screenshot, wait_for
+from webdriver import chromium_session, click_and_load, save_screenshot, wait_for
 
 from forcecast.clinic.app import create_app
 from forcecast.clinic.db.engine import create_engine
@@ -104,7 +104,7 @@ def log_in(driver: WebDriver, url: str, email: str, password: str) -> None:
     driver.find_element(By.ID, "email").clear()
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login-submit").click()
+    click_and_load(driver, driver.find_element(By.ID, "login-submit"))
 
 
 async def _limit_and_audit(url: str, patient_id: int) -> tuple[float | None, int, list[str]]:
@@ -148,24 +148,24 @@ def test_dashboard_in_chromium(clinic: ServedClinic, clinic_db: ClinicTestDb, tm
         shot(driver, "patients", tmp_path, 900)
 
         driver.set_window_size(1280, 900)
-        rows[0].find_element(By.TAG_NAME, "a").click()
+        click_and_load(driver, rows[0].find_element(By.TAG_NAME, "a"))
         field = wait_for(driver).until(ec.presence_of_element_located((By.ID, "limit")))
         field.clear()
         field.send_keys("1.35")
-        driver.find_element(By.ID, "limit-submit").click()
+        click_and_load(driver, driver.find_element(By.ID, "limit-submit"))
         message = wait_for(driver).until(ec.visibility_of_element_located((By.ID, "message")))
         assert "Feedback limit saved" in message.text
         assert driver.find_element(By.ID, "current-limit").text == "1.35 BW"
         driver.find_element(By.ID, "note").send_keys(
             "Less walking since Friday: knee pain after the stairs <b>test</b>"
         )
-        driver.find_element(By.CSS_SELECTOR, "#note-form button").click()
+        click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "#note-form button"))
         notes = wait_for(driver).until(ec.presence_of_element_located((By.ID, "notes")))
         assert "knee pain after the stairs <b>test</b>" in notes.text  # shown as text, not markup
         assert driver.execute_script("return document.querySelector('#trend img').naturalWidth") > 0
         shot(driver, "patient", tmp_path, 1800)
 
-        driver.find_element(By.ID, "latest-report").click()
+        click_and_load(driver, driver.find_element(By.ID, "latest-report"))
         wait_for(driver).until(ec.presence_of_element_located((By.ID, "plot-stance-curves")))
         widths = driver.execute_script("return [...document.querySelectorAll('figure img')].map(i => i.naturalWidth)")
         assert len(widths) >= 5 and all(w > 0 for w in widths)
