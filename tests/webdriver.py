@@ -16,6 +16,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -66,7 +67,7 @@ def wait_for(driver: webdriver.Chrome, timeout_s: float = 20.0) -> WebDriverWait
     return WebDriverWait(driver, timeout_s)
 
 
-def click_and_load(driver: webdriver.Chrome, element: WebElement, timeout_s: float = 20.0) -> None:
+def click_and_load(driver: WebDriver, element: WebElement, timeout_s: float = 20.0) -> None:
     """Click a link or submit button and wait until the browser has left the page it was on.
 
     Waiting for an element of the next page is not enough when the page it leaves has one of the same id: the
