@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from forcecast.clinic import dashboard, sync_api
 from forcecast.clinic.config import ClinicSettings
+from forcecast.clinic.dashboard import DashboardOptions
 from forcecast.clinic.db.engine import create_engine
 from forcecast.clinic.db.migrate import require_current
 from forcecast.clinic.web_keys import ENGINE, SETTINGS
 
 
-def create_app(settings: ClinicSettings, engine: AsyncEngine | None = None) -> web.Application:
+def create_app(
+    settings: ClinicSettings, engine: AsyncEngine | None = None, options: DashboardOptions | None = None
+) -> web.Application:
     """The clinic's aiohttp application: the sync API, ``/healthz`` and the dashboard.
 
     Parameters
@@ -29,6 +32,9 @@ def create_app(settings: ClinicSettings, engine: AsyncEngine | None = None) -> w
     engine
         A database engine to use (tests); None: one is made from ``settings.database_url``. Either way the
         application disposes of it when it stops.
+    options
+        The dashboard's options (time zone, login throttling, attention thresholds: the ``[dashboard]`` table of
+        the server's TOML file); None: the defaults.
 
     The database must be at the newest schema: the application refuses to start otherwise
     (:class:`~forcecast.clinic.db.migrate.SchemaVersionError`, naming the command that migrates it).
@@ -39,7 +45,7 @@ def create_app(settings: ClinicSettings, engine: AsyncEngine | None = None) -> w
     app.cleanup_ctx.append(_database)
     app.router.add_get("/healthz", healthz)
     sync_api.setup(app)
-    dashboard.setup(app, settings)
+    dashboard.setup(app, settings, options=options)
     return app
 
 

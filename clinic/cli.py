@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from forcecast.clinic.config import ClinicSettings
 
 T = TypeVar("T")
-CONFIG_HELP = "TOML file with a [clinic] table (database_url, host, port, ...); see docs/clinic.md"
+CONFIG_HELP = (
+    "TOML file with a [clinic] table (database_url, host, port, ...) and, for serve, an optional [dashboard] "
+    "table (timezone, login throttling, attention thresholds); see docs/clinic.md"
+)
 DATABASE_HELP = (
     "database URL: postgresql://USER:PASSWORD@HOST/DB or sqlite:///PATH (default: the config's, else "
     "sqlite:///forcecast-clinic.db in this folder)"
@@ -225,6 +228,7 @@ def _shown(url: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from forcecast.clinic.dashboard import load_options
     from forcecast.clinic.server import serve
 
     settings = _settings(
@@ -235,7 +239,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_base_url=args.public_base_url,
         cookie_secure=False if args.insecure_cookies else None,
     )
-    serve(settings, migrate=args.migrate, verbose=args.verbose)
+    serve(settings, migrate=args.migrate, verbose=args.verbose, options=load_options(args.config))
     return 0
 
 

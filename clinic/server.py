@@ -15,12 +15,14 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from forcecast.clinic.app import create_app
 from forcecast.clinic.config import ClinicSettings
+from forcecast.clinic.dashboard import DashboardOptions
 from forcecast.clinic.db.engine import create_engine
 from forcecast.clinic.db.migrate import require_current, upgrade
 from forcecast.edge.errors import UsageError
@@ -46,8 +48,14 @@ async def prepare_database(settings: ClinicSettings, migrate: bool) -> str:
         await engine.dispose()
 
 
-def serve(settings: ClinicSettings, migrate: bool = False, verbose: bool = False) -> None:
-    """Serve until stopped (SIGINT/SIGTERM), with ``settings.processes`` processes on one port."""
+def serve(
+    settings: ClinicSettings, migrate: bool = False, verbose: bool = False, options: DashboardOptions | None = None
+) -> None:
+    """Serve until stopped (SIGINT/SIGTERM), with ``settings.processes`` processes on one port.
+
+    ``options`` are the dashboard's (the ``[dashboard]`` table of the settings file; None: the defaults).
+    """
+    options = options or DashboardOptions()
     if settings.processes > 1 and settings.port == 0:
         raise UsageError("several processes need a fixed --port (0 would give each its own port)")
     revision = asyncio.run(prepare_database(settings, migrate))
@@ -56,17 +64,17 @@ def serve(settings: ClinicSettings, migrate: bool = False, verbose: bool = False
     print(
         f"forcecast clinic: serving http://{settings.host}:{settings.port} ({settings.processes} process"
         f"{'es' if settings.processes > 1 else ''}, database {where} at revision {revision}); "
-        f"users reach it at {settings.base_url}",
+        f"users reach it at {settings.base_url}; days start at midnight in {_zone_name(options)}",
         flush=True,
     )
     workers = []
     context = multiprocessing.get_context("spawn")
     for _ in range(settings.processes - 1):
-        worker = context.Process(target=_worker, args=(settings, os.getpid(), verbose), daemon=True)
+        worker = context.Process(target=_worker, args=(settings, os.getpid(), verbose, options), daemon=True)
         worker.start()
         workers.append(worker)
     try:
-        _run(settings, verbose, supervisor=None)
+        _run(settings, verbose, None, options)
     finally:
         for worker in workers:
             worker.terminate()
@@ -74,14 +82,21 @@ def serve(settings: ClinicSettings, migrate: bool = False, verbose: bool = False
             worker.join(5)
 
 
-def _worker(settings: ClinicSettings, supervisor: int, verbose: bool) -> None:
+def _zone_name(options: DashboardOptions) -> str:
+    if options.timezone:
+        return options.timezone
+    local = datetime.now().astimezone().tzinfo
+    return f"the server's time zone ({local}; set [dashboard] timezone)"
+
+
+def _worker(settings: ClinicSettings, supervisor: int, verbose: bool, options: DashboardOptions) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops the workers
-    _run(settings, verbose, supervisor)
+    _run(settings, verbose, supervisor, options)
 
 
-def _run(settings: ClinicSettings, verbose: bool, supervisor: int | None) -> None:
-    app = create_app(settings)
+def _run(settings: ClinicSettings, verbose: bool, supervisor: int | None, options: DashboardOptions) -> None:
+    app = create_app(settings, options=options)
     if supervisor is not None:
         app.cleanup_ctx.append(_orphan_watch(supervisor))
     web.run_app(

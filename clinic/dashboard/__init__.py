@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from forcecast.clinic.config import ClinicSettings
 from forcecast.clinic.dashboard import auth, routes
-from forcecast.clinic.dashboard.state import DASHBOARD, Dashboard, DashboardOptions
+from forcecast.clinic.dashboard.state import DASHBOARD, Dashboard, DashboardOptions, load_options
 from forcecast.clinic.web_keys import ENGINE
 
-__all__ = ["DASHBOARD", "Dashboard", "DashboardOptions", "setup"]
+__all__ = ["DASHBOARD", "Dashboard", "DashboardOptions", "load_options", "setup"]
 
 
 def setup(

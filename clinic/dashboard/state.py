@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from forcecast.clinic.config import ClinicSettings
 from forcecast.clinic.dashboard.attention import AttentionConfig
 from forcecast.clinic.dashboard.queries import SessionUser
+from forcecast.edge.config import from_dict, read_toml
 from forcecast.host_app.analytics import zone
 
 
@@ -49,7 +52,34 @@ class DashboardOptions:
             raise ValueError(
                 f"login_failures must be ≥ 1 and login_window_s > 0, not {self.login_failures}, {self.login_window_s}"
             )
-        zone(self.timezone or None)
+        try:
+            zone(self.timezone or None)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone: {self.timezone!r} is not an IANA time zone (e.g. 'Europe/Berlin'; empty: the server's)"
+            ) from None
+
+
+def load_options(path: Path | str | None) -> DashboardOptions:
+    """The dashboard's options from the ``[dashboard]`` table of the server's TOML file (defaults without one).
+
+    Parameters
+    ----------
+    path
+        The file ``forcecast clinic serve --config`` reads (its ``[clinic]`` table is the server's settings);
+        None: the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the key (an unknown key, a value out of range, an unknown time zone).
+    """
+    if path is None:
+        return DashboardOptions()
+    data = read_toml(Path(path))
+    if "dashboard" not in data:
+        return DashboardOptions()
+    return from_dict(DashboardOptions, data["dashboard"], f"{path}: [dashboard] ")
 
 
 @dataclass

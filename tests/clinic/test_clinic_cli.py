@@ -166,10 +166,13 @@ def test_the_deployment_files_match_the_commands() -> None:
 
     from forcecast.cli import build_parser
     from forcecast.clinic.config import load_settings
+    from forcecast.clinic.dashboard import DashboardOptions, load_options
 
     root = Path(__file__).resolve().parents[2] / "clinic" / "deploy"
     settings = load_settings(root / "clinic.toml")
     assert settings.database_url.startswith("postgresql://") and settings.host == "127.0.0.1"
+    options = load_options(root / "clinic.toml")
+    assert options.timezone == "Europe/Berlin" and options.attention == DashboardOptions().attention
     unit = (root / "forcecast-clinic.service").read_text()
     (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     argv = shlex.split(exec_start.removeprefix("ExecStart="))
