@@ -7,6 +7,7 @@ error if it is not there, rather than silently running on the CPU.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,9 @@ class TFLiteModel:
         delegates = []
         if edgetpu:
             try:
+                # Tried here first: when LiteRT's own load_delegate fails on a missing library, its half-made
+                # Delegate's finaliser prints an AttributeError traceback into the device's log.
+                ctypes.CDLL(EDGETPU_LIBRARY)
                 delegates.append(module.load_delegate(EDGETPU_LIBRARY))
             except (OSError, ValueError) as exc:
                 raise RuntimeMissingError(
