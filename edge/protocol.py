@@ -326,6 +326,11 @@ def _continues(first: Fragment, fragment: Fragment, have: int) -> bool:
 # ---------------------------------------------------------------- live stream
 
 
+def live_samples_per_packet(mtu: int) -> int:
+    """How many live GRF samples one notification holds at this MTU (0 if not even one)."""
+    return max(0, (payload_size(mtu) - _LIVE.size) // 6)
+
+
 def encode_live(
     leg: str, block: int, t0_s: float, period_s: float, grf_bw: NDArray[np.floating], mtu: int
 ) -> list[bytes]:
@@ -334,7 +339,7 @@ def encode_live(
         raise ValueError(f"leg must be 'l' or 'r', got {leg!r}")
     if not 0.0005 <= period_s <= 0.255:
         raise ValueError(f"sample period {period_s} s does not fit the live header (1..255 ms)")
-    per_packet = (payload_size(mtu) - _LIVE.size) // 6
+    per_packet = live_samples_per_packet(mtu)
     if per_packet < 1:
         raise ValueError(f"MTU {mtu} leaves no room for a live sample")
     milli = np.clip(np.round(np.nan_to_num(np.asarray(grf_bw, dtype=np.float64), nan=0.0) * 1000.0), -32768, 32767)

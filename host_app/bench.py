@@ -5,9 +5,10 @@ bleak with the bumble backend); only the radio is virtual, so the figures are an
 the software path and say nothing about air time. What they answer: does the stack add latency to
 the live trace, and how far is its throughput above what 100 Hz GRF and the step records need?
 
-- **Live latency**: a producer plays the runtime's role for two legs at 100 Hz, handing over a
-  block of 4 samples (the model's hop) every 40 ms, stamped with the device clock; the host
-  measures receive time minus the newest sample's device time (same clock, same process).
+- **Live latency**: a producer plays the runtime's role for two legs at 100 Hz, handing over one
+  sample every 10 ms (the streaming runtime's default hop), stamped with the device clock; the device
+  gathers up to :data:`~forcecast.edge.link.LIVE_BATCH` per notification. The host measures, for every
+  sample, receive time minus that sample's device time (same clock, same process): what the live trace lags.
 - **Throughput**: a store holding realistic step records (101-point waveforms on three axes) is
   synced from scratch; records and bytes per second from RESUME to the last record stored.
 - **Model upload**: ``forcecast flash``'s uploader sends 256 KiB to the real upload path (durable
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from forcecast.edge.link import DeviceLink
+from forcecast.edge.link import LIVE_BATCH, DeviceLink
 from forcecast.edge.protocol import ATT_OVERHEAD, LiveBlock, encode_live, encode_record
 from forcecast.edge.records import RecordKind
 from forcecast.edge.runtime.store import RecordStore
@@ -36,7 +37,8 @@ from forcecast.host_app.store import HostStore
 from forcecast.host_app.virtual_link import virtual_link
 
 RATE_HZ = 100.0
-HOP = 4
+HOP = 1
+"""Samples the producer hands over at a time (the runtime's default ``stream_hop``)."""
 LEGS = ("l", "r")
 STEPS_PER_S_PER_LEG = 1.0
 BENCH_CONFIG = ClientConfig(scan_timeout_s=5.0, backoff_min_s=0.05, ack_period_s=0.2)
@@ -86,8 +88,9 @@ async def measure_live(folder: Path, seconds: float, mtu: int) -> dict[str, Any]
 
     def on_live(block: LiveBlock, received_s: float) -> None:
         nonlocal received
-        newest_ms = block.t0_ms + (block.grf_bw.shape[0] - 1) * block.period_ms
-        latencies.append((received_s * 1000.0 - newest_ms) % 2**32)  # the stamp is ms modulo 2^32 (±0.5 ms)
+        for i in range(block.grf_bw.shape[0]):  # every sample's age: the stamp is ms modulo 2^32 (±0.5 ms)
+            age = (received_s * 1000.0 - block.t0_ms - i * block.period_ms) % 2**32
+            latencies.append(age - 2**32 if age >= 2**31 else age)
         received += block.grf_bw.shape[0]
 
     store = RecordStore(folder / f"live-{mtu}.sqlite", device_id="bench")
@@ -166,8 +169,9 @@ async def measure_records(folder: Path, count: int) -> dict[str, Any]:
 
 def need_bytes_per_s(mtu: int, record_bytes: float) -> dict[str, float]:
     """What two legs of 100 Hz live GRF plus about one step per second per leg take on the air (ATT payload)."""
-    live_per_leg_per_hop = sum(len(p) + ATT_OVERHEAD for p in encode_live("r", 0, 0.0, 0.01, np.zeros((HOP, 3)), mtu))
-    live = len(LEGS) * live_per_leg_per_hop * RATE_HZ / HOP
+    batch = np.zeros((LIVE_BATCH, 3))  # what the device sends per leg every LIVE_BATCH samples
+    live_per_leg_per_batch = sum(len(p) + ATT_OVERHEAD for p in encode_live("r", 0, 0.0, 0.01, batch, mtu))
+    live = len(LEGS) * live_per_leg_per_batch * RATE_HZ / LIVE_BATCH
     steps = len(LEGS) * STEPS_PER_S_PER_LEG * record_bytes
     return {"live_bytes_per_s": round(live, 1), "step_bytes_per_s": round(steps, 1), "total": round(live + steps, 1)}
 

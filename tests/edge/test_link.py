@@ -7,6 +7,7 @@ import sqlite3
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,6 +85,45 @@ def test_live_blocks_flow_only_when_asked(tmp_path):
     (packet,) = link.next_live_packets()
     block = decode_live(packet)
     assert block.leg == "r" and block.block == 100 and block.t0_ms == 1000 and np.allclose(block.grf_bw, 0.5)
+
+
+def live_link(tmp_path, mtu=247):
+    link = DeviceLink(store_with_steps(tmp_path / "s.sqlite", 1), {})
+    link.connected(mtu=mtu, encrypted=True)
+    link.handle_control(encode_request(Opcode.LIVE, 7, 1))
+    return link
+
+
+def test_live_samples_one_at_a_time_go_out_four_to_a_notification(tmp_path):
+    link = live_link(tmp_path)
+    for i in range(10):
+        link.on_grf("l", np.array([5.0 + i / 100]), np.array([[1.0 + i, 0.1, -0.1]]), 0.01, 500 + i)
+        assert len(link.next_live_packets()) == (1 if i in (3, 7) else 0)  # the 3rd sample waits; the 4th sends
+    link.on_grf("l", np.array([5.5]), np.array([[9.0, 0.0, 0.0]]), 0.01, 550)  # a gap: the 2 gathered go first
+    (partial,) = link.next_live_packets()
+    block = decode_live(partial)
+    assert block.block == 508 and block.t0_ms == 5080 and np.allclose(block.grf_bw[:, 0], [9.0, 10.0])
+    link.on_grf("r", np.arange(3) / 100.0, np.zeros((3, 3)), 0.01, 0)  # legs gather apart
+    link.on_grf("l", np.arange(3) / 100.0 + 5.51, np.ones((3, 3)), 0.01, 551)
+    (left,) = link.next_live_packets()  # the left leg's 550..553 complete; the right leg's 3 still wait
+    assert decode_live(left).block == 550 and decode_live(left).grf_bw.shape == (4, 3)
+    link.handle_control(encode_request(Opcode.LIVE, 8, 0))  # live off: what was gathered is dropped
+    link.handle_control(encode_request(Opcode.LIVE, 9, 1))
+    link.on_grf("r", np.array([0.03]), np.zeros((1, 3)), 0.01, 3)
+    assert link.next_live_packets() == []
+
+
+def test_live_samples_at_the_smallest_mtu_go_out_one_per_notification(tmp_path):
+    link = live_link(tmp_path, mtu=23)
+    for i in range(4):  # one sample fills a notification here: nothing is held back
+        link.on_grf("r", np.array([i / 100]), np.full((1, 3), 0.5), 0.01, i)
+        (packet,) = link.next_live_packets()
+        assert decode_live(packet).block == i and len(packet) <= 20
+
+
+def test_live_batch_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="live_batch must be >= 1"):
+        DeviceLink(store_with_steps(tmp_path / "s.sqlite", 1), {}, live_batch=0)
 
 
 @settings(max_examples=200, deadline=None)
