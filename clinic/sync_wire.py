@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
+from forcecast.clinic.tally import NOTHING, Tally, tally_of
 from forcecast.edge.errors import ForcecastValueError
 from forcecast.edge.records import KIND_LABELS, RecordError, StepRecord, decode, dumps, loads
 
@@ -95,6 +97,8 @@ class IncomingRecord:
         The record's JSON text (without its waveform, see the module's description).
     waveform
         float32 bytes of shape (3, 101), or None.
+    tally
+        What the record adds to its quarter hour's figures (:mod:`forcecast.clinic.tally`).
     """
 
     kind: str
@@ -102,6 +106,7 @@ class IncomingRecord:
     t_host: float | None
     payload: str
     waveform: bytes | None
+    tally: Tally = NOTHING
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,10 @@ def parse_record(item: Any, index: int) -> IncomingRecord:
     if unknown:
         raise _bad(kind, seq, index, unknown[0], f"unknown field(s) {', '.join(unknown)}")
     t_host = item.get("t_host")
-    if t_host is not None and (isinstance(t_host, bool) or not isinstance(t_host, int | float)):
-        raise _bad(kind, seq, index, "t_host", "t_host must be a number of seconds")
+    if t_host is not None and (
+        isinstance(t_host, bool) or not isinstance(t_host, int | float) or not math.isfinite(t_host)
+    ):
+        raise _bad(kind, seq, index, "t_host", "t_host must be a finite number of seconds")
     payload = item.get("payload")
     try:
         record = decode(kind, payload)
@@ -202,7 +209,8 @@ def parse_record(item: Any, index: int) -> IncomingRecord:
     assert isinstance(payload, dict)  # decode refuses anything else
     waveform = _waveform(item.get("waveform_b64"), record, kind, seq, index)
     stored = {key: value for key, value in payload.items() if key != "waveform_bw"}
-    return IncomingRecord(kind, seq, None if t_host is None else float(t_host), dumps(stored), waveform)
+    time = None if t_host is None else float(t_host)
+    return IncomingRecord(kind, seq, time, dumps(stored), waveform, tally_of(kind, stored))
 
 
 def _bad(kind: str, seq: int, index: int, field: str, problem: str, reason: str = "bad_field") -> SyncRequestError:

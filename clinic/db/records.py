@@ -5,7 +5,8 @@ inserted with ``ON CONFLICT DO NOTHING``, so a record sent twice (a host that di
 push, two hosts racing) is stored once and counted as a duplicate, on PostgreSQL and SQLite alike; the rows the
 database reports as inserted are the new ones. On PostgreSQL the batch goes in as one ``INSERT ... SELECT FROM
 unnest(arrays)`` statement (measured several times faster than SQLAlchemy's many-values insert of the same
-rows); on SQLite as SQLAlchemy's dialect insert with ``RETURNING``.
+rows); on SQLite as SQLAlchemy's dialect insert with ``RETURNING``. The new records' shares of the daily
+figures go into ``record_buckets`` in the same transaction (:mod:`forcecast.clinic.db.buckets`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from forcecast.clinic.db.buckets import add_to_buckets
 from forcecast.clinic.db.devices import Device
 from forcecast.clinic.db.schema import records
 from forcecast.clinic.sync_wire import IncomingRecord
@@ -58,7 +60,7 @@ async def store_records(
         return Ingested(0, 0)
     now = time.time() if received_at is None else received_at
     if connection.dialect.name == "postgresql":
-        accepted = await _insert_unnest(connection, device, store_id, batch, now)
+        inserted = await _insert_unnest(connection, device, store_id, batch, now)
     else:
         rows = [
             {
@@ -74,9 +76,20 @@ async def store_records(
             }
             for record in batch
         ]
-        statement = sqlite.insert(records).on_conflict_do_nothing(index_elements=list(_KEY)).returning(records.c.id)
-        accepted = len((await connection.execute(statement, rows)).all())
-    return Ingested(accepted, len(batch) - accepted)
+        statement = (
+            sqlite.insert(records)
+            .on_conflict_do_nothing(index_elements=list(_KEY))
+            .returning(records.c.kind, records.c.seq)
+        )
+        inserted = {(str(kind), int(seq)) for kind, seq in (await connection.execute(statement, rows)).all()}
+    new, counted = [], set()
+    for record in batch:  # a key twice in the batch was stored once: its first copy
+        key = (record.kind, record.seq)
+        if key in inserted and key not in counted:
+            counted.add(key)
+            new.append(record)
+    await add_to_buckets(connection, device.patient_id, ((record.t_host, record.tally) for record in new))
+    return Ingested(len(inserted), len(batch) - len(inserted))
 
 
 _UNNEST = text(
@@ -86,16 +99,17 @@ _UNNEST = text(
     FROM unnest(CAST(:kinds AS text[]), CAST(:seqs AS bigint[]), CAST(:t_hosts AS float8[]),
                 CAST(:payloads AS text[]), CAST(:waveforms AS bytea[])) AS u(kind, seq, t_host, payload, waveform)
     ON CONFLICT (device_pk, store_id, kind, seq) DO NOTHING
+    RETURNING kind, seq
     """
 )
 
 
 async def _insert_unnest(
     connection: AsyncConnection, device: Device, store_id: str, batch: Sequence[IncomingRecord], now: float
-) -> int:
+) -> set[tuple[str, int]]:
     """PostgreSQL: the whole batch as one statement over arrays (several times faster than a row per value list).
 
-    The rows the statement inserted (its row count) are the new ones; a key held already, or twice in the batch,
+    Returns the keys (kind, seq) of the rows it inserted, the new ones; a key held already, or twice in the batch,
     is skipped by ``ON CONFLICT DO NOTHING``.
     """
     result = await connection.execute(
@@ -112,7 +126,7 @@ async def _insert_unnest(
             "waveforms": [r.waveform for r in batch],
         },
     )
-    return int(result.rowcount)
+    return {(str(kind), int(seq)) for kind, seq in result.all()}
 
 
 async def held_stores(connection: AsyncConnection, device_pk: int) -> list[HeldStore]:

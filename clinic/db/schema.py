@@ -138,6 +138,24 @@ records = Table(
     Index("ix_records_patient_kind_time", "patient_id", "kind", "t_host"),
 )
 
+record_buckets = Table(
+    "record_buckets",
+    metadata,
+    Column("patient_id", Integer, ForeignKey("patients.id"), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("steps", Integer, nullable=False),
+    Column("peak_sum", Double, nullable=False),
+    Column("peak_n", Integer, nullable=False),
+    Column("loading_rate_sum", Double, nullable=False),
+    Column("loading_rate_n", Integer, nullable=False),
+    Column("load_bws", Double, nullable=False),
+    Column("wear_s", Double, nullable=False),
+    Column("cues", Integer, nullable=False),
+    Column("quality", Integer, nullable=False),
+)
+"""Per patient and quarter hour (``bucket`` = ⌊t_host / 900⌋), what its records add to the dashboard's daily
+figures (:mod:`forcecast.clinic.tally`); written with each new record, in its transaction."""
+
 notes = Table(
     "notes",
     metadata,
