@@ -141,7 +141,7 @@ def test_the_sums_give_the_figures_the_records_give_in_every_zone(clinic_db: Cli
 def test_duplicates_and_a_key_twice_in_a_batch_add_nothing(clinic_db: ClinicTestDb) -> None:
     day = date(2026, 11, 20)
 
-    async def scenario() -> tuple[list[Any], dict[int, Tally], int]:
+    async def scenario() -> tuple[Sequence[Any], dict[int, Tally], int]:
         engine = create_engine(clinic_db.url)
         try:
             async with engine.begin() as conn:
