@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -26,6 +25,7 @@ from forcecast.clinic.dashboard import DashboardOptions
 from forcecast.clinic.db.engine import create_engine
 from forcecast.clinic.db.migrate import require_current, upgrade
 from forcecast.edge.errors import UsageError
+from forcecast.host_app.analytics import zone
 
 log = logging.getLogger(__name__)
 PARENT_POLL_S = 1.0
@@ -85,8 +85,7 @@ def serve(
 def _zone_name(options: DashboardOptions) -> str:
     if options.timezone:
         return options.timezone
-    local = datetime.now().astimezone().tzinfo
-    return f"the server's time zone ({local}; set [dashboard] timezone)"
+    return f"the server's time zone ({zone(None)}; set [dashboard] timezone)"
 
 
 def _worker(settings: ClinicSettings, supervisor: int, verbose: bool, options: DashboardOptions) -> None:

@@ -49,10 +49,10 @@ from forcecast.edge.slots import SlotError
 log = logging.getLogger(__name__)
 
 LIVE_QUEUE = 400
+"""Live packets kept while the radio is slower than the stream (older ones are dropped and counted)."""
 LIVE_BATCH = 4
 """Live samples per notification when the MTU allows (the runtime emits one at a time at 100 Hz: four make a
 notification every 40 ms per leg instead of every 10 ms, for at most 30 ms more delay on the host's trace)."""
-"""Live packets kept while the radio is slower than the stream (older ones are dropped and counted)."""
 
 
 class Updates(Protocol):
@@ -330,7 +330,6 @@ class DeviceLink:
             if run is None:
                 run = self._gathering[leg] = _LiveRun(block, float(time_s[0]), period_s)
             run.rows.append(rows)
-            run.count += time_s.size
             if run.count >= min(self.live_batch, max(1, live_samples_per_packet(self.mtu))):
                 self._queue_live(leg, self._gathering.pop(leg))
 
@@ -356,7 +355,11 @@ class _LiveRun:
     t0_s: float
     period_s: float
     rows: list[np.ndarray] = field(default_factory=list)
-    count: int = 0
+
+    @property
+    def count(self) -> int:
+        """Samples gathered so far."""
+        return sum(len(part) for part in self.rows)
 
     def continued_by(self, block: int, period_s: float) -> bool:
         """Whether samples starting at ``block`` follow these without a gap."""

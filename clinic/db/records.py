@@ -82,12 +82,10 @@ async def store_records(
             .returning(records.c.kind, records.c.seq)
         )
         inserted = {(str(kind), int(seq)) for kind, seq in (await connection.execute(statement, rows)).all()}
-    new, counted = [], set()
+    first: dict[tuple[str, int], IncomingRecord] = {}
     for record in batch:  # a key twice in the batch was stored once: its first copy
-        key = (record.kind, record.seq)
-        if key in inserted and key not in counted:
-            counted.add(key)
-            new.append(record)
+        first.setdefault((record.kind, record.seq), record)
+    new = (record for key, record in first.items() if key in inserted)
     await add_to_buckets(connection, device.patient_id, ((record.t_host, record.tally) for record in new))
     return Ingested(len(inserted), len(batch) - len(inserted))
 
