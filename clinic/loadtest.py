@@ -163,6 +163,24 @@ async def _admin(url: str, statement: str) -> None:
         await connection.close()
 
 
+async def drop_database(admin_url: str, name: str, attempts: int = 20) -> None:
+    """Drop a throw-away database, waiting out a session the admin role may not end.
+
+    ``WITH (FORCE)`` ends this role's connections, but PostgreSQL refuses when a session of another role is on the
+    database (an autovacuum worker that started on the freshly written tables); it is gone within moments.
+    """
+    import asyncpg
+
+    for attempt in range(attempts):
+        try:
+            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+
+
 def new_database(target: str, folder: Path) -> tuple[str, Callable[[], None]]:
     """A fresh database for one scenario and a function that removes it."""
     if target == "sqlite":
@@ -176,7 +194,7 @@ def new_database(target: str, folder: Path) -> tuple[str, Callable[[], None]]:
     name = f"forcecast_load_{random.getrandbits(32):08x}"
     asyncio.run(_admin(target, f'CREATE DATABASE "{name}"'))
     url = make_url(target).set(database=name).render_as_string(hide_password=False)
-    return url, lambda: asyncio.run(_admin(target, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return url, lambda: asyncio.run(drop_database(target, name))
 
 
 async def seed_hosts(url: str, hosts: int) -> list[tuple[str, str]]:

@@ -76,8 +76,11 @@ def drop_database(admin_url: str, url: str) -> None:
     """Drop a database :func:`create_database` made (its connections are closed by force)."""
     from sqlalchemy.engine import make_url
 
+    from forcecast.clinic.loadtest import drop_database as drop
+
     name = make_url(url).database
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    assert name is not None
+    asyncio.run(drop(admin_url, name))
 
 
 async def _migrate(url: str) -> None:
